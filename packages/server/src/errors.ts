@@ -55,6 +55,7 @@ export const ERROR_CATALOGUE = {
   AG_ERR_PHASE_BUILD_AGENT_TIMEOUT: { status: 500, retryable: true, description: 'The agent produced no output for idleTimeout, or exceeded its iteration time.' },
   AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE: { status: 500, retryable: false, description: 'The agent reported that it failed the task (for example is_error in its result).' },
   AG_ERR_PHASE_SNAPSHOT: { status: 500, retryable: true, description: 'Committing the iteration snapshot with git failed.' },
+  AG_ERR_VERIFY_FAILED: { status: 422, retryable: false, description: 'The gates did not pass and the convergence strategy or the iteration limit stopped the run.' },
   AG_ERR_PHASE_VERIFY: { status: 500, retryable: true, description: 'The gates could not be run (not: a gate failed).' },
   AG_ERR_PHASE_FEEDBACK: { status: 500, retryable: false, description: 'Generating feedback for the next iteration failed.' },
   AG_ERR_GATE_SETUP_FAILED: { status: 500, retryable: false, description: 'An environment setup command of verify.yaml failed.' },

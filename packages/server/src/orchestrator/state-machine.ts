@@ -126,7 +126,7 @@ type Table = typeof TRANSITIONS;
 export type TransitionMap = { [S in RunState]: keyof Table[S] & RunEvent };
 
 /** The state reached from `S` on event `E`, at the type level. */
-export type NextState<S extends RunState, E extends TransitionMap[S]> = Table[S][E] extends { to: infer T } ? T : never;
+export type NextState<S extends RunState, E extends TransitionMap[S]> = Table[S][E] extends { to: infer T extends RunState } ? T : never;
 
 export interface RunErrorInfo {
   code: string;
@@ -148,6 +148,9 @@ export interface Run {
   readonly updatedAt: string;
   readonly completedAt: string | null;
 }
+
+/** A run statically known to be in state `S`. */
+export type RunIn<S extends RunState> = Omit<Run, 'state'> & { readonly state: S };
 
 export interface CreateRunInput {
   id: string;
@@ -226,7 +229,8 @@ export function applyTransition(run: Run, event: RunEvent, detail: TransitionDet
     ...run,
     state: target.to,
     iteration: event === 'feedback_generated' ? run.iteration + 1 : run.iteration,
-    result: terminal ? (target.result ?? null) : run.result,
+    // Every row into a terminal state carries its result; other rows carry none and keep the old value.
+    result: target.result ?? run.result,
     error: detail.error ?? run.error,
     updatedAt: at,
     completedAt: terminal ? at : run.completedAt,
@@ -238,11 +242,11 @@ export function applyTransition(run: Run, event: RunEvent, detail: TransitionDet
  * not compile. The runtime behaviour is {@link applyTransition}.
  */
 export function transition<S extends RunState, E extends TransitionMap[S]>(
-  run: Run & { readonly state: S },
+  run: RunIn<S>,
   event: E,
   detail?: TransitionDetail,
-): Run & { readonly state: NextState<S, E> } {
-  return applyTransition(run, event, detail) as Run & { readonly state: NextState<S, E> };
+): RunIn<NextState<S, E>> {
+  return applyTransition(run, event, detail) as RunIn<NextState<S, E>>;
 }
 
 /** All (state, event, target) rows of the table, in table order. */

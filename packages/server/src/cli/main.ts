@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+/**
+ * The `agentgate` command line (SPEC 12). Exit codes: 0 succeeded, 1 failed, 2 invalid input or
+ * configuration, 130 canceled.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
+
+export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('agentgate')
+    .description('Run coding agents against a git repository until your gates pass')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stderr.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError('(run agentgate --help for usage)');
+
+  program
+    .command('exec')
+    .description('run a task in-process on a local repository (--path) or a git remote (--git)')
+    .option('--path <repo>', 'local git repository (never modified in place; the run uses a worktree)')
+    .option('--git <url>', 'git remote to clone (cached) and work on')
+    .option('--ref <ref>', 'start from this ref instead of HEAD / the default branch')
+    .option('--prompt <text>', 'the task for the agent')
+    .addOption(new Option('--agent <driver>', 'agent driver').choices(['command', 'claude-code', 'codex']).default('command'))
+    .option('--agent-command <shell>', 'shell command of the command agent')
+    .option('--model <name>', 'model for claude-code / codex')
+    .option('--max-iterations <n>', 'maximum build → verify iterations (default 3)')
+    .option('--timeout <duration>', 'wall clock for the whole run, e.g. 10m (default 1h)')
+    .option('--idle-timeout <duration>', 'kill an agent silent for this long (default 10m)')
+    .addOption(new Option('--strategy <name>', 'convergence strategy').choices(['fixed', 'hybrid', 'ralph', 'manual']))
+    .addOption(new Option('--delivery <kind>', 'how to deliver the result').choices(['local', 'github', 'gitlab']).default('local'))
+    .option('--wait-ci', 'wait for CI after opening the PR/MR')
+    .option('--json', 'print one final JSON line on stdout (progress stays on stderr)')
+    .option('--verbose', 'print every agent output line')
+    .action(async (flags: ExecFlags) => {
+      setExit(await runCommand(io, () => taskSpecFromFlags(flags, io.cwd), flags));
+    });
+
+  const task = program.command('task').description('TaskSpec files');
+  task
+    .command('run <file>')
+    .description('run a TaskSpec (agentgate.io/v1) YAML file in-process')
+    .option('--json', 'print one final JSON line on stdout')
+    .option('--verbose', 'print every agent output line')
+    .action(async (file: string, flags: { json?: boolean; verbose?: boolean }) => {
+      setExit(await runCommand(io, () => taskSpecFromFile(file, io.cwd), flags));
+    });
+
+  return program;
+}
+
+/** Parses argv and runs; resolves to the process exit code. */
+export async function main(argv: readonly string[], io: CliIo): Promise<number> {
+  let code: number = EXIT.succeeded;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version are successful exits; every other parse error is invalid input.
+      return error.exitCode === 0 ? EXIT.succeeded : EXIT.invalid;
+    }
+    throw error;
+  }
+  return code;
+}
+
+const invokedDirectly = process.argv[1] !== undefined && /(?:^|[\\/])(?:main\.[jt]s|agentgate(?:\.js)?)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
+  main(process.argv.slice(2), io).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`agentgate: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exit(EXIT.failed);
+    },
+  );
+}

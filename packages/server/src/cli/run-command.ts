@@ -1,0 +1,192 @@
+/**
+ * `agentgate exec` and `agentgate task run`: both turn their input into a TaskSpec, resolve it with
+ * the same resolver the HTTP API uses, and run it in-process on the engine with a live progress
+ * display. Ctrl-C cancels the run cleanly (exit 130).
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { AgentGateError, ERROR_CATALOGUE, toAgentGateError } from '../errors.js';
+import type { RunOutcome } from '../execution/engine.js';
+import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
+import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
+import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
+import { createRuntime } from '../runtime.js';
+import { systemClock } from '../util/clock.js';
+import { ProgressDisplay } from './progress-display.js';
+
+export const EXIT = { succeeded: 0, failed: 1, invalid: 2, canceled: 130 } as const;
+
+export interface ExecFlags {
+  path?: string;
+  git?: string;
+  ref?: string;
+  prompt?: string;
+  agent: string;
+  agentCommand?: string;
+  model?: string;
+  maxIterations?: string;
+  timeout?: string;
+  idleTimeout?: string;
+  strategy?: string;
+  delivery: string;
+  waitCi?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+export interface CliIo {
+  stdout: { write(chunk: string): boolean };
+  stderr: NodeJS.WriteStream | { write(chunk: string): boolean; isTTY?: boolean };
+  env: Record<string, string | undefined>;
+  cwd: string;
+}
+
+function usage(message: string): AgentGateError {
+  return new AgentGateError('AG_ERR_CLI_USAGE', message);
+}
+
+function positiveInt(flag: string, value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw usage(`${flag}: expected a positive integer, got "${value}"`);
+  return Number(value);
+}
+
+/** Builds a TaskSpec document from `exec` flags, so flags go through the same schema as files. */
+export function taskSpecFromFlags(flags: ExecFlags, cwd: string): TaskSpec {
+  if (flags.path === undefined && flags.git === undefined) throw usage('one of --path <repo> or --git <url> is required');
+  if (flags.path !== undefined && flags.git !== undefined) throw usage('--path and --git cannot be used together');
+  if (flags.prompt === undefined || flags.prompt.trim() === '') throw usage('--prompt <text> is required');
+  if (flags.delivery !== 'local') {
+    throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', `--delivery ${flags.delivery}: only "local" delivery is available in this build`);
+  }
+  if (flags.waitCi) throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', '--wait-ci needs github or gitlab delivery, which is not available in this build');
+  const workspace =
+    flags.path !== undefined
+      ? { source: 'local' as const, path: resolvePath(cwd, flags.path), ...(flags.ref !== undefined && { ref: flags.ref }) }
+      : { source: 'git' as const, url: flags.git ?? '', ...(flags.ref !== undefined && { ref: flags.ref }) };
+  const limits: Record<string, unknown> = {};
+  if (flags.maxIterations !== undefined) limits['maxIterations'] = positiveInt('--max-iterations', flags.maxIterations);
+  if (flags.timeout !== undefined) limits['maxWallClock'] = flags.timeout;
+  if (flags.idleTimeout !== undefined) limits['idleTimeout'] = flags.idleTimeout;
+  const input: TaskSpecInput = {
+    apiVersion: 'agentgate.io/v1',
+    kind: 'TaskSpec',
+    metadata: { name: 'cli-exec' },
+    spec: {
+      goal: { prompt: flags.prompt },
+      convergence: { ...(flags.strategy !== undefined && { strategy: flags.strategy }), limits },
+      execution: {
+        workspace,
+        agent: {
+          driver: flags.agent,
+          ...(flags.agentCommand !== undefined && { command: flags.agentCommand }),
+          ...(flags.model !== undefined && { model: flags.model }),
+        },
+      },
+    },
+  } as TaskSpecInput;
+  return parseTaskSpec(input);
+}
+
+/** Reads a TaskSpec YAML file; a relative local workspace path is relative to the file's directory. */
+export async function taskSpecFromFile(file: string, cwd: string): Promise<TaskSpec> {
+  const path = resolvePath(cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new AgentGateError('AG_ERR_CLI_USAGE', `cannot read task spec ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
+  }
+  const spec = parseTaskSpecYaml(text, file);
+  const ws = spec.spec.execution.workspace;
+  if (ws.source === 'local' && !isAbsolute(ws.path)) ws.path = resolvePath(dirname(path), ws.path);
+  return spec;
+}
+
+/** Exit code for an error raised before or instead of a run: client errors (HTTP 4xx class) are 2. */
+export function exitCodeForError(error: AgentGateError): number {
+  return ERROR_CATALOGUE[error.code].status < 500 ? EXIT.invalid : EXIT.failed;
+}
+
+export function exitCodeForOutcome(outcome: RunOutcome): number {
+  if (outcome.state === 'succeeded') return EXIT.succeeded;
+  if (outcome.state === 'canceled') return EXIT.canceled;
+  const code = outcome.error?.code;
+  if (code !== undefined && code in ERROR_CATALOGUE && ERROR_CATALOGUE[code as keyof typeof ERROR_CATALOGUE].status === 400) return EXIT.invalid;
+  return EXIT.failed;
+}
+
+export function outcomeJson(outcome: RunOutcome): string {
+  const body: Record<string, unknown> = {
+    workOrderId: outcome.workOrderId,
+    runId: outcome.runId,
+    state: outcome.state,
+    result: outcome.result,
+    iterations: outcome.iterations,
+    branch: outcome.branch,
+  };
+  if (outcome.error) body['error'] = { code: outcome.error.code, message: outcome.error.message };
+  if (outcome.unverified) body['unverified'] = true;
+  body['usage'] = outcome.usage;
+  return JSON.stringify(body);
+}
+
+/** Runs a resolved spec in-process and returns the exit code. */
+export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; verbose?: boolean }, io: CliIo, config: AgentGateConfig): Promise<number> {
+  const runtime = createRuntime({ config, baseEnv: io.env });
+  const display = new ProgressDisplay({
+    stream: io.stderr,
+    clock: systemClock,
+    maxIterations: spec.convergence.limits.maxIterations,
+    ...(flags.verbose !== undefined && { verbose: flags.verbose }),
+  });
+  const started = runtime.engine.start(spec);
+  const unsubscribe = runtime.emitter.on((event) => {
+    if (event.runId === started.runId) display.handle(event);
+  });
+  let interrupts = 0;
+  const onSigint = (): void => {
+    interrupts += 1;
+    if (interrupts === 1) {
+      io.stderr.write('\ncanceling run (Ctrl-C again to exit at once)…\n');
+      runtime.engine.cancel(started.runId, 'canceled by Ctrl-C');
+    } else {
+      process.exit(EXIT.canceled);
+    }
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  try {
+    const outcome = await started.done;
+    display.stop();
+    if (flags.json) io.stdout.write(`${outcomeJson(outcome)}\n`);
+    io.stderr.write(summaryLine(outcome));
+    return exitCodeForOutcome(outcome);
+  } finally {
+    display.stop();
+    unsubscribe();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    runtime.close();
+  }
+}
+
+function summaryLine(outcome: RunOutcome): string {
+  const head = `run ${outcome.runId} ${outcome.state}${outcome.result ? ` (${outcome.result})` : ''} after ${outcome.iterations} iteration(s)`;
+  const error = outcome.error ? `\n  ${outcome.error.code}: ${outcome.error.message}` : '';
+  const unverified = outcome.unverified ? '\n  WARNING: unverified — no verify.yaml and no test command was found; nothing was checked' : '';
+  return `${head}; branch ${outcome.branch}${error}${unverified}\n`;
+}
+
+/** Shared driver of both commands: config → spec → run, with every error mapped to an exit code. */
+export async function runCommand(io: CliIo, build: () => Promise<TaskSpec> | TaskSpec, flags: { json?: boolean; verbose?: boolean }): Promise<number> {
+  try {
+    const config = loadConfig(io.env);
+    const spec = resolveTaskSpec(await build());
+    return await runSpec(spec, flags, io, config);
+  } catch (error) {
+    const classified = toAgentGateError(error, 'AG_ERR_INTERNAL');
+    io.stderr.write(`error ${classified.code}: ${classified.message}\n`);
+    if (flags.json) io.stdout.write(`${JSON.stringify({ error: { code: classified.code, message: classified.message } })}\n`);
+    return exitCodeForError(classified);
+  }
+}

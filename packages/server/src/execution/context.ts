@@ -1,0 +1,121 @@
+/**
+ * Typed contexts of the execution path (SPEC 2). Phases receive a narrow {@link PhaseContext}: the
+ * run's identity, workspace, signal, logger, emit and the services they need — never the engine and
+ * never a list of callbacks.
+ */
+import type { Logger } from 'pino';
+import type { AgentDriverRegistry } from '../agents/registry.js';
+import type { AgentGateError } from '../errors.js';
+import type { Verifier } from '../gates/verifier.js';
+import type { EmitFn, PhaseName, UsageTotals } from '../observability/events.js';
+import type { ResolvedTaskSpec } from '../schemas/resolve.js';
+import type { RunStore } from '../store/types.js';
+import type { Clock } from '../util/clock.js';
+import type { Snapshotter } from '../workspace/snapshotter.js';
+import type { Workspace } from '../workspace/types.js';
+import type { IterationObservation } from '../convergence/types.js';
+import type { AgentResult } from '../agents/types.js';
+import type { SnapshotResult } from '../workspace/types.js';
+import type { VerificationReport } from '../gates/types.js';
+
+/** Long-lived services shared by all runs of one engine. */
+export interface ExecutionServices {
+  store: RunStore;
+  agents: AgentDriverRegistry;
+  snapshotter: Snapshotter;
+  verifier: Verifier;
+  clock: Clock;
+  logger: Logger;
+  /** `$AGENTGATE_HOME`: worktrees, cached clones and run artifacts live below it. */
+  home: string;
+  /** The environment agents and gates start from (before secrets are removed). */
+  baseEnv: Record<string, string | undefined>;
+}
+
+/** Why a run's signal was aborted: the engine maps it to `user_canceled` or `timeout`. */
+export type AbortReason = { kind: 'canceled'; reason: string } | { kind: 'timeout'; limitMs: number };
+
+/** Mutable per-run state carried from one iteration to the next; owned by the engine. */
+export interface RunProgress {
+  iteration: number;
+  sessionId: string | undefined;
+  feedback: string;
+  usage: UsageTotals;
+  history: IterationObservation[];
+  unverified: boolean;
+  /** The last verification report (input of the feedback phase). */
+  lastReport: VerificationReport | undefined;
+}
+
+/** Everything one run needs; built by the engine when the workspace is acquired. */
+export interface ExecutionContext {
+  runId: string;
+  workOrderId: string;
+  spec: ResolvedTaskSpec;
+  workspace: Workspace;
+  artifactsDir: string;
+  signal: AbortSignal;
+  startedAt: number;
+  deadline: number;
+  emit: EmitFn;
+  logger: Logger;
+  progress: RunProgress;
+}
+
+/** What a phase handler receives. */
+export interface PhaseContext {
+  readonly runId: string;
+  readonly workOrderId: string;
+  readonly iteration: number;
+  readonly phase: PhaseName;
+  readonly spec: ResolvedTaskSpec;
+  readonly workspace: Workspace;
+  readonly artifactsDir: string;
+  readonly signal: AbortSignal;
+  readonly deadline: number;
+  readonly logger: Logger;
+  readonly emit: EmitFn;
+  readonly clock: Clock;
+  readonly services: Pick<ExecutionServices, 'agents' | 'snapshotter' | 'verifier' | 'baseEnv'>;
+  /** Read-only view of the run's progress (session id, feedback, usage, history). */
+  readonly progress: Readonly<RunProgress>;
+}
+
+/** Handlers never throw outward: they return one of these. */
+export type PhaseResult<T> =
+  | { ok: true; value: T }
+  | {
+      ok: false;
+      error: AgentGateError;
+      cancelled: boolean;
+      /** What is known of the failed phase, kept in the iteration record (e.g. the agent summary). */
+      record?: Record<string, unknown>;
+    };
+
+export interface BuildOutput {
+  agent: AgentResult & { ok: true };
+}
+export interface SnapshotOutput {
+  snapshot: SnapshotResult;
+}
+export interface VerifyOutput {
+  report: VerificationReport;
+}
+export interface FeedbackOutput {
+  text: string;
+  truncated: boolean;
+}
+
+export interface PhaseOutputs {
+  build: BuildOutput;
+  snapshot: SnapshotOutput;
+  verify: VerifyOutput;
+  feedback: FeedbackOutput;
+}
+
+export type IterationPhase = keyof PhaseOutputs;
+
+export interface PhaseHandler<P extends IterationPhase> {
+  readonly name: P;
+  execute(ctx: PhaseContext): Promise<PhaseResult<PhaseOutputs[P]>>;
+}

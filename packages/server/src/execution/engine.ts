@@ -1,0 +1,420 @@
+/**
+ * ExecutionEngine: the one execution path (SPEC 2–4). It takes a ResolvedTaskSpec through the state
+ * machine to a terminal state: acquires the workspace, loops build → snapshot → verify → feedback via
+ * the PhaseOrchestrator, consults the ConvergenceController after a failed verification, and always
+ * releases the workspace. Every transition is persisted through the store (run row + its
+ * `run_state_changed` event in one transaction) before it is published.
+ *
+ * The engine is the only place that changes a run's state. Cancel and the wall clock abort one
+ * AbortSignal per run whose reason says which of the two happened.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AgentGateError, toAgentGateError } from '../errors.js';
+import { ConvergenceController } from '../convergence/controller.js';
+import { isTerminalState, createRun, type RunEvent, type RunResult, type RunState } from '../orchestrator/state-machine.js';
+import type { ErrorPayload, UsageTotals } from '../observability/events.js';
+import type { ProgressEmitter } from '../observability/progress-emitter.js';
+import type { ResolvedTaskSpec } from '../schemas/resolve.js';
+import type { StoredRun, WorkOrderSource } from '../store/types.js';
+import type { WorkspaceManager } from '../workspace/manager.js';
+import type { Workspace } from '../workspace/types.js';
+import { PhaseOrchestrator, type PhaseHandlers } from './phase-orchestrator.js';
+import type { AbortReason, ExecutionContext, ExecutionServices, RunProgress } from './context.js';
+import { redact, secretValues } from '../util/secrets.js';
+
+export interface EngineServices extends ExecutionServices {
+  workspaces: WorkspaceManager;
+  emitter: ProgressEmitter;
+}
+
+export interface StartOptions {
+  /** Attach the run to an existing work order; otherwise one is created for it. */
+  workOrderId?: string;
+  runId?: string;
+  source?: WorkOrderSource;
+  /** The request as the client sent it (stored with a new work order). */
+  request?: object;
+  /** Aborting it cancels the run (reason `canceled`). */
+  signal?: AbortSignal;
+}
+
+export interface RunOutcome {
+  runId: string;
+  workOrderId: string;
+  state: RunState;
+  result: RunResult | null;
+  iterations: number;
+  branch: string;
+  error: ErrorPayload | null;
+  unverified: boolean;
+  usage: UsageTotals;
+  durationMs: number;
+}
+
+export interface StartedRun {
+  runId: string;
+  workOrderId: string;
+  done: Promise<RunOutcome>;
+}
+
+interface ActiveRun {
+  controller: AbortController;
+}
+
+/** Aborting with a reason the engine understands. */
+function abortWith(controller: AbortController, reason: AbortReason): void {
+  if (!controller.signal.aborted) controller.abort(reason);
+}
+
+function abortReasonOf(signal: AbortSignal): AbortReason {
+  const reason: unknown = signal.reason;
+  if (typeof reason === 'object' && reason !== null && 'kind' in reason && (reason.kind === 'timeout' || reason.kind === 'canceled')) {
+    return reason as AbortReason;
+  }
+  return { kind: 'canceled', reason: 'aborted' };
+}
+
+export class ExecutionEngine {
+  private readonly active = new Map<string, ActiveRun>();
+  private readonly orchestrator: PhaseOrchestrator;
+
+  constructor(
+    private readonly services: EngineServices,
+    handlers?: PhaseHandlers,
+  ) {
+    this.orchestrator = new PhaseOrchestrator(services, handlers);
+  }
+
+  /** Runs a task to a terminal state. Never rejects for run failures: they are in the outcome. */
+  async run(spec: ResolvedTaskSpec, options: StartOptions = {}): Promise<RunOutcome> {
+    return this.start(spec, options).done;
+  }
+
+  /** Creates the run records synchronously and starts executing; the ids are known at once. */
+  start(spec: ResolvedTaskSpec, options: StartOptions = {}): StartedRun {
+    const { store, clock } = this.services;
+    const runId = options.runId ?? randomUUID();
+    const workOrderId = options.workOrderId ?? randomUUID();
+    const createdAt = new Date(clock.now()).toISOString();
+    store.runInTransaction(() => {
+      if (store.getWorkOrder(workOrderId) === null) {
+        store.createWorkOrder({ id: workOrderId, source: options.source ?? spec.source, spec, request: options.request ?? null, createdAt });
+      }
+      store.insertRun(createRun({ id: runId, workOrderId, maxIterations: spec.convergence.limits.maxIterations, createdAt }), {
+        branch: `${spec.delivery.branchPrefix}${runId}`,
+      });
+    });
+    const controller = new AbortController();
+    this.active.set(runId, { controller });
+    const external = options.signal;
+    const onExternalAbort = (): void => abortWith(controller, { kind: 'canceled', reason: 'canceled by caller' });
+    if (external?.aborted) onExternalAbort();
+    external?.addEventListener('abort', onExternalAbort, { once: true });
+    const done = this.execute(runId, workOrderId, spec, controller).finally(() => {
+      external?.removeEventListener('abort', onExternalAbort);
+      this.active.delete(runId);
+    });
+    return { runId, workOrderId, done };
+  }
+
+  /** Requests cancellation; the run reaches `canceled` once its current process group is killed. */
+  cancel(runId: string, reason = 'canceled by user'): boolean {
+    const active = this.active.get(runId);
+    if (!active) return false;
+    abortWith(active.controller, { kind: 'canceled', reason });
+    return true;
+  }
+
+  status(runId: string): StoredRun | null {
+    return this.services.store.getRun(runId);
+  }
+
+  activeCount(): number {
+    return this.active.size;
+  }
+
+  private transition(runId: string, event: RunEvent, error?: ErrorPayload): StoredRun {
+    const { store, emitter, clock } = this.services;
+    const outcome = store.transition(runId, event, {
+      at: new Date(clock.now()).toISOString(),
+      ...(error !== undefined && { error }),
+    });
+    emitter.publish(outcome.event);
+    return outcome.run;
+  }
+
+  private async execute(runId: string, workOrderId: string, spec: ResolvedTaskSpec, controller: AbortController): Promise<RunOutcome> {
+    const { store, emitter, clock, logger: rootLogger, workspaces } = this.services;
+    const logger = rootLogger.child({ runId, workOrderId });
+    const signal = controller.signal;
+    const startedAt = clock.now();
+    const limits = spec.convergence.limits;
+    const deadline = startedAt + limits.maxWallClockMs;
+    const wallClock = setTimeout(() => abortWith(controller, { kind: 'timeout', limitMs: limits.maxWallClockMs }), limits.maxWallClockMs);
+    const emit = emitter.forRun(runId);
+    const branch = `${spec.delivery.branchPrefix}${runId}`;
+    const progress: RunProgress = {
+      iteration: 1,
+      sessionId: undefined,
+      feedback: '',
+      usage: { inputTokens: 0, outputTokens: 0, costUsd: 0 },
+      history: [],
+      unverified: false,
+      lastReport: undefined,
+    };
+    let workspace: Workspace | undefined;
+
+    store.updateWorkOrderStatus(workOrderId, 'running');
+    store.appendWorkOrderEvent(workOrderId, 'work_order_updated', { status: 'running', runId });
+    emit('run_started', {
+      maxIterations: limits.maxIterations,
+      strategy: spec.convergence.strategy,
+      agent: spec.agent.driver,
+      workspace: describeWorkspace(spec),
+      branch,
+      warnings: [],
+    });
+    logger.info({ agent: spec.agent.driver, strategy: spec.convergence.strategy }, 'run started');
+
+    try {
+      workspace = await this.acquireWorkspace(runId, spec, signal, emit);
+      if (workspace === undefined) return this.finishAborted(runId, signal);
+      store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
+      if (signal.aborted) return this.finishAborted(runId, signal);
+      this.transition(runId, 'workspace_acquired');
+      const artifactsDir = join(this.services.home, 'runs', runId);
+      await mkdir(artifactsDir, { recursive: true });
+      const ctx: ExecutionContext = { runId, workOrderId, spec, workspace, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
+      this.transition(runId, 'build_started');
+      await this.loop(ctx);
+    } catch (error) {
+      const classified = toAgentGateError(error);
+      logger.error({ err: classified, code: classified.code }, 'run failed unexpectedly');
+      this.failIfOpen(runId, classified, progress.iteration);
+    } finally {
+      clearTimeout(wallClock);
+      if (workspace !== undefined) await this.releaseWorkspace(workspace, logger);
+    }
+    return this.complete(runId, workOrderId, branch, startedAt, progress);
+  }
+
+  /** The iteration loop; returns when the run is terminal. */
+  private async loop(ctx: ExecutionContext): Promise<void> {
+    const { runId, progress, spec, signal, emit } = ctx;
+    const controller = new ConvergenceController({
+      strategy: spec.convergence.strategy,
+      config: spec.convergence.config,
+      limits: spec.convergence.limits,
+      clock: this.services.clock,
+      startedAt: ctx.startedAt,
+    });
+    for (;;) {
+      const iteration = progress.iteration;
+      const iterationStarted = this.services.clock.now();
+      const record: Record<string, unknown> = {};
+      const save = (): void => {
+        this.services.store.saveIteration(runId, iteration, record, new Date(iterationStarted).toISOString(), new Date(this.services.clock.now()).toISOString());
+      };
+      emit('iteration_started', { iteration });
+
+      const build = await this.orchestrator.run('build', ctx);
+      const agent = build.ok ? build.value.agent : build.record?.['agent'];
+      if (build.ok) this.addUsage(ctx, build.value.agent.usage);
+      record['agent'] = agent;
+      if (!build.ok) {
+        record['error'] = build.error.toJSON();
+        save();
+        if (build.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
+        this.transition(runId, 'build_failed', errorPayload(build.error, 'build', iteration));
+        return;
+      }
+      progress.sessionId = build.value.agent.sessionId ?? progress.sessionId;
+      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
+      this.transition(runId, 'build_completed');
+
+      const snapshot = await this.orchestrator.run('snapshot', ctx);
+      if (!snapshot.ok) {
+        record['error'] = snapshot.error.toJSON();
+        save();
+        if (snapshot.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
+        this.transition(runId, 'snapshot_failed', errorPayload(snapshot.error, 'snapshot', iteration));
+        return;
+      }
+      record['snapshot'] = snapshot.value.snapshot;
+      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
+      this.transition(runId, 'snapshot_completed');
+
+      const verify = await this.orchestrator.run('verify', ctx);
+      if (!verify.ok) {
+        record['error'] = verify.error.toJSON();
+        save();
+        if (verify.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
+        this.transition(runId, 'system_error', errorPayload(verify.error, 'verify', iteration));
+        return;
+      }
+      const report = verify.value.report;
+      record['verification'] = report;
+      progress.lastReport = report;
+      if (report.unverified && !progress.unverified) {
+        progress.unverified = true;
+        this.services.store.updateRunMeta(runId, { unverified: true });
+      }
+      progress.history.push({
+        iteration,
+        passRatio: report.passRatio,
+        snapshotSha: snapshot.value.snapshot.sha,
+        treeSha: snapshot.value.snapshot.treeSha,
+        agentOutput: build.value.agent.output,
+      });
+      emit('iteration_completed', { iteration, passed: report.passed, durationMs: this.services.clock.now() - iterationStarted });
+      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
+      if (report.passed) {
+        save();
+        this.transition(runId, 'verify_passed');
+        return;
+      }
+
+      const decided = controller.decide({ iteration, history: progress.history, usage: progress.usage });
+      if (!decided.ok) {
+        record['error'] = decided.error.toJSON();
+        save();
+        this.transition(runId, 'system_error', errorPayload(decided.error, 'convergence', iteration));
+        return;
+      }
+      const decision = decided.decision;
+      record['decision'] = decision;
+      emit('convergence_decision', { iteration, strategy: spec.convergence.strategy, decision: decision.action, reason: decision.reason });
+      if (decision.action === 'stop') {
+        save();
+        if (decision.limit === 'wall_clock') {
+          this.transition(runId, 'timeout', { code: 'AG_ERR_RUN_TIMEOUT', message: decision.reason, iteration });
+        } else {
+          const code = decision.limit === 'tokens' || decision.limit === 'cost' ? 'AG_ERR_RUN_BUDGET_EXCEEDED' : 'AG_ERR_VERIFY_FAILED';
+          this.transition(runId, 'verify_failed_terminal', { code, message: `verification failed: ${decision.reason}`, phase: 'verify', iteration });
+        }
+        return;
+      }
+      this.transition(runId, 'verify_failed_retryable');
+
+      const feedback = await this.orchestrator.run('feedback', ctx);
+      if (!feedback.ok) {
+        record['error'] = feedback.error.toJSON();
+        save();
+        if (feedback.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
+        this.transition(runId, 'system_error', errorPayload(feedback.error, 'feedback', iteration));
+        return;
+      }
+      record['feedback'] = { text: feedback.value.text, truncated: feedback.value.truncated };
+      save();
+      progress.feedback = feedback.value.text;
+      if (signal.aborted) return void this.finishAborted(runId, signal);
+      this.transition(runId, 'feedback_generated');
+      progress.iteration = iteration + 1;
+    }
+  }
+
+  private async acquireWorkspace(
+    runId: string,
+    spec: ResolvedTaskSpec,
+    signal: AbortSignal,
+    emit: ExecutionContext['emit'],
+  ): Promise<Workspace | undefined> {
+    const started = this.services.clock.now();
+    emit('phase_started', { iteration: 1, phase: 'workspace' });
+    try {
+      const workspace = await this.services.workspaces.acquire(spec.workspace, { runId, branchPrefix: spec.delivery.branchPrefix, signal });
+      emit('phase_completed', { iteration: 1, phase: 'workspace', ok: true, durationMs: this.services.clock.now() - started });
+      return workspace;
+    } catch (error) {
+      const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_SETUP');
+      const payload = errorPayload(classified, 'workspace', 1);
+      emit('phase_completed', { iteration: 1, phase: 'workspace', ok: false, durationMs: this.services.clock.now() - started, error: payload });
+      if (signal.aborted) return undefined;
+      this.transition(runId, 'system_error', payload);
+      return undefined;
+    }
+  }
+
+  private async releaseWorkspace(workspace: Workspace, logger: ExecutionContext['logger']): Promise<void> {
+    try {
+      // Cleanup must finish even when the run was canceled: it gets its own, unaborted signal.
+      await this.services.workspaces.release(workspace, { signal: new AbortController().signal });
+    } catch (error) {
+      const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
+      logger.error({ err: classified, code: classified.code, path: workspace.path }, 'workspace cleanup failed');
+    }
+  }
+
+  private addUsage(ctx: ExecutionContext, usage: { inputTokens: number; outputTokens: number; costUsd: number } | undefined): void {
+    if (!usage) return;
+    const total = ctx.progress.usage;
+    total.inputTokens += usage.inputTokens;
+    total.outputTokens += usage.outputTokens;
+    total.costUsd += usage.costUsd;
+    this.services.store.updateRunMeta(ctx.runId, { usage: { ...total } });
+  }
+
+  /** Moves an aborted run to `canceled` or `failed_timeout`, depending on why its signal fired. */
+  private finishAborted(runId: string, signal: AbortSignal): void {
+    const run = this.services.store.getRun(runId);
+    if (run === null || isTerminalState(run.state)) return;
+    const reason = abortReasonOf(signal);
+    if (reason.kind === 'timeout') {
+      this.transition(runId, 'timeout', { code: 'AG_ERR_RUN_TIMEOUT', message: `run exceeded its wall clock of ${Math.round(reason.limitMs / 1000)} s`, iteration: run.iteration });
+    } else {
+      this.transition(runId, 'user_canceled', { code: 'AG_ERR_RUN_CANCELED', message: reason.reason, iteration: run.iteration });
+    }
+  }
+
+  private failIfOpen(runId: string, error: AgentGateError, iteration: number): void {
+    const run = this.services.store.getRun(runId);
+    if (run === null || isTerminalState(run.state)) return;
+    this.transition(runId, 'system_error', errorPayload(error, undefined, iteration));
+  }
+
+  private complete(runId: string, workOrderId: string, branch: string, startedAt: number, progress: RunProgress): RunOutcome {
+    const { store, emitter } = this.services;
+    let run = store.getRun(runId);
+    if (run === null) throw new AgentGateError('AG_ERR_RUN_NOT_FOUND', `run ${runId} disappeared from the store`);
+    if (!isTerminalState(run.state)) {
+      // Defensive: the loop always ends in a terminal state; if it did not, the run must not stay open.
+      run = this.transition(runId, 'system_error', { code: 'AG_ERR_INTERNAL', message: `run left in state ${run.state}` });
+    }
+    const durationMs = this.services.clock.now() - startedAt;
+    const iterations = store.listIterations(runId).length;
+    const usage = { ...progress.usage };
+    const error = run.error === null ? null : { ...run.error, message: redact(run.error.message, secretValues(this.services.baseEnv)) };
+    if (run.state === 'succeeded') {
+      emitter.emit(runId, 'run_completed', { result: 'passed', iterations, branch, durationMs, unverified: progress.unverified, usage });
+    } else if (run.state === 'canceled') {
+      emitter.emit(runId, 'run_canceled', { iterations, branch, durationMs, reason: error?.message ?? 'canceled' });
+    } else {
+      emitter.emit(runId, 'run_failed', { result: run.result ?? 'failed_error', iterations, branch, durationMs, error, usage });
+    }
+    const status = run.state === 'succeeded' ? 'succeeded' : run.state === 'canceled' ? 'canceled' : 'failed';
+    store.updateWorkOrderStatus(workOrderId, status);
+    store.appendWorkOrderEvent(workOrderId, 'work_order_updated', { status, runId });
+    this.services.logger.info({ runId, state: run.state, result: run.result, iterations, durationMs }, 'run finished');
+    return { runId, workOrderId, state: run.state, result: run.result, iterations, branch, error, unverified: progress.unverified, usage, durationMs };
+  }
+}
+
+function errorPayload(error: AgentGateError, phase: string | undefined, iteration: number): ErrorPayload {
+  return { code: error.code, message: error.message, ...(phase !== undefined && { phase }), iteration };
+}
+
+function describeWorkspace(spec: ResolvedTaskSpec): string {
+  const ws = spec.workspace;
+  switch (ws.source) {
+    case 'local':
+      return ws.path;
+    case 'git':
+      return ws.url.replace(/\/\/[^@/]*@/, '//');
+    case 'github':
+      return `github:${ws.repo}`;
+    case 'gitlab':
+      return `gitlab:${ws.project}`;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * BuildPhase: runs the agent once with the task prompt, the previous iteration's feedback and session.
+ * Agent exit ≠ 0, an error result, a crash or a timeout is a build failure with the driver's
+ * classification (agent_crash | agent_timeout | agent_task_failure), carried by the error code.
+ */
+import { join } from 'node:path';
+import { agentEnv } from '../../util/secrets.js';
+import type { AgentRequest } from '../../agents/types.js';
+import type { BuildOutput, PhaseContext, PhaseHandler, PhaseResult } from '../context.js';
+
+export class BuildPhase implements PhaseHandler<'build'> {
+  readonly name = 'build' as const;
+
+  async execute(ctx: PhaseContext): Promise<PhaseResult<BuildOutput>> {
+    const { spec } = ctx;
+    const driver = ctx.services.agents.get(spec.agent.driver);
+    const request: AgentRequest = {
+      runId: ctx.runId,
+      workOrderId: ctx.workOrderId,
+      iteration: ctx.iteration,
+      prompt: spec.prompt,
+      feedback: ctx.iteration === 1 ? '' : ctx.progress.feedback,
+      workspacePath: ctx.workspace.path,
+      artifactsDir: ctx.artifactsDir,
+      deadline: ctx.deadline,
+      idleTimeoutMs: spec.agent.idleTimeoutMs,
+      env: agentEnv(ctx.services.baseEnv, spec.agent.env),
+      options: {
+        ...(spec.agent.command !== undefined && { command: spec.agent.command }),
+        ...(spec.agent.model !== undefined && { model: spec.agent.model }),
+        ...(spec.agent.maxTurns !== undefined && { maxTurns: spec.agent.maxTurns }),
+        ...(spec.agent.allowedTools !== undefined && { allowedTools: spec.agent.allowedTools }),
+        ...(spec.agent.baseUrl !== undefined && { baseUrl: spec.agent.baseUrl }),
+      },
+      gateSummary: `Your change is accepted only when the repository's verification gates pass (verify.yaml or the detected test commands). Do not modify protected tests or verify.yaml. Run artifacts: ${join(ctx.artifactsDir)}.`,
+      ...(ctx.progress.sessionId !== undefined && { sessionId: ctx.progress.sessionId }),
+    };
+    const result = await driver.run(request, { signal: ctx.signal, emit: ctx.emit, clock: ctx.clock });
+    if (result.ok) return { ok: true, value: { agent: result } };
+    const { error, aborted, ...summary } = result;
+    return { ok: false, error, cancelled: aborted || ctx.signal.aborted, record: { agent: summary } };
+  }
+}

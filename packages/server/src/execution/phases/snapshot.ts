@@ -1,0 +1,20 @@
+/**
+ * SnapshotPhase: commits the worktree as `agentgate: iteration <n>` on the run branch and records
+ * stats, the patch against the base commit and the sha. A git failure is `snapshot_failed`.
+ */
+import type { PhaseContext, PhaseHandler, PhaseResult, SnapshotOutput } from '../context.js';
+
+export class SnapshotPhase implements PhaseHandler<'snapshot'> {
+  readonly name = 'snapshot' as const;
+
+  async execute(ctx: PhaseContext): Promise<PhaseResult<SnapshotOutput>> {
+    const result = await ctx.services.snapshotter.snapshot({
+      workspace: ctx.workspace,
+      iteration: ctx.iteration,
+      artifactsDir: ctx.artifactsDir,
+      signal: ctx.signal,
+    });
+    if (!result.ok) return { ok: false, error: result.error, cancelled: ctx.signal.aborted };
+    return { ok: true, value: { snapshot: result.snapshot } };
+  }
+}

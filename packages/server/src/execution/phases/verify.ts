@@ -1,0 +1,30 @@
+/**
+ * VerifyPhase: runs the gate plan in the worktree. A failing gate is a normal result (the report says
+ * `passed: false`); only being unable to run the gates is a phase failure. The plan's
+ * `environment.setup` runs once per run, before the first verification.
+ */
+import type { PhaseContext, PhaseHandler, PhaseResult, VerifyOutput } from '../context.js';
+
+export class VerifyPhase implements PhaseHandler<'verify'> {
+  readonly name = 'verify' as const;
+
+  async execute(ctx: PhaseContext): Promise<PhaseResult<VerifyOutput>> {
+    const gateContext = {
+      worktreePath: ctx.workspace.path,
+      baseSha: ctx.workspace.baseSha,
+      iteration: ctx.iteration,
+      artifactsDir: ctx.artifactsDir,
+      signal: ctx.signal,
+      clock: ctx.clock,
+      emit: ctx.emit,
+      ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
+    };
+    if (ctx.iteration === 1) {
+      const setup = await ctx.services.verifier.setup(gateContext);
+      if (!setup.ok) return { ok: false, error: setup.error, cancelled: setup.cancelled };
+    }
+    const result = await ctx.services.verifier.verify(gateContext);
+    if (!result.ok) return { ok: false, error: result.error, cancelled: result.cancelled };
+    return { ok: true, value: { report: result.report } };
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Wires the production services of one AgentGate process: store, logger, event bus, agent drivers,
+ * workspaces, snapshotter, verifier and the engine. The CLI and the HTTP server both start here, so
+ * there is one way to build an engine.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { destination, type DestinationStream, type Logger } from 'pino';
+import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
+import { ExecutionEngine } from './execution/engine.js';
+import { Verifier } from './gates/verifier.js';
+import { createLogger } from './observability/logger.js';
+import { ProgressEmitter } from './observability/progress-emitter.js';
+import type { AgentGateConfig } from './schemas/config.js';
+import { SqliteRunStore } from './store/run-store.js';
+import { systemClock, type Clock } from './util/clock.js';
+import { WorkspaceManager } from './workspace/manager.js';
+import { Snapshotter } from './workspace/snapshotter.js';
+
+export interface RuntimeOptions {
+  config: AgentGateConfig;
+  logger?: Logger;
+  clock?: Clock;
+  /** Environment agents and gates start from; defaults to this process's environment. */
+  baseEnv?: Record<string, string | undefined>;
+  agents?: AgentDriverRegistry;
+}
+
+export interface Runtime {
+  config: AgentGateConfig;
+  store: SqliteRunStore;
+  emitter: ProgressEmitter;
+  engine: ExecutionEngine;
+  logger: Logger;
+  agents: AgentDriverRegistry;
+  /** Idempotent. */
+  close(): void;
+}
+
+export function createRuntime(options: RuntimeOptions): Runtime {
+  const { config } = options;
+  const clock = options.clock ?? systemClock;
+  mkdirSync(config.home, { recursive: true });
+  const logger =
+    options.logger ??
+    createLogger({ level: config.logLevel, destination: pinoFile(join(config.home, 'logs', 'agentgate.log')) });
+  const store = SqliteRunStore.open({ home: config.home, clock: () => new Date(clock.now()) });
+  const emitter = new ProgressEmitter({ log: store, logger });
+  const agents = options.agents ?? createAgentDriverRegistry();
+  const engine = new ExecutionEngine({
+    store,
+    emitter,
+    agents,
+    clock,
+    logger,
+    home: config.home,
+    baseEnv: options.baseEnv ?? process.env,
+    workspaces: new WorkspaceManager({ home: config.home, leases: store, clock }),
+    snapshotter: new Snapshotter(),
+    verifier: new Verifier(),
+  });
+  let closed = false;
+  return {
+    config,
+    store,
+    emitter,
+    engine,
+    logger,
+    agents,
+    close() {
+      if (closed) return;
+      closed = true;
+      store.close();
+    },
+  };
+}
+
+/** Synchronous file destination: a CLI run that exits right after finishing loses no log line. */
+function pinoFile(path: string): DestinationStream {
+  return destination({ dest: path, sync: true, mkdir: true });
+}

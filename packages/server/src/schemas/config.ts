@@ -1,0 +1,193 @@
+/**
+ * Process configuration (SPEC section 12): command-line flags over environment variables over defaults.
+ *
+ * Everything is validated once at start-up, so a typo such as `AGENTGATE_MAX_CONCURRENT=two` stops the
+ * process with a message naming the variable (or flag) instead of surfacing later as a strange runtime
+ * failure. Empty values count as unset, because `AGENTGATE_API_KEY=` in a `.env` file or a compose file
+ * means "not configured", not "the empty key".
+ */
+
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { AgentGateError } from '../errors.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The resolved configuration every component reads; secrets are present only when configured. */
+export interface AgentGateConfig {
+  /** Absolute path of the data directory (store, worktrees, run artifacts). */
+  home: string;
+  /** When set, every route except `/health*` requires `Authorization: Bearer <key>`. */
+  apiKey?: string;
+  maxConcurrent: number;
+  githubToken?: string;
+  githubApiUrl: string;
+  gitlabToken?: string;
+  gitlabUrl: string;
+  logLevel: LogLevel;
+  port: number;
+  host: string;
+}
+
+/** Values from command-line flags. Numbers may arrive as strings, exactly as the CLI parser gives them. */
+export interface ConfigOverrides {
+  home?: string;
+  apiKey?: string;
+  maxConcurrent?: number | string;
+  githubToken?: string;
+  githubApiUrl?: string;
+  gitlabToken?: string;
+  gitlabUrl?: string;
+  logLevel?: string;
+  port?: number | string;
+  host?: string;
+}
+
+export const CONFIG_DEFAULTS = {
+  home: '~/.agentgate',
+  maxConcurrent: 2,
+  githubApiUrl: 'https://api.github.com',
+  gitlabUrl: 'https://gitlab.com',
+  logLevel: 'info',
+  port: 3001,
+  host: '127.0.0.1',
+} as const satisfies Partial<Record<keyof AgentGateConfig, string | number>>;
+
+/** Upper bound for concurrent runs: each run owns an agent process, a worktree and gate processes. */
+const MAX_CONCURRENT_LIMIT = 256;
+
+function integer(min: number, max: number, description: string) {
+  return z.string().transform((raw, ctx) => {
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      ctx.addIssue({ code: 'custom', message: `expected ${description}, got ${JSON.stringify(raw)}` });
+      return z.NEVER;
+    }
+    return value;
+  });
+}
+
+const HttpUrl = z.string().transform((raw, ctx) => {
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    ctx.addIssue({ code: 'custom', message: `expected an http(s) URL, got ${JSON.stringify(raw)}` });
+    return z.NEVER;
+  }
+  // API clients append paths; a trailing slash would double it.
+  return raw.replace(/\/+$/, '');
+});
+
+const Secret = z.string();
+
+interface Field<T> {
+  env: string;
+  flag: string;
+  schema: z.ZodType<T, string>;
+}
+
+/** The fields, each with its environment variable, its flag and a schema from the raw string. */
+const FIELDS = {
+  home: { env: 'AGENTGATE_HOME', flag: '--home', schema: z.string() },
+  apiKey: { env: 'AGENTGATE_API_KEY', flag: '--api-key', schema: Secret },
+  maxConcurrent: { env: 'AGENTGATE_MAX_CONCURRENT', flag: '--max-concurrent', schema: integer(1, MAX_CONCURRENT_LIMIT, `a positive integer (1-${MAX_CONCURRENT_LIMIT})`) },
+  githubToken: { env: 'AGENTGATE_GITHUB_TOKEN', flag: '--github-token', schema: Secret },
+  githubApiUrl: { env: 'AGENTGATE_GITHUB_API_URL', flag: '--github-api-url', schema: HttpUrl },
+  gitlabToken: { env: 'AGENTGATE_GITLAB_TOKEN', flag: '--gitlab-token', schema: Secret },
+  gitlabUrl: { env: 'AGENTGATE_GITLAB_URL', flag: '--gitlab-url', schema: HttpUrl },
+  logLevel: {
+    env: 'AGENTGATE_LOG_LEVEL',
+    flag: '--log-level',
+    schema: z
+      .string()
+      .transform((raw) => raw.toLowerCase())
+      .pipe(z.enum(LOG_LEVELS, { error: (issue) => `expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(issue.input)}` })),
+  },
+  port: { env: 'AGENTGATE_PORT', flag: '--port', schema: integer(0, 65_535, 'a port number (0-65535)') },
+  host: {
+    env: 'AGENTGATE_HOST',
+    flag: '--host',
+    schema: z.string().regex(/^\S+$/, { error: (issue) => `expected a host name or address, got ${JSON.stringify(issue.input)}` }),
+  },
+} as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
+
+/** Environment variable names, e.g. for `--help` text and docs. */
+export const CONFIG_ENV_VARS = Object.fromEntries(Object.entries(FIELDS).map(([key, field]) => [key, field.env])) as Record<keyof AgentGateConfig, string>;
+
+export interface ConfigIssue {
+  /** The variable or flag that holds the bad value, e.g. `AGENTGATE_PORT` or `--port`. */
+  variable: string;
+  message: string;
+}
+
+/** Expands `~` and makes the path absolute, so every component agrees on one directory. */
+function resolveHome(raw: string, env: Readonly<Record<string, string | undefined>>): string {
+  const home = env.HOME !== undefined && env.HOME.trim() !== '' ? env.HOME : homedir();
+  let path = raw;
+  if (path === '~') path = home;
+  else if (path.startsWith('~/')) path = join(home, path.slice(2));
+  return isAbsolute(path) ? resolve(path) : resolve(process.cwd(), path);
+}
+
+function present(value: string | number | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value).trim();
+  return text === '' ? undefined : text;
+}
+
+/**
+ * Loads the configuration: each value from `overrides` (flags), else `env`, else the default. All bad values
+ * are reported together in one AG_ERR_CONFIG_INVALID whose message names each variable or flag, e.g.
+ * `AGENTGATE_MAX_CONCURRENT: expected a positive integer (1-256), got "abc"`.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env, overrides: ConfigOverrides = {}): AgentGateConfig {
+  const issues: ConfigIssue[] = [];
+
+  function read<T>(field: Field<T>, flagValue: string | number | undefined): T | undefined {
+    const fromFlag = present(flagValue);
+    const raw = fromFlag ?? present(env[field.env]);
+    if (raw === undefined) return undefined;
+    const result = field.schema.safeParse(raw);
+    if (result.success) return result.data;
+    const variable = fromFlag !== undefined ? field.flag : field.env;
+    for (const issue of result.error.issues) issues.push({ variable, message: issue.message });
+    return undefined;
+  }
+
+  const home = read(FIELDS.home, overrides.home);
+  const apiKey = read(FIELDS.apiKey, overrides.apiKey);
+  const maxConcurrent = read(FIELDS.maxConcurrent, overrides.maxConcurrent);
+  const githubToken = read(FIELDS.githubToken, overrides.githubToken);
+  const githubApiUrl = read(FIELDS.githubApiUrl, overrides.githubApiUrl);
+  const gitlabToken = read(FIELDS.gitlabToken, overrides.gitlabToken);
+  const gitlabUrl = read(FIELDS.gitlabUrl, overrides.gitlabUrl);
+  const logLevel = read(FIELDS.logLevel, overrides.logLevel);
+  const port = read(FIELDS.port, overrides.port);
+  const host = read(FIELDS.host, overrides.host);
+
+  if (issues.length > 0) {
+    throw new AgentGateError('AG_ERR_CONFIG_INVALID', issues.map((issue) => `${issue.variable}: ${issue.message}`).join('; '), {
+      details: { issues },
+    });
+  }
+
+  const config: AgentGateConfig = {
+    home: resolveHome(home ?? CONFIG_DEFAULTS.home, env),
+    maxConcurrent: maxConcurrent ?? CONFIG_DEFAULTS.maxConcurrent,
+    githubApiUrl: githubApiUrl ?? CONFIG_DEFAULTS.githubApiUrl,
+    gitlabUrl: gitlabUrl ?? CONFIG_DEFAULTS.gitlabUrl,
+    logLevel: logLevel ?? CONFIG_DEFAULTS.logLevel,
+    port: port ?? CONFIG_DEFAULTS.port,
+    host: host ?? CONFIG_DEFAULTS.host,
+  };
+  if (apiKey !== undefined) config.apiKey = apiKey;
+  if (githubToken !== undefined) config.githubToken = githubToken;
+  if (gitlabToken !== undefined) config.gitlabToken = gitlabToken;
+  return config;
+}

@@ -1,0 +1,190 @@
+/**
+ * Runs a child process in its own process group and guarantees that, whatever happens (normal exit,
+ * timeout, idle watchdog, abort), the whole group is gone when the promise settles.
+ *
+ * Built on node:child_process rather than execa because the property that matters here is killing the
+ * *group* (`kill(-pgid)`), including grandchildren a shell or test runner left behind; execa kills
+ * only the direct child.
+ */
+import { spawn } from 'node:child_process';
+import { systemClock, type Clock } from './clock.js';
+
+export type ProcessOutcome = 'exited' | 'timeout' | 'idle_timeout' | 'aborted' | 'spawn_error';
+
+export interface ProcessLine {
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+export interface RunProcessOptions {
+  /** A shell command (`sh -c <command>`), or an executable when `args` is given. */
+  command: string;
+  /** When present, `command` is executed directly with these arguments (no shell). */
+  args?: readonly string[];
+  cwd: string;
+  env: Record<string, string>;
+  /** Written to stdin, which is then closed. Without it stdin is empty. */
+  stdin?: string;
+  signal?: AbortSignal;
+  /** Total time limit. */
+  timeoutMs?: number;
+  /** Kill when neither stdout nor stderr produced anything for this long (the idle watchdog). */
+  idleTimeoutMs?: number;
+  /** Receives every complete output line as it arrives. Must not throw; throws are reported, not raised. */
+  onLine?: (line: ProcessLine) => void;
+  /** How much of each stream's end to keep in the result. Default 64 KiB. */
+  tailBytes?: number;
+  /** Time between SIGTERM and SIGKILL. Default 2 s. */
+  killGraceMs?: number;
+  clock?: Clock;
+}
+
+export interface ProcessResult {
+  outcome: ProcessOutcome;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  durationMs: number;
+  stdout: string;
+  stderr: string;
+  pid: number | undefined;
+  /** The spawn error, or a listener error that was isolated. */
+  error?: Error;
+}
+
+class Tail {
+  private text = '';
+  private partial = '';
+  constructor(private readonly max: number) {}
+
+  push(chunk: string, emit: (line: string) => void): void {
+    this.text += chunk;
+    if (this.text.length > this.max * 2) this.text = this.text.slice(-this.max);
+    const parts = (this.partial + chunk).split('\n');
+    this.partial = parts.pop() ?? '';
+    for (const part of parts) emit(part.endsWith('\r') ? part.slice(0, -1) : part);
+  }
+
+  flush(emit: (line: string) => void): void {
+    if (this.partial.length > 0) emit(this.partial);
+    this.partial = '';
+  }
+
+  value(): string {
+    return this.text.length > this.max ? this.text.slice(-this.max) : this.text;
+  }
+}
+
+/** Sends `signal` to the whole process group led by `pid`; a group that is already gone is fine. */
+export function killProcessGroup(pid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    throw error;
+  }
+}
+
+/** Whether any process of the group led by `pid` is still alive. */
+export function processGroupAlive(pid: number): boolean {
+  return killProcessGroup(pid, 0);
+}
+
+export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
+  const clock = options.clock ?? systemClock;
+  const started = clock.now();
+  const tailBytes = options.tailBytes ?? 64 * 1024;
+  const grace = options.killGraceMs ?? 2000;
+  const stdoutTail = new Tail(tailBytes);
+  const stderrTail = new Tail(tailBytes);
+
+  return new Promise<ProcessResult>((resolve) => {
+    let outcome: ProcessOutcome = 'exited';
+    let listenerError: Error | undefined;
+    let settled = false;
+    const timers: Array<ReturnType<typeof setTimeout>> = [];
+    let idleTimer: ReturnType<typeof setTimeout> | undefined;
+
+    if (options.signal?.aborted) {
+      resolve({ outcome: 'aborted', exitCode: null, signal: null, durationMs: 0, stdout: '', stderr: '', pid: undefined });
+      return;
+    }
+
+    const child = options.args
+      ? spawn(options.command, [...options.args], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+      : spawn('sh', ['-c', options.command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    const pid = child.pid;
+
+    const emit = (stream: 'stdout' | 'stderr') => (line: string) => {
+      if (!options.onLine) return;
+      try {
+        options.onLine({ stream, line });
+      } catch (error) {
+        listenerError ??= error instanceof Error ? error : new Error(String(error));
+      }
+    };
+
+    const stopGroup = (why: ProcessOutcome): void => {
+      if (outcome === 'exited') outcome = why;
+      if (pid === undefined) return;
+      killProcessGroup(pid, 'SIGTERM');
+      timers.push(setTimeout(() => killProcessGroup(pid, 'SIGKILL'), grace));
+    };
+
+    const armIdle = (): void => {
+      if (options.idleTimeoutMs === undefined) return;
+      if (idleTimer) clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => stopGroup('idle_timeout'), options.idleTimeoutMs);
+    };
+
+    const onAbort = (): void => stopGroup('aborted');
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    if (options.timeoutMs !== undefined) timers.push(setTimeout(() => stopGroup('timeout'), options.timeoutMs));
+    armIdle();
+
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      armIdle();
+      stdoutTail.push(chunk, emit('stdout'));
+    });
+    child.stderr.on('data', (chunk: string) => {
+      armIdle();
+      stderrTail.push(chunk, emit('stderr'));
+    });
+    // A child that exits without reading stdin makes the write fail with EPIPE; that is not an error here.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.stdin ?? '');
+
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null, error?: Error): void => {
+      if (settled) return;
+      settled = true;
+      for (const t of timers) clearTimeout(t);
+      if (idleTimer) clearTimeout(idleTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+      // Leftover grandchildren (background jobs, watchers) die with the run.
+      if (pid !== undefined) killProcessGroup(pid, 'SIGKILL');
+      stdoutTail.flush(emit('stdout'));
+      stderrTail.flush(emit('stderr'));
+      const result: ProcessResult = {
+        outcome: error ? 'spawn_error' : outcome,
+        exitCode,
+        signal,
+        durationMs: clock.now() - started,
+        stdout: stdoutTail.value(),
+        stderr: stderrTail.value(),
+        pid,
+      };
+      const reported = error ?? listenerError;
+      resolve(reported ? { ...result, error: reported } : result);
+    };
+
+    child.on('error', (error) => finish(null, null, error));
+    // 'close' waits for the pipes; grandchildren holding them would delay it, so the group is killed on
+    // 'exit' and 'close' follows as soon as the pipes drain.
+    child.on('exit', () => {
+      if (pid !== undefined) killProcessGroup(pid, 'SIGKILL');
+    });
+    child.on('close', (code, signal) => finish(code, signal));
+  });
+}

@@ -1,0 +1,195 @@
+/**
+ * The one place AgentGate runs git (through simple-git) and the boundary where git failures become
+ * `AgentGateError`s. Callers say what they were doing and which code a failure of that step means;
+ * nothing ever matches on git's message text.
+ *
+ * Every command:
+ * - takes an `AbortSignal` (simple-git's abort plugin kills the child when it fires);
+ * - fails on any non-zero exit (simple-git by default treats "exit 1 with empty stderr" as success,
+ *   which would turn `rev-parse --verify --quiet <missing>` into an empty sha);
+ * - runs with hooks disabled and signing off, so a user's `pre-commit`, `post-checkout` or
+ *   `commit.gpgsign` can neither block a snapshot nor execute code on behalf of AgentGate;
+ * - commits as the fixed AgentGate identity, also overriding `GIT_AUTHOR_*` from the environment;
+ * - never prompts for credentials and never sees AgentGate's own secrets in its environment;
+ * - ignores `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE` inherited from a parent git process, which would
+ *   otherwise redirect AgentGate's commands into the user's repository and index.
+ */
+import { GitPluginError, simpleGit, type SimpleGitOptions } from 'simple-git';
+import { AgentGateError, type ErrorCode } from '../errors.js';
+import { SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
+
+/** The identity of snapshot commits (SPEC section 4). Fixed so no global git config is needed. */
+export const AGENTGATE_GIT_IDENTITY = { name: 'AgentGate', email: 'agentgate@localhost' } as const;
+
+/** Per-command configuration passed as `-c` to every git call. */
+const BASE_CONFIG: readonly string[] = [
+  `user.name=${AGENTGATE_GIT_IDENTITY.name}`,
+  `user.email=${AGENTGATE_GIT_IDENTITY.email}`,
+  'core.hooksPath=/dev/null',
+  'commit.gpgSign=false',
+  'tag.gpgSign=false',
+];
+
+/** Variables that would point git at another repository, index or work tree than the one we name. */
+const REPOSITORY_ENV = [
+  'GIT_DIR',
+  'GIT_WORK_TREE',
+  'GIT_INDEX_FILE',
+  'GIT_OBJECT_DIRECTORY',
+  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+  'GIT_COMMON_DIR',
+  'GIT_NAMESPACE',
+  'GIT_PREFIX',
+  'GIT_CEILING_DIRECTORIES',
+];
+
+/** Interactive helpers a non-interactive git never needs (and that simple-git refuses to pass on). */
+const INTERACTIVE_ENV = ['EDITOR', 'VISUAL', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'PAGER', 'GIT_PAGER'];
+
+type UnsafeFlags = NonNullable<SimpleGitOptions['unsafe']>;
+
+/**
+ * Operator-set variables that simple-git blocks unless explicitly allowed. They come from the environment
+ * AgentGate was started in (trusted, e.g. `GIT_SSH_COMMAND` for deploy keys), not from run input, so
+ * their presence enables the matching flag instead of failing every git call.
+ */
+const TRUSTED_ENV_FLAGS: Readonly<Record<string, keyof UnsafeFlags>> = {
+  GIT_ASKPASS: 'allowUnsafeAskPass',
+  SSH_ASKPASS: 'allowUnsafeAskPass',
+  GIT_CONFIG_GLOBAL: 'allowUnsafeConfigPaths',
+  GIT_CONFIG_SYSTEM: 'allowUnsafeConfigPaths',
+  GIT_CONFIG: 'allowUnsafeConfigPaths',
+  GIT_EXEC_PATH: 'allowUnsafeConfigPaths',
+  PREFIX: 'allowUnsafeConfigPaths',
+  GIT_CONFIG_COUNT: 'allowUnsafeConfigEnvCount',
+  GIT_EXTERNAL_DIFF: 'allowUnsafeDiffExternal',
+  GIT_PROXY_COMMAND: 'allowUnsafeGitProxy',
+  GIT_TEMPLATE_DIR: 'allowUnsafeTemplateDir',
+  GIT_SSH: 'allowUnsafeSshCommand',
+  GIT_SSH_COMMAND: 'allowUnsafeSshCommand',
+};
+
+/** Configuration passed to git through the environment (`GIT_CONFIG_KEY_n`), never through argv or files. */
+export interface GitEnvConfig {
+  readonly key: string;
+  readonly value: string;
+}
+
+export interface GitCall {
+  /** Directory git runs in (`-C`); must exist. */
+  readonly cwd: string;
+  readonly args: readonly string[];
+  readonly signal: AbortSignal;
+  /** The code a failure of this step means (for example AG_ERR_WORKSPACE_REF_NOT_FOUND for a ref lookup). */
+  readonly failAs: ErrorCode;
+  /** What the step does, for the error message: "create the run worktree". */
+  readonly what: string;
+  /** Secret configuration (auth headers) for this call only. */
+  readonly envConfig?: readonly GitEnvConfig[];
+  /** Values to scrub from error messages (tokens, URL passwords). */
+  readonly secrets?: readonly string[];
+}
+
+/** A git process that exited non-zero. Internal: it never leaves this module except as a `cause`. */
+class GitExitError extends Error {
+  override readonly name = 'GitExitError';
+  constructor(
+    readonly exitCode: number,
+    output: string,
+  ) {
+    super(output.trim() === '' ? `git exited with code ${exitCode}` : output.trim());
+  }
+}
+
+function gitEnvironment(envConfig: readonly GitEnvConfig[]): { env: Record<string, string>; unsafe: UnsafeFlags } {
+  const env = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
+  const unsafe: UnsafeFlags = { allowUnsafeHooksPath: true };
+  for (const [name, flag] of Object.entries(TRUSTED_ENV_FLAGS)) {
+    if (env[name] !== undefined) unsafe[flag] = true;
+  }
+  env['GIT_TERMINAL_PROMPT'] = '0';
+  env['GIT_AUTHOR_NAME'] = AGENTGATE_GIT_IDENTITY.name;
+  env['GIT_AUTHOR_EMAIL'] = AGENTGATE_GIT_IDENTITY.email;
+  env['GIT_COMMITTER_NAME'] = AGENTGATE_GIT_IDENTITY.name;
+  env['GIT_COMMITTER_EMAIL'] = AGENTGATE_GIT_IDENTITY.email;
+  if (envConfig.length > 0) {
+    const inherited = Number.parseInt(env['GIT_CONFIG_COUNT'] ?? '0', 10);
+    const start = Number.isSafeInteger(inherited) && inherited > 0 ? inherited : 0;
+    envConfig.forEach((entry, index) => {
+      env[`GIT_CONFIG_KEY_${start + index}`] = entry.key;
+      env[`GIT_CONFIG_VALUE_${start + index}`] = entry.value;
+    });
+    env['GIT_CONFIG_COUNT'] = String(start + envConfig.length);
+    unsafe.allowUnsafeConfigEnvCount = true;
+  }
+  return { env, unsafe };
+}
+
+/**
+ * Runs one git command and returns its stdout (untrimmed).
+ *
+ * @throws AgentGateError with `call.failAs` when git fails; the signal's reason (or AG_ERR_RUN_CANCELED)
+ *   when the call was aborted — a canceled step reports canceled, never failed.
+ */
+export async function runGit(call: GitCall): Promise<string> {
+  if (call.signal.aborted) throw canceledError(call.signal, call.what);
+  const { env, unsafe } = gitEnvironment(call.envConfig ?? []);
+  const git = simpleGit({
+    baseDir: call.cwd,
+    abort: call.signal,
+    config: [...BASE_CONFIG],
+    unsafe,
+    errors: (error, result) => {
+      // Abort, timeout and blocked-argument errors come from simple-git's plugins: keep them as they are.
+      if (error instanceof GitPluginError) return error;
+      if (result.exitCode > 0) {
+        return new GitExitError(result.exitCode, Buffer.concat([...result.stdErr, ...result.stdOut]).toString('utf8'));
+      }
+      return error;
+    },
+  }).env(env);
+  try {
+    return await git.raw([...call.args]);
+  } catch (error) {
+    throw translateGitError(error, call);
+  }
+}
+
+/** Runs git and returns stdout without the trailing newline. */
+export async function runGitTrimmed(call: GitCall): Promise<string> {
+  return (await runGit(call)).trim();
+}
+
+/** Translates a simple-git failure into the catalogue. Exported for callers that run git themselves. */
+export function translateGitError(error: unknown, call: Pick<GitCall, 'signal' | 'failAs' | 'what' | 'secrets' | 'args'>): AgentGateError {
+  if (call.signal.aborted) return canceledError(call.signal, call.what);
+  if (error instanceof AgentGateError) return error;
+  const secrets = call.secrets ?? [];
+  const raw = error instanceof Error ? error.message : String(error);
+  const excerpt = redact(raw, secrets).split('\n').slice(0, 6).join('\n').slice(0, 1000);
+  // The cause keeps git's full output for logs, scrubbed the same way as the message.
+  const cause = new Error(redact(raw, secrets));
+  cause.name = error instanceof Error ? error.name : 'GitError';
+  return new AgentGateError(call.failAs, `Could not ${call.what}: ${excerpt}`, {
+    cause,
+    details: {
+      command: `git ${call.args[0] ?? ''}`.trim(),
+      ...(error instanceof GitExitError ? { exitCode: error.exitCode } : {}),
+    },
+  });
+}
+
+/**
+ * The error a canceled step reports: the abort reason when it is already classified (cancel and
+ * timeout abort with a typed AgentGateError), AG_ERR_RUN_CANCELED otherwise.
+ */
+export function canceledError(signal: AbortSignal, what: string): AgentGateError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof AgentGateError) return reason;
+  return new AgentGateError('AG_ERR_RUN_CANCELED', `Canceled while trying to ${what}`, { cause: reason });
+}
+
+/** A signal that never aborts, for cleanup that must finish even when the run was canceled. */
+export function neverAborted(): AbortSignal {
+  return new AbortController().signal;
+}
