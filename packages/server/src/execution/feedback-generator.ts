@@ -72,9 +72,9 @@ const LINE_SNAP_BYTES = 200;
 
 /**
  * Lines that usually sit at a failure: test runner verdicts (FAIL, ✗, ×, not ok), compiler and linter
- * errors, assertion errors, Python tracebacks and Rust panics.
+ * errors, `SomethingError`/`SomethingException`, npm's `ERR!`, Python tracebacks and Rust panics.
  */
-const FAILURE_MARKER = /\b(?:FAIL(?:ED|URE)?|ERROR|[Ee]rror|AssertionError|Traceback|panicked|not ok)\b|[✗✕×❌]/;
+const FAILURE_MARKER = /\b(?:FAIL(?:ED|URE)?|ERROR|error|not ok|Traceback|panicked)\b|\w*(?:Error|Exception)\b|\bERR!|[✗✕×❌]/;
 /** ANSI colour and cursor sequences (built from a string: the ESC character in a literal trips lint). */
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[ -/]*[@-~]`, 'g');
 
@@ -86,7 +86,6 @@ interface ExcerptSlot {
 }
 
 interface Section {
-  kind: 'gate' | 'job';
   render: (excerptBytes: number) => string;
   slot: ExcerptSlot | null;
 }
@@ -115,11 +114,11 @@ export function generateFeedback(input: FeedbackInput): Feedback {
   const sections: Section[] = [
     ...failed.map((gate): Section => {
       const slot = excerptSlot(clean(gate.outputTail ?? ''));
-      return { kind: 'gate', slot, render: (bytes) => renderGate(gate, clean, slot, bytes) };
+      return { slot, render: (bytes) => renderGate(gate, clean, slot, bytes) };
     }),
     ...jobs.map((job): Section => {
       const slot = excerptSlot(clean(job.logExcerpt));
-      return { kind: 'job', slot, render: (bytes) => renderJob(job, clean, slot, bytes) };
+      return { slot, render: (bytes) => renderJob(job, clean, slot, bytes) };
     }),
   ];
 
@@ -138,9 +137,8 @@ export function generateFeedback(input: FeedbackInput): Feedback {
   tail.push(FEEDBACK_INSTRUCTION);
 
   const assemble = (budgets: readonly number[]): { body: string; tail: string } => {
-    const gateParts = sections.filter((s) => s.kind === 'gate').map((s) => s.render(budgets[sections.indexOf(s)] ?? 0));
-    const jobParts = sections.filter((s) => s.kind === 'job').map((s) => s.render(budgets[sections.indexOf(s)] ?? 0));
-    const body = [...head, ...gateParts, ...ciHead, ...jobParts].join('\n\n');
+    const rendered = sections.map((section, i) => section.render(budgets[i] ?? 0));
+    const body = [...head, ...rendered.slice(0, failed.length), ...ciHead, ...rendered.slice(failed.length)].join('\n\n');
     return { body, tail: tail.join('\n\n') };
   };
 

@@ -27,6 +27,8 @@ export interface GateResult {
   timedOut?: boolean;
   /** Path of the full log file under the run's artifacts directory. */
   logPath?: string;
+  /** The gate was not run (L0 contracts failed, or the verification ran out of time); it counts as failed. */
+  skipped?: boolean;
 }
 
 export interface VerificationReport {
@@ -39,4 +41,6 @@ export interface VerificationReport {
   /** passed gates / all gates (1 when there are none). */
   passRatio: number;
   durationMs: number;
+  /** Where detection looked and what it skipped (detected and unverified plans), for the run record. */
+  notes?: string[];
 }

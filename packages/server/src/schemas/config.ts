@@ -70,13 +70,8 @@ function integer(min: number, max: number, description: string) {
 }
 
 const HttpUrl = z.string().transform((raw, ctx) => {
-  let url: URL | undefined;
-  try {
-    url = new URL(raw);
-  } catch {
-    url = undefined;
-  }
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+  const protocol = URL.canParse(raw) ? new URL(raw).protocol : undefined;
+  if (protocol !== 'http:' && protocol !== 'https:') {
     ctx.addIssue({ code: 'custom', message: `expected an http(s) URL, got ${JSON.stringify(raw)}` });
     return z.NEVER;
   }

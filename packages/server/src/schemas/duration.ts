@@ -133,19 +133,13 @@ export function formatDuration(ms: number): string {
  * A zod schema for a positive duration field. The value stays as written (`"30m"` or `1800`) in the parsed
  * document, so a TaskSpec round-trips unchanged; {@link parseDuration} converts it when the spec is resolved.
  */
-export const DurationSchema = z.custom<string | number>(
-  (value) => {
+export const DurationSchema = z
+  .union([z.string(), z.number()], { error: (issue) => (issue.input === undefined ? 'required' : `invalid duration ${show(issue.input)} (${DURATION_HINT})`) })
+  .superRefine((value, ctx) => {
     const result = tryParseDuration(value);
-    return result.ok && result.ms > 0;
-  },
-  {
-    error: (issue) => {
-      const result = tryParseDuration(issue.input);
-      if (issue.input === undefined) return 'required';
-      return result.ok ? `duration must be greater than zero, got ${show(issue.input)}` : result.reason;
-    },
-  },
-);
+    if (!result.ok) ctx.addIssue({ code: 'custom', message: result.reason });
+    else if (result.ms <= 0) ctx.addIssue({ code: 'custom', message: `duration must be greater than zero, got ${show(value)}` });
+  });
 
 /** Durations as they appear in a document before resolution. */
 export type DurationInput = z.infer<typeof DurationSchema>;

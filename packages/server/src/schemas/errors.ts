@@ -193,7 +193,8 @@ export function zodErrorToAgentGateError(error: z.ZodError, options: SchemaError
   if (issues.length > MAX_ISSUES_IN_MESSAGE) shown.push(`(and ${issues.length - MAX_ISSUES_IN_MESSAGE} more)`);
   const details: Record<string, unknown> = { issues };
   if (options.fileName !== undefined) details.file = options.fileName;
-  return new AgentGateError(options.code ?? 'AG_ERR_SCHEMA_INVALID', shown.join('; '), { cause: error, details });
+  // No `cause`: the ZodError carries the raw input (reportInput), which may hold secrets such as agent env values.
+  return new AgentGateError(options.code ?? 'AG_ERR_SCHEMA_INVALID', shown.join('; '), { details });
 }
 
 /**
@@ -276,7 +277,8 @@ export function parseYamlWithSchema<S extends z.ZodType>(text: string, schema: S
   const { fileName } = options;
   const syntaxCode = options.syntaxCode ?? 'AG_ERR_YAML_PARSE';
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: true });
+  // `merge` enables `<<: *anchor`, which people use to share fields between list items.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, merge: true });
 
   const syntaxError = doc.errors[0];
   if (syntaxError !== undefined) {

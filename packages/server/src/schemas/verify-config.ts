@@ -54,16 +54,17 @@ function normaliseAliases(value: unknown, path: (string | number)[], conflicts: 
 }
 
 /** A timeout in seconds. A duration string (`5m`) is also accepted and converted, since people write both. */
-const TimeoutSeconds = z.custom<number | string>(
-  (value) => {
+const TIMEOUT_HINT = 'expected a positive number of seconds (or a duration such as 5m)';
+const TimeoutSeconds = z
+  .union([z.number(), z.string()], { error: (issue) => (issue.input === undefined ? 'required' : `${TIMEOUT_HINT}, got ${JSON.stringify(issue.input)}`) })
+  .superRefine((value, ctx) => {
     const parsed = tryParseDuration(value);
-    return parsed.ok && parsed.ms > 0;
-  },
-  { error: (issue) => (issue.input === undefined ? 'required' : `expected a positive number of seconds (or a duration such as 5m), got ${JSON.stringify(issue.input)}`) },
-).transform((value) => {
-  const parsed = tryParseDuration(value);
-  return parsed.ok ? Math.ceil(parsed.ms / 1000) : 0;
-});
+    if (!parsed.ok || parsed.ms <= 0) ctx.addIssue({ code: 'custom', message: `${TIMEOUT_HINT}, got ${JSON.stringify(value)}` });
+  })
+  .transform((value) => {
+    const parsed = tryParseDuration(value);
+    return parsed.ok ? Math.ceil(parsed.ms / 1000) : 0;
+  });
 
 const NonEmpty = z.string().trim().min(1);
 

@@ -15,8 +15,9 @@
  *   otherwise redirect AgentGate's commands into the user's repository and index.
  */
 import { GitPluginError, simpleGit, type SimpleGitOptions } from 'simple-git';
-import { AgentGateError, type ErrorCode } from '../errors.js';
+import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
+import type { KeyedMutex } from './keyed-mutex.js';
 
 /** The identity of snapshot commits (SPEC section 4). Fixed so no global git config is needed. */
 export const AGENTGATE_GIT_IDENTITY = { name: 'AgentGate', email: 'agentgate@localhost' } as const;
@@ -134,21 +135,22 @@ function gitEnvironment(envConfig: readonly GitEnvConfig[]): { env: Record<strin
 export async function runGit(call: GitCall): Promise<string> {
   if (call.signal.aborted) throw canceledError(call.signal, call.what);
   const { env, unsafe } = gitEnvironment(call.envConfig ?? []);
-  const git = simpleGit({
-    baseDir: call.cwd,
-    abort: call.signal,
-    config: [...BASE_CONFIG],
-    unsafe,
-    errors: (error, result) => {
-      // Abort, timeout and blocked-argument errors come from simple-git's plugins: keep them as they are.
-      if (error instanceof GitPluginError) return error;
-      if (result.exitCode > 0) {
-        return new GitExitError(result.exitCode, Buffer.concat([...result.stdErr, ...result.stdOut]).toString('utf8'));
-      }
-      return error;
-    },
-  }).env(env);
   try {
+    // Built inside the try: simple-git throws synchronously when `cwd` does not exist.
+    const git = simpleGit({
+      baseDir: call.cwd,
+      abort: call.signal,
+      config: [...BASE_CONFIG],
+      unsafe,
+      errors: (error, result) => {
+        // Abort, timeout and blocked-argument errors come from simple-git's plugins: keep them as they are.
+        if (error instanceof GitPluginError) return error;
+        if (result.exitCode > 0) {
+          return new GitExitError(result.exitCode, Buffer.concat([...result.stdErr, ...result.stdOut]).toString('utf8'));
+        }
+        return error;
+      },
+    }).env(env);
     return await git.raw([...call.args]);
   } catch (error) {
     throw translateGitError(error, call);
@@ -192,4 +194,32 @@ export function canceledError(signal: AbortSignal, what: string): AgentGateError
 /** A signal that never aborts, for cleanup that must finish even when the run was canceled. */
 export function neverAborted(): AbortSignal {
   return new AbortController().signal;
+}
+
+/**
+ * The error to throw when cleanup after a failure fails too: the first failure keeps its code (it is
+ * what the run failed of), and the message and details say that cleanup failed as well.
+ */
+export function withCleanupFailure(primary: unknown, cleanup: unknown, what: string): unknown {
+  if (cleanup === undefined) return primary;
+  const first = primary instanceof AgentGateError ? primary : toAgentGateError(primary, 'AG_ERR_INTERNAL');
+  const detail = cleanup instanceof Error ? cleanup.message : String(cleanup);
+  return new AgentGateError(first.code, `${first.message} (${what} also failed: ${detail})`, {
+    cause: first,
+    retryable: first.retryable,
+    details: { ...first.details, cleanupError: detail },
+  });
+}
+
+/**
+ * Runs `fn` holding `mutex` for `key`; a wait that is aborted reports the run's cancellation like any
+ * other canceled git step.
+ */
+export async function withRepositoryLock<T>(mutex: KeyedMutex, key: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await mutex.runExclusive(key, signal, fn);
+  } catch (error) {
+    if (signal.aborted && error === signal.reason) throw canceledError(signal, `wait for the lock on ${key}`);
+    throw error;
+  }
 }

@@ -26,8 +26,11 @@ export const HomeDir = {
   Runs: 'runs',
 } as const;
 
-/** The default branch prefix: run branches are `agentgate/<runId>` (SPEC section 8). */
-export const DEFAULT_BRANCH_PREFIX = 'agentgate';
+/**
+ * The default branch prefix: run branches are `agentgate/<runId>` (SPEC section 8). A prefix is
+ * concatenated as is (`<prefix><runId>`), the same way the TaskSpec's `delivery.git.branchPrefix` is.
+ */
+export const DEFAULT_BRANCH_PREFIX = 'agentgate/';
 
 /**
  * `$AGENTGATE_HOME`, or `~/.agentgate` when unset (SPEC section 12). Relative values are resolved
@@ -104,15 +107,14 @@ export function isValidBranchName(branch: string): boolean {
 }
 
 /**
- * The run branch `<prefix>/<runId>` (`agentgate/<runId>` by default).
+ * The run branch `<prefix><runId>` (`agentgate/<runId>` by default).
  *
  * @throws AG_ERR_CONFIG_INVALID when the prefix makes an invalid branch name;
  *   AG_ERR_WORKSPACE_PATH_ESCAPE when the run id is invalid.
  */
 export function runBranchName(runId: string, branchPrefix: string = DEFAULT_BRANCH_PREFIX): string {
   validateRunId(runId);
-  const prefix = branchPrefix.replace(/\/+$/, '');
-  const branch = prefix === '' ? runId : `${prefix}/${runId}`;
+  const branch = `${branchPrefix}${runId}`;
   if (!isValidBranchName(branch)) {
     throw new AgentGateError('AG_ERR_CONFIG_INVALID', `Branch prefix "${branchPrefix}" does not make a valid git branch name`, {
       details: { branchPrefix },

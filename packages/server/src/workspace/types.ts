@@ -19,6 +19,8 @@ export interface Workspace {
 export interface SnapshotResult {
   iteration: number;
   sha: string;
+  /** Tree of the snapshot commit: equal trees mean identical content (used to detect no-progress loops). */
+  treeSha: string;
   /** True when the agent changed nothing in this iteration (an empty commit was recorded). */
   noChange: boolean;
   filesChanged: number;

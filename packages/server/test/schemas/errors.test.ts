@@ -96,6 +96,14 @@ describe('parseYamlWithSchema', () => {
     expect(error.message).toContain('a.yaml:2: base: unknown key');
   });
 
+  it('supports merge keys for sharing fields between items', () => {
+    const text = 'name: a\nitems:\n  - &first { id: 1, tags: [x] }\n  - <<: *first\n    id: 2\n';
+    expect(parseYamlWithSchema(text, Schema, { fileName: 'a.yaml' }).items).toEqual([
+      { id: 1, tags: ['x'] },
+      { id: 2, tags: ['x'] },
+    ]);
+  });
+
   it('reports an empty document as a schema error at line 1 or the file', () => {
     const error = catchError(() => parseYamlWithSchema('', Schema, { fileName: 'empty.yaml' }));
     expect(error.code).toBe('AG_ERR_SCHEMA_INVALID');

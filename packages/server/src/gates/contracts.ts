@@ -1,0 +1,175 @@
+/**
+ * L0 gates: the contracts of verify.yaml (SPEC 6), checked before any command runs.
+ *
+ * - `required-files`: every entry exists in the worktree (a glob entry needs at least one match).
+ * - `forbidden-patterns`: no tracked or untracked, non-ignored file matches a pattern (`**\/.env`).
+ * - `protected-paths`: tamper detection. Every file the agent changed relative to the base commit —
+ *   modified, added (tracked or untracked), deleted, renamed (seen as delete + add) — is matched against
+ *   `protectedPaths` and against the always-protected files (both verify.yaml locations and the black-box
+ *   stdin fixtures). An agent that "fixes" a failing test by editing the test, or loosens verify.yaml,
+ *   fails here with the file named, however green its tests are.
+ *
+ * Globs use picomatch with `dot: true`, so `**\/.env` matches `.env` and `config/.env`. Files ignored by
+ * `.gitignore` are not considered (build output and node_modules would otherwise dominate); protect
+ * `.gitignore` itself if an agent hiding files from the check is a concern.
+ */
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import { AgentGateError } from '../errors.js';
+import type { VerifyConfig } from '../schemas/verify-config.js';
+import type { Clock } from '../util/clock.js';
+import { gitQuery, splitNul } from './git.js';
+import type { GitQueryOptions } from './git.js';
+import type { Diagnostic, GateResult } from './types.js';
+
+/** How many offending files a gate message lists before "and N more" (all of them go to diagnostics). */
+const FILES_IN_MESSAGE = 5;
+
+export interface ContractsInput {
+  worktreePath: string;
+  baseSha: string;
+  contracts: VerifyConfig['contracts'];
+  /** Exact repository-relative paths that are protected whatever the config says, with the reason shown. */
+  alwaysProtected: ReadonlyArray<{ path: string; reason: string }>;
+  signal: AbortSignal;
+  clock: Clock;
+}
+
+/** The L0 gate names, stable for events, reports and feedback. */
+export const CONTRACT_GATES = {
+  requiredFiles: 'required-files',
+  forbiddenPatterns: 'forbidden-patterns',
+  protectedPaths: 'protected-paths',
+} as const;
+
+export type ChangeKind = 'modified' | 'added' | 'deleted';
+
+export interface ChangedFile {
+  path: string;
+  change: ChangeKind;
+}
+
+/** Resolves a repository-relative path inside the worktree, refusing anything that would leave it. */
+export function resolveInside(root: string, relative: string): string {
+  const resolved = path.resolve(root, relative);
+  const back = path.relative(root, resolved);
+  if (path.isAbsolute(relative) || back === '' || back.startsWith('..') || path.isAbsolute(back)) {
+    throw new AgentGateError('AG_ERR_WORKSPACE_PATH_ESCAPE', `path ${JSON.stringify(relative)} must stay inside the worktree`, { details: { path: relative } });
+  }
+  return resolved;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await lstat(file);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new AgentGateError('AG_ERR_PHASE_VERIFY', `cannot inspect ${file}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+}
+
+/** Tracked and untracked, non-ignored files of the worktree. */
+export async function listWorktreeFiles(git: GitQueryOptions): Promise<string[]> {
+  return splitNul(await gitQuery(['ls-files', '-z', '--cached', '--others', '--exclude-standard'], git));
+}
+
+/**
+ * Files that differ between `baseSha` and the working tree (committed, staged or not), plus untracked
+ * files. Renames are reported as a deletion and an addition so both paths are checked.
+ */
+export async function listChangedFiles(baseSha: string, git: GitQueryOptions): Promise<ChangedFile[]> {
+  const diff = splitNul(await gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], git));
+  const out: ChangedFile[] = [];
+  for (let i = 0; i + 1 < diff.length; i += 2) {
+    const status = diff[i] ?? '';
+    const file = diff[i + 1] ?? '';
+    out.push({ path: file, change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
+  }
+  for (const file of splitNul(await gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], git))) out.push({ path: file, change: 'added' });
+  return out;
+}
+
+function summarise(items: readonly string[]): string {
+  const shown = items.slice(0, FILES_IN_MESSAGE).join(', ');
+  return items.length > FILES_IN_MESSAGE ? `${shown} and ${items.length - FILES_IN_MESSAGE} more` : shown;
+}
+
+function result(name: string, started: number, clock: Clock, failure: { message: string; diagnostics: Diagnostic[] } | undefined): GateResult {
+  const base = { name, level: 'L0' as const, durationMs: clock.now() - started };
+  return failure === undefined ? { ...base, passed: true, diagnostics: [] } : { ...base, passed: false, message: failure.message, diagnostics: failure.diagnostics };
+}
+
+async function requiredFiles(input: ContractsInput, files: () => Promise<string[]>): Promise<GateResult> {
+  const started = input.clock.now();
+  const missing: string[] = [];
+  for (const entry of input.contracts.requiredFiles) {
+    if (picomatch.scan(entry).isGlob) {
+      const match = picomatch(entry, { dot: true });
+      if (!(await files()).some((file) => match(file))) missing.push(entry);
+    } else if (!(await exists(resolveInside(input.worktreePath, entry)))) {
+      missing.push(entry);
+    }
+  }
+  if (missing.length === 0) return result(CONTRACT_GATES.requiredFiles, started, input.clock, undefined);
+  return result(CONTRACT_GATES.requiredFiles, started, input.clock, {
+    message: `missing required file${missing.length === 1 ? '' : 's'}: ${summarise(missing)}`,
+    diagnostics: missing.map((file) => ({ tool: 'generic', file, message: 'required file is missing (contracts.requiredFiles)' })),
+  });
+}
+
+async function forbiddenPatterns(input: ContractsInput, files: () => Promise<string[]>): Promise<GateResult> {
+  const started = input.clock.now();
+  const patterns = input.contracts.forbiddenPatterns;
+  const found: Array<{ file: string; pattern: string }> = [];
+  const matchers = patterns.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
+  for (const file of await files()) {
+    const hit = matchers.find((m) => m.match(file));
+    // The index can still list a file the working tree no longer has; only files that exist count.
+    if (hit !== undefined && (await exists(resolveInside(input.worktreePath, file)))) found.push({ file, pattern: hit.pattern });
+  }
+  if (found.length === 0) return result(CONTRACT_GATES.forbiddenPatterns, started, input.clock, undefined);
+  return result(CONTRACT_GATES.forbiddenPatterns, started, input.clock, {
+    message: `forbidden file${found.length === 1 ? '' : 's'} present: ${summarise(found.map((f) => `${f.file} (${f.pattern})`))}`,
+    diagnostics: found.map((f) => ({ tool: 'generic', file: f.file, message: `file matches forbidden pattern ${f.pattern} (contracts.forbiddenPatterns); remove it` })),
+  });
+}
+
+async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Promise<GateResult> {
+  const started = input.clock.now();
+  const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
+  const violations: Array<{ file: ChangedFile; why: string }> = [];
+  for (const file of await listChangedFiles(input.baseSha, git)) {
+    const fixed = input.alwaysProtected.find((p) => p.path === file.path);
+    const hit = fixed === undefined ? matchers.find((m) => m.match(file.path)) : undefined;
+    if (fixed !== undefined) violations.push({ file, why: fixed.reason });
+    else if (hit !== undefined) violations.push({ file, why: `protectedPaths: ${hit.pattern}` });
+  }
+  if (violations.length === 0) return result(CONTRACT_GATES.protectedPaths, started, input.clock, undefined);
+  const [first] = violations;
+  const more = violations.length > 1 ? ` and ${violations.length - 1} more` : '';
+  return result(CONTRACT_GATES.protectedPaths, started, input.clock, {
+    message: first === undefined ? 'tamper' : `tamper: the agent ${first.file.change} protected file ${first.file.path} (${first.why})${more}`,
+    diagnostics: violations.map((v) => ({ tool: 'generic', file: v.file.path, message: `protected file ${v.file.change} (${v.why}); restore it to the base commit's version` })),
+  });
+}
+
+/**
+ * Runs the L0 gates. `required-files` and `forbidden-patterns` appear only when configured;
+ * `protected-paths` always runs, because verify.yaml is protected even without `protectedPaths`.
+ *
+ * @throws AgentGateError `AG_ERR_PHASE_VERIFY` when git cannot answer, `AG_ERR_RUN_CANCELED` on abort,
+ *   `AG_ERR_WORKSPACE_PATH_ESCAPE` for a required file outside the worktree.
+ */
+export async function checkContracts(input: ContractsInput): Promise<GateResult[]> {
+  const git: GitQueryOptions = { cwd: input.worktreePath, signal: input.signal, clock: input.clock };
+  let listing: Promise<string[]> | undefined;
+  const files = (): Promise<string[]> => (listing ??= listWorktreeFiles(git));
+  const out: GateResult[] = [];
+  if (input.contracts.requiredFiles.length > 0) out.push(await requiredFiles(input, files));
+  if (input.contracts.forbiddenPatterns.length > 0) out.push(await forbiddenPatterns(input, files));
+  out.push(await protectedPaths(input, git));
+  return out;
+}

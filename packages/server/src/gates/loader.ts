@@ -1,0 +1,105 @@
+/**
+ * Finds the gate plan of a run (SPEC 6).
+ *
+ * Security decision: the plan is read from the run's **base commit** (`git cat-file blob <baseSha>:<path>`),
+ * never from the working tree. The agent edits the working tree; if the gates were read from there, an
+ * agent could pass by deleting a test gate from verify.yaml or by rewriting the package.json `test`
+ * script it was meant to satisfy. Reading the plan from the commit the run started from means the gates
+ * are the ones the team wrote, whatever the agent does; editing verify.yaml is additionally reported as
+ * tampering by the L0 contracts gate.
+ *
+ * Precedence: an inline plan (`spec.verify` of the TaskSpec) → `verify.yaml` → `.agentgate/verify.yaml`
+ * → commands detected from the base commit (see detect.ts) → none (the run is unverified).
+ */
+import { AgentGateError } from '../errors.js';
+import { parseVerifyConfigYaml, VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
+import type { VerifyConfig } from '../schemas/verify-config.js';
+import type { Clock } from '../util/clock.js';
+import { detectGatePlan } from './detect.js';
+import type { RepoReader } from './detect.js';
+import { listCommitFiles, parseLsTree, gitQuery, readCommitFile } from './git.js';
+import type { GitQueryOptions } from './git.js';
+
+export type VerifyConfigFileName = (typeof VERIFY_CONFIG_FILE_NAMES)[number];
+
+/** The gate plan of one run and where it came from (`source` is what the VerificationReport records). */
+export type GatePlan =
+  | { source: VerifyConfigFileName; config: VerifyConfig; /** Repository-relative path of the file read. */ path: VerifyConfigFileName }
+  | { source: 'inline'; config: VerifyConfig }
+  | { source: 'detected'; config: VerifyConfig; /** Files the commands were detected from. */ detectedFrom: string[]; notes: string[] }
+  | { source: 'none'; /** Why nothing was detected, for the run record. */ notes: string[] };
+
+export interface LoadGatePlanOptions {
+  worktreePath: string;
+  /** The commit the run started from; the plan is read from it, not from the working tree. */
+  baseSha: string;
+  signal: AbortSignal;
+  clock?: Clock;
+  /** The TaskSpec's inline `spec.verify`; it wins over any file. */
+  inline?: VerifyConfig;
+}
+
+/** A full or abbreviated object name. Anything else (a ref, an option-like `-x`) is refused. */
+const SHA = /^[0-9a-f]{4,64}$/i;
+
+/** Refuses a base commit that is not an object name, so it can never be read as a git option. */
+export function assertBaseSha(baseSha: string): void {
+  if (!SHA.test(baseSha)) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `invalid base commit ${JSON.stringify(baseSha.slice(0, 80))}: expected a commit sha`);
+}
+
+/** A {@link RepoReader} over the files of one commit. */
+export async function commitReader(sha: string, options: GitQueryOptions): Promise<RepoReader> {
+  assertBaseSha(sha);
+  const entries = await listCommitFiles(sha, options);
+  return {
+    files: entries.map((entry) => entry.path),
+    read: (path) => readCommitFile(sha, path, options),
+  };
+}
+
+/**
+ * Loads the plan as described in the module comment.
+ *
+ * @throws AgentGateError `AG_ERR_VERIFY_CONFIG_INVALID` (message `<file>:<line>: <path>: <reason>`) for an
+ *   invalid verify.yaml, `AG_ERR_PHASE_VERIFY` when git cannot read the base commit, `AG_ERR_RUN_CANCELED`
+ *   when `signal` aborted.
+ */
+export async function loadGatePlan(options: LoadGatePlanOptions): Promise<GatePlan> {
+  if (options.inline !== undefined) return { source: 'inline', config: options.inline };
+  assertBaseSha(options.baseSha);
+  const git: GitQueryOptions = { cwd: options.worktreePath, signal: options.signal, ...(options.clock === undefined ? {} : { clock: options.clock }) };
+
+  const listed = parseLsTree(await gitQuery(['ls-tree', '-z', '--full-tree', options.baseSha, '--', ...VERIFY_CONFIG_FILE_NAMES], git));
+  for (const name of VERIFY_CONFIG_FILE_NAMES) {
+    const entry = listed.find((e) => e.path === name);
+    if (entry === undefined) continue;
+    if (entry.type !== 'blob' || entry.mode === '120000') {
+      throw new AgentGateError('AG_ERR_VERIFY_CONFIG_INVALID', `${name}: must be a regular file in the base commit (found ${entry.mode === '120000' ? 'a symlink' : `a ${entry.type}`})`, {
+        details: { file: name },
+      });
+    }
+    const text = await readCommitFile(options.baseSha, name, git);
+    return { source: name, path: name, config: parseVerifyConfigYaml(text, name) };
+  }
+
+  const detection = await detectGatePlan(await commitReader(options.baseSha, git));
+  if (detection.plan === undefined) return { source: 'none', notes: detection.notes };
+  return { source: 'detected', config: detection.plan.config, detectedFrom: detection.plan.detectedFrom, notes: detection.notes };
+}
+
+/**
+ * A short, plain description of the plan for the agent's prompt, so it knows what it will be judged by
+ * (and that protected files must stay untouched) before the first verification.
+ */
+export function describeGatePlan(plan: GatePlan): string {
+  if (plan.source === 'none') return 'No verification gates were found for this repository; the run will be recorded as unverified.';
+  const origin = plan.source === 'detected' ? `detected from ${plan.detectedFrom.join(', ')}` : plan.source === 'inline' ? 'given inline with the task' : `from ${plan.path}`;
+  const { contracts, tests, blackbox } = plan.config;
+  const lines = [`Your change is accepted only when these gates pass (${origin}):`];
+  if (contracts.requiredFiles.length > 0) lines.push(`- required files: ${contracts.requiredFiles.join(', ')}`);
+  if (contracts.forbiddenPatterns.length > 0) lines.push(`- forbidden files: ${contracts.forbiddenPatterns.join(', ')}`);
+  lines.push(`- do not modify: ${[...VERIFY_CONFIG_FILE_NAMES, ...contracts.protectedPaths].join(', ')}`);
+  for (const test of tests) lines.push(`- ${test.name}: \`${test.command}\``);
+  for (const check of blackbox) lines.push(`- ${check.name} (black-box): \`${check.command}\``);
+  return lines.join('\n');
+}

@@ -1,0 +1,251 @@
+/**
+ * The Verifier: runs a run's gate plan in its worktree (SPEC 4 Verify, SPEC 6).
+ *
+ * Results follow one rule: a gate that fails is a normal outcome — `{ ok: true, report }` with
+ * `report.passed === false` — and only being unable to run the gates (unreadable base commit, invalid
+ * verify.yaml, a command that cannot be spawned, an unwritable log) is `{ ok: false }`. A cancelled
+ * verification says `cancelled: true`, never "failed".
+ *
+ * Order and policy:
+ * 1. L0 contracts (required files, forbidden files, tamper detection). If any L0 gate fails, the L1 and L2
+ *    gates are listed as skipped (failed): testing a tree whose tests were tampered with proves nothing.
+ * 2. L1 tests, in order, **all of them** even after a failure, so the feedback to the agent covers every
+ *    broken gate at once instead of revealing them one iteration at a time.
+ * 3. L2 black-box checks, all of them.
+ * `policy.maxRuntimeSeconds` bounds L1 + L2 together: the running gate is stopped when it is reached and
+ * the remaining gates are listed as skipped.
+ *
+ * The Verifier holds no per-run state, so one instance serves every run; the plan is re-read from the
+ * base commit for each call, which is cheap and can never pick up the agent's edits.
+ */
+import { AgentGateError, toAgentGateError } from '../errors.js';
+import type { EmitFn } from '../observability/events.js';
+import type { VerifyConfig } from '../schemas/verify-config.js';
+import { VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
+import type { Clock } from '../util/clock.js';
+import type { Env } from '../util/secrets.js';
+import { runBlackboxGate } from './blackbox.js';
+import { runCommandGate, safeFileName } from './command-gate.js';
+import type { CommandEnvironment } from './command-gate.js';
+import { checkContracts } from './contracts.js';
+import { loadGatePlan } from './loader.js';
+import type { GatePlan } from './loader.js';
+import type { GateLevel, GateResult, VerificationReport } from './types.js';
+
+/** What one verification (or setup) of one run needs; built by the verify phase. */
+export interface GateContext {
+  worktreePath: string;
+  /** The commit the run started from: the gate plan is read from it, and tampering is measured against it. */
+  baseSha: string;
+  /** 1-based iteration, used in log file names and events. */
+  iteration: number;
+  /** Where full gate logs are written (`$AGENTGATE_HOME/runs/<runId>`). */
+  artifactsDir: string;
+  signal: AbortSignal;
+  clock: Clock;
+  /** Receives one `gate_checked` event per gate, as soon as the gate is decided. */
+  emit?: EmitFn;
+  /** The TaskSpec's inline plan; it replaces the repository's verify.yaml. */
+  inline?: VerifyConfig;
+  /** The environment gates start from, before secrets are removed (default: `process.env`). */
+  env?: Env;
+}
+
+export type VerifyResult = { ok: true; report: VerificationReport } | { ok: false; error: AgentGateError; cancelled: boolean };
+
+export type SetupResult = { ok: true; results: GateResult[] } | { ok: false; error: AgentGateError; cancelled: boolean; results: GateResult[] };
+
+export interface VerifierOptions {
+  /** Time between SIGTERM and SIGKILL for a stopped gate (default: runProcess's 2 s). */
+  killGraceMs?: number;
+  /** Upper bound on diagnostics per gate. */
+  maxDiagnostics?: number;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/** The error a cancelled verification reports: the engine's typed abort reason is kept as cause. */
+function cancellation(signal: AbortSignal): AgentGateError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof AgentGateError) return reason;
+  if (isRecord(reason) && reason.kind === 'timeout') return new AgentGateError('AG_ERR_RUN_TIMEOUT', 'verification stopped: the run reached its time limit', { cause: reason });
+  return new AgentGateError('AG_ERR_RUN_CANCELED', 'verification was canceled', { cause: reason });
+}
+
+/** Classifies anything that escaped: a cancellation when the signal aborted, else the given code. */
+function failure(error: unknown, signal: AbortSignal, code: 'AG_ERR_PHASE_VERIFY' | 'AG_ERR_GATE_SETUP_FAILED'): { error: AgentGateError; cancelled: boolean } {
+  if (signal.aborted) return { error: cancellation(signal), cancelled: true };
+  return { error: toAgentGateError(error, code), cancelled: false };
+}
+
+/** Chooses unique, path-safe log file names within one verification. */
+class LogNames {
+  private readonly used = new Set<string>();
+  constructor(private readonly prefix: string) {}
+
+  next(name: string): string {
+    const base = `${this.prefix}${safeFileName(name)}`;
+    let candidate = `${base}.log`;
+    for (let n = 2; this.used.has(candidate); n += 1) candidate = `${base}-${n}.log`;
+    this.used.add(candidate);
+    return candidate;
+  }
+}
+
+interface PlannedGate {
+  name: string;
+  level: GateLevel;
+  command: string;
+  run: (logs: LogNames, env: CommandEnvironment) => Promise<{ cancelled: true } | { cancelled: false; result: GateResult }>;
+}
+
+export class Verifier {
+  constructor(private readonly options: VerifierOptions = {}) {}
+
+  /** Loads the plan the way {@link verify} does (for the agent's gate summary and the run record). */
+  loadPlan(ctx: Pick<GateContext, 'worktreePath' | 'baseSha' | 'signal' | 'clock' | 'inline'>): Promise<GatePlan> {
+    return loadGatePlan({
+      worktreePath: ctx.worktreePath,
+      baseSha: ctx.baseSha,
+      signal: ctx.signal,
+      clock: ctx.clock,
+      ...(ctx.inline === undefined ? {} : { inline: ctx.inline }),
+    });
+  }
+
+  /**
+   * Runs `environment.setup` of the plan, in order, stopping at the first failing step. The caller runs
+   * it once per run, before the first verification. A failing step is `AG_ERR_GATE_SETUP_FAILED`: without
+   * its dependencies no gate result would mean anything.
+   */
+  async setup(ctx: GateContext): Promise<SetupResult> {
+    const results: GateResult[] = [];
+    try {
+      const plan = await this.loadPlan(ctx);
+      if (plan.source === 'none') return { ok: true, results };
+      const logs = new LogNames('setup-');
+      const env = this.commandEnvironment(ctx, undefined, undefined);
+      for (const step of plan.config.environment.setup) {
+        if (ctx.signal.aborted) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results };
+        const outcome = await runCommandGate(step, 'setup', logs.next(step.name), env);
+        if (outcome.cancelled) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results };
+        results.push(outcome.result);
+        this.emit(ctx, outcome.result);
+        if (!outcome.result.passed) {
+          const { result } = outcome;
+          return {
+            ok: false,
+            cancelled: false,
+            results,
+            error: new AgentGateError('AG_ERR_GATE_SETUP_FAILED', `setup step ${step.name} failed: ${result.message ?? 'failed'} (log: ${result.logPath ?? 'none'})`, {
+              details: { step: step.name, command: step.command, exitCode: result.exitCode, timedOut: result.timedOut === true, logPath: result.logPath, outputTail: result.outputTail },
+            }),
+          };
+        }
+      }
+      return { ok: true, results };
+    } catch (error) {
+      return { ok: false, ...failure(error, ctx.signal, 'AG_ERR_PHASE_VERIFY'), results };
+    }
+  }
+
+  /** Runs the gate plan once (see the module comment for order and policy). Never throws. */
+  async verify(ctx: GateContext): Promise<VerifyResult> {
+    const started = ctx.clock.now();
+    try {
+      const plan = await this.loadPlan(ctx);
+      if (plan.source === 'none') {
+        // Nothing to check: the run goes on, but every surface must show that it was not verified.
+        return { ok: true, report: { passed: true, unverified: true, source: 'none', gates: [], passRatio: 1, durationMs: ctx.clock.now() - started, notes: plan.notes } };
+      }
+      const gates = await this.runPlan(plan, ctx);
+      if (gates === undefined) return { ok: false, error: cancellation(ctx.signal), cancelled: true };
+      const passedCount = gates.filter((g) => g.passed).length;
+      const report: VerificationReport = {
+        passed: passedCount === gates.length,
+        unverified: false,
+        source: plan.source,
+        gates,
+        passRatio: gates.length === 0 ? 1 : passedCount / gates.length,
+        durationMs: ctx.clock.now() - started,
+      };
+      if (plan.source === 'detected') report.notes = [`detected from ${plan.detectedFrom.join(', ')}`, ...plan.notes];
+      return { ok: true, report };
+    } catch (error) {
+      return { ok: false, ...failure(error, ctx.signal, 'AG_ERR_PHASE_VERIFY') };
+    }
+  }
+
+  /** Runs L0, L1, L2; undefined when cancelled. */
+  private async runPlan(plan: Exclude<GatePlan, { source: 'none' }>, ctx: GateContext): Promise<GateResult[] | undefined> {
+    const { config } = plan;
+    const alwaysProtected = [
+      ...VERIFY_CONFIG_FILE_NAMES.map((path) => ({ path, reason: 'the gate plan is always protected' })),
+      ...config.blackbox.flatMap((b) => (b.stdinFile === undefined ? [] : [{ path: b.stdinFile.replace(/^\.\//, ''), reason: `stdin fixture of black-box gate ${b.name}` }])),
+    ];
+    const gates: GateResult[] = [];
+    for (const result of await checkContracts({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, contracts: config.contracts, alwaysProtected, signal: ctx.signal, clock: ctx.clock })) {
+      gates.push(result);
+      this.emit(ctx, result);
+    }
+
+    const planned: PlannedGate[] = [
+      ...config.tests.map((test): PlannedGate => ({ name: test.name, level: 'L1', command: test.command, run: (logs, env) => runCommandGate(test, 'L1', logs.next(test.name), env) })),
+      ...config.blackbox.map((check): PlannedGate => ({ name: check.name, level: 'L2', command: check.command, run: (logs, env) => runBlackboxGate(check, logs.next(check.name), env) })),
+    ];
+    const contractsFailed = gates.some((g) => !g.passed);
+    const maxRuntime = config.policy.maxRuntimeSeconds;
+    const deadline = maxRuntime === undefined ? undefined : ctx.clock.now() + maxRuntime * 1000;
+    const env = this.commandEnvironment(ctx, deadline, maxRuntime);
+    const logs = new LogNames(`iteration-${ctx.iteration}-gate-`);
+
+    for (const gate of planned) {
+      if (ctx.signal.aborted) return undefined;
+      let skip: string | undefined;
+      if (contractsFailed) skip = 'not run: the L0 contracts failed';
+      else if (deadline !== undefined && ctx.clock.now() >= deadline) skip = `not run: the verification reached policy.maxRuntimeSeconds (${maxRuntime ?? 0}s)`;
+      if (skip !== undefined) {
+        const result: GateResult = { name: gate.name, level: gate.level, passed: false, skipped: true, durationMs: 0, command: gate.command, message: skip, diagnostics: [] };
+        gates.push(result);
+        this.emit(ctx, result);
+        continue;
+      }
+      const outcome = await gate.run(logs, env);
+      if (outcome.cancelled) return undefined;
+      gates.push(outcome.result);
+      this.emit(ctx, outcome.result);
+    }
+    return gates;
+  }
+
+  private commandEnvironment(ctx: GateContext, deadline: number | undefined, maxRuntimeSeconds: number | undefined): CommandEnvironment {
+    const env: CommandEnvironment = {
+      worktreePath: ctx.worktreePath,
+      artifactsDir: ctx.artifactsDir,
+      signal: ctx.signal,
+      clock: ctx.clock,
+      baseEnv: ctx.env ?? process.env,
+    };
+    if (deadline !== undefined) env.deadline = deadline;
+    if (maxRuntimeSeconds !== undefined) env.maxRuntimeSeconds = maxRuntimeSeconds;
+    if (this.options.killGraceMs !== undefined) env.killGraceMs = this.options.killGraceMs;
+    if (this.options.maxDiagnostics !== undefined) env.maxDiagnostics = this.options.maxDiagnostics;
+    return env;
+  }
+
+  private emit(ctx: GateContext, result: GateResult): void {
+    if (ctx.emit === undefined) return;
+    const data: Parameters<EmitFn>[1] & { gate: string } = {
+      iteration: ctx.iteration,
+      gate: result.name,
+      level: result.level,
+      passed: result.passed,
+      durationMs: result.durationMs,
+    };
+    if (result.exitCode !== undefined) data.exitCode = result.exitCode;
+    if (result.message !== undefined) data.message = result.message;
+    ctx.emit('gate_checked', data);
+  }
+}

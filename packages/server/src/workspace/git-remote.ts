@@ -1,0 +1,213 @@
+/**
+ * Remote repositories (SPEC section 8: `git { url }`, `github { repo }`, `gitlab { project }`): one
+ * cached bare repository per remote under `$AGENTGATE_HOME/repos/<sha256(url)>.git`, fetched before each
+ * run; every run then gets its own worktree from the cache.
+ *
+ * The cache fetches the remote's branches into `refs/remotes/origin/*`, not into `refs/heads/*`: run
+ * branches (`agentgate/<runId>`) live in `refs/heads/` of the cache and are checked out in run
+ * worktrees, and a `+refs/heads/*:refs/heads/*` fetch with `--prune` would delete them (corrupting a
+ * running worktree) or refuse to run at all once a run branch was pushed ("refusing to fetch into
+ * branch checked out at …").
+ *
+ * Forge tokens never touch disk or argv: the cache's `remote.origin.url` holds the plain URL, and the
+ * token reaches git as an `http.<base>/.extraHeader` through `GIT_CONFIG_KEY_n` environment variables of
+ * the fetch process only. Error messages are scrubbed of the token.
+ */
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { AgentGateError } from '../errors.js';
+import { runGit, withRepositoryLock, type GitEnvConfig } from './git.js';
+import type { KeyedMutex } from './keyed-mutex.js';
+import { resolveCommit, validateRef, type PreparedSource } from './local.js';
+import { repoCacheKey, repoCachePath, reposRoot, safeJoin, stripUrlCredentials, urlSecrets } from './paths.js';
+
+/** Clone access to a forge. Without any of it, that forge's workspaces are unsupported. */
+export interface ForgeCloneConfig {
+  /** Token used for HTTPS clone and fetch. Never stored, logged or shown. */
+  token?: string;
+  /** Web/clone base URL, e.g. `https://github.com` or `https://gitlab.example.com`. */
+  baseUrl?: string;
+}
+
+export const DEFAULT_GITHUB_BASE_URL = 'https://github.com';
+export const DEFAULT_GITLAB_BASE_URL = 'https://gitlab.com';
+
+/**
+ * The clone base URL of a GitHub API URL: `https://api.github.com` → `https://github.com`; GitHub
+ * Enterprise `https://ghe.example.com/api/v3` → `https://ghe.example.com`. See
+ * https://docs.github.com/en/enterprise-server@latest/rest/quickstart.
+ */
+export function githubCloneBaseFromApiUrl(apiUrl: string): string {
+  const parsed = new URL(apiUrl);
+  if (parsed.hostname === 'api.github.com') return DEFAULT_GITHUB_BASE_URL;
+  parsed.pathname = parsed.pathname.replace(/\/api\/v3\/?$/, '');
+  return parsed.toString().replace(/\/+$/, '');
+}
+
+export type RemoteWorkspaceSpec =
+  | { source: 'git'; url: string; ref?: string }
+  | { source: 'github'; repo: string; ref?: string }
+  | { source: 'gitlab'; project: string; ref?: string };
+
+/** A remote resolved to a fetchable URL plus the credentials for it. */
+export interface RemoteSource {
+  kind: 'git' | 'github' | 'gitlab';
+  /** What git fetches from (may contain credentials the user embedded in a `git` URL). */
+  fetchUrl: string;
+  /** Credential-free URL: cache key, `remote.origin.url` of the cache, and the workspace's `source`. */
+  displayUrl: string;
+  /** Per-process git configuration carrying the forge token (empty without a token). */
+  envConfig: GitEnvConfig[];
+  /** Values scrubbed from every message. */
+  secrets: string[];
+}
+
+const SEGMENT = /^(?!\.{1,2}$)[A-Za-z0-9_.-]+$/;
+
+/**
+ * Turns a remote workspace spec into a URL and credentials.
+ *
+ * @throws AG_ERR_WORKSPACE_UNSUPPORTED for github/gitlab without configuration; AG_ERR_SCHEMA_INVALID
+ *   for a malformed repo, project or URL; AG_ERR_CONFIG_INVALID for a bad base URL.
+ */
+export function resolveRemoteSource(spec: RemoteWorkspaceSpec, forges: { github?: ForgeCloneConfig; gitlab?: ForgeCloneConfig }): RemoteSource {
+  switch (spec.source) {
+    case 'git': {
+      const url = spec.url.trim();
+      if (url === '' || url.startsWith('-') || /\s/.test(url) || /^ext::/i.test(url)) {
+        throw new AgentGateError('AG_ERR_SCHEMA_INVALID', `Invalid git URL ${JSON.stringify(stripUrlCredentials(url))}`);
+      }
+      return { kind: 'git', fetchUrl: url, displayUrl: stripUrlCredentials(url), envConfig: [], secrets: urlSecrets(url) };
+    }
+    case 'github': {
+      const [owner = '', rawName = '', ...rest] = spec.repo.split('/');
+      const name = rawName.replace(/\.git$/, '');
+      if (rest.length > 0 || !SEGMENT.test(owner) || !SEGMENT.test(name)) {
+        throw new AgentGateError('AG_ERR_SCHEMA_INVALID', `Invalid GitHub repository "${spec.repo}": expected "owner/name"`);
+      }
+      return forgeSource('github', `${owner}/${name}`, forges.github, DEFAULT_GITHUB_BASE_URL, 'x-access-token');
+    }
+    case 'gitlab': {
+      const project = spec.project.replace(/\.git$/, '');
+      const segments = project.split('/');
+      if (segments.length < 2 || !segments.every((segment) => SEGMENT.test(segment))) {
+        throw new AgentGateError('AG_ERR_SCHEMA_INVALID', `Invalid GitLab project "${spec.project}": expected a path such as "group/name"`);
+      }
+      return forgeSource('gitlab', project, forges.gitlab, DEFAULT_GITLAB_BASE_URL, 'oauth2');
+    }
+    default: {
+      const unreachable: never = spec;
+      return unreachable;
+    }
+  }
+}
+
+function forgeSource(
+  kind: 'github' | 'gitlab',
+  repoPath: string,
+  config: ForgeCloneConfig | undefined,
+  defaultBase: string,
+  tokenUser: string,
+): RemoteSource {
+  const forgeName = kind === 'github' ? 'GitHub' : 'GitLab';
+  if (config === undefined || (config.token === undefined && config.baseUrl === undefined)) {
+    throw new AgentGateError('AG_ERR_WORKSPACE_UNSUPPORTED', `${forgeName} workspaces need a configured ${forgeName} token or base URL`, {
+      details: { source: kind },
+    });
+  }
+  const base = normaliseBaseUrl(config.baseUrl ?? defaultBase, forgeName);
+  const url = `${base}/${repoPath}.git`;
+  const token = config.token;
+  if (token === undefined || token === '') return { kind, fetchUrl: url, displayUrl: url, envConfig: [], secrets: [] };
+  // HTTP Basic with the token as password: accepted by GitHub (any user name, `x-access-token` by
+  // convention) and GitLab (`oauth2` for OAuth and personal access tokens).
+  const credentials = Buffer.from(`${tokenUser}:${token}`).toString('base64');
+  return {
+    kind,
+    fetchUrl: url,
+    displayUrl: url,
+    envConfig: [{ key: `http.${base}/.extraHeader`, value: `Authorization: Basic ${credentials}` }],
+    secrets: [token, credentials],
+  };
+}
+
+function normaliseBaseUrl(value: string, forgeName: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch (error) {
+    throw new AgentGateError('AG_ERR_CONFIG_INVALID', `${forgeName} base URL is not a URL`, { cause: error });
+  }
+  if (!['http:', 'https:', 'file:'].includes(parsed.protocol) || parsed.username !== '' || parsed.password !== '') {
+    throw new AgentGateError('AG_ERR_CONFIG_INVALID', `${forgeName} base URL must be an http(s) URL without credentials`);
+  }
+  return parsed.toString().replace(/\/+$/, '');
+}
+
+/** Ref that records the remote's HEAD (its default branch) at the last fetch without an explicit ref. */
+const REMOTE_HEAD_REF = 'refs/agentgate/remote-head';
+
+/**
+ * The cache of bare repositories. Clone and fetch of one cache directory are serialised through the
+ * mutex, so concurrent runs on the same remote never see a half-created or concurrently-updated cache.
+ */
+export class RemoteRepositoryCache {
+  constructor(
+    private readonly home: string,
+    private readonly mutex: KeyedMutex,
+  ) {}
+
+  /**
+   * Brings the cache of `remote` up to date and resolves `ref` (default: the remote's default branch)
+   * to a commit. Branch names are looked up among the remote's branches first, then tags, then as any
+   * revision git understands (a sha, or an earlier run branch `agentgate/<runId>`).
+   *
+   * @throws AG_ERR_WORKSPACE_SETUP when clone or fetch fails; AG_ERR_WORKSPACE_REF_NOT_FOUND.
+   */
+  async prepare(remote: RemoteSource, ref: string | undefined, signal: AbortSignal): Promise<PreparedSource> {
+    const repoPath = repoCachePath(this.home, remote.displayUrl);
+    const candidates = ref === undefined ? [REMOTE_HEAD_REF] : [`refs/remotes/origin/${validateRef(ref)}`, `refs/tags/${ref}`, ref];
+    return withRepositoryLock(this.mutex, repoPath, signal, async () => {
+      if (!existsSync(path.join(repoPath, 'HEAD'))) await this.createCache(remote, repoPath, signal);
+      const refspecs = ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'];
+      if (ref === undefined) refspecs.push(`+HEAD:${REMOTE_HEAD_REF}`);
+      await runGit({
+        cwd: repoPath,
+        args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
+        signal,
+        failAs: 'AG_ERR_WORKSPACE_SETUP',
+        what: `fetch ${remote.displayUrl}`,
+        envConfig: remote.envConfig,
+        secrets: remote.secrets,
+      });
+      const baseSha = await resolveCommit(repoPath, candidates, ref ?? 'the default branch', signal);
+      return { repoPath, baseSha, source: remote.displayUrl, warnings: [] };
+    });
+  }
+
+  /**
+   * Creates the bare repository next to its final place and renames it in, so a crash mid-creation
+   * never leaves a half-initialised cache behind under the real name.
+   */
+  private async createCache(remote: RemoteSource, repoPath: string, signal: AbortSignal): Promise<void> {
+    const root = reposRoot(this.home);
+    await mkdir(root, { recursive: true });
+    const staging = safeJoin(root, `${repoCacheKey(remote.displayUrl)}.git.tmp-${randomUUID()}`);
+    try {
+      const what = `create the repository cache for ${remote.displayUrl}`;
+      await runGit({ cwd: root, args: ['init', '--bare', '--quiet', staging], signal, failAs: 'AG_ERR_WORKSPACE_SETUP', what });
+      await runGit({
+        cwd: staging,
+        args: ['config', 'remote.origin.url', remote.displayUrl],
+        signal,
+        failAs: 'AG_ERR_WORKSPACE_SETUP',
+        what,
+      });
+      await rename(staging, repoPath);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+}
