@@ -30,7 +30,7 @@ const last = run.stdout.trim().split('\n').pop() ?? '{}';
 const outcome = JSON.parse(last);
 console.log(`\nresult: ${JSON.stringify(outcome, null, 2)}`);
 if (outcome.runId) {
-  const feedback = join(home, 'runs', outcome.runId, 'iteration-1-feedback.md');
+  const feedback = join(home, 'runs', outcome.runId, 'iteration-2-feedback.md');
   try {
     console.log(`\nfeedback given to iteration 2 (${feedback}):\n${readFileSync(feedback, 'utf8').split('\n').slice(0, 25).join('\n')}`);
   } catch {

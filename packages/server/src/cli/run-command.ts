@@ -3,6 +3,7 @@
  * the same resolver the HTTP API uses, and run it in-process on the engine with a live progress
  * display. Ctrl-C cancels the run cleanly (exit 130).
  */
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { AgentGateError, ERROR_CATALOGUE, toAgentGateError } from '../errors.js';
@@ -139,10 +140,12 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     maxIterations: spec.convergence.limits.maxIterations,
     ...(flags.verbose !== undefined && { verbose: flags.verbose }),
   });
-  const started = runtime.engine.start(spec);
+  // Subscribe before starting: the first events are emitted synchronously by start().
+  const runId = randomUUID();
   const unsubscribe = runtime.emitter.on((event) => {
-    if (event.runId === started.runId) display.handle(event);
+    if (event.runId === runId) display.handle(event);
   });
+  const started = runtime.engine.start(spec, { runId });
   let interrupts = 0;
   const onSigint = (): void => {
     interrupts += 1;

@@ -180,15 +180,17 @@ export class ExecutionEngine {
 
     try {
       workspace = await this.acquireWorkspace(runId, spec, signal, emit);
-      if (workspace === undefined) return this.finishAborted(runId, signal);
-      store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
-      if (signal.aborted) return this.finishAborted(runId, signal);
-      this.transition(runId, 'workspace_acquired');
-      const artifactsDir = join(this.services.home, 'runs', runId);
-      await mkdir(artifactsDir, { recursive: true });
-      const ctx: ExecutionContext = { runId, workOrderId, spec, workspace, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
-      this.transition(runId, 'build_started');
-      await this.loop(ctx);
+      if (workspace !== undefined) store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
+      if (workspace === undefined || signal.aborted) {
+        this.finishAborted(runId, signal);
+      } else {
+        this.transition(runId, 'workspace_acquired');
+        const artifactsDir = join(this.services.home, 'runs', runId);
+        await mkdir(artifactsDir, { recursive: true });
+        const ctx: ExecutionContext = { runId, workOrderId, spec, workspace, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
+        this.transition(runId, 'build_started');
+        await this.loop(ctx);
+      }
     } catch (error) {
       const classified = toAgentGateError(error);
       logger.error({ err: classified, code: classified.code }, 'run failed unexpectedly');

@@ -74,7 +74,7 @@ export type CommandOutcome = { cancelled: false; execution: CommandExecution } |
 
 /** Builds the environment of a gate: secrets removed, `CI=true`, colours off unless forced. */
 export function buildGateEnv(base: Env): Record<string, string> {
-  const env = { ...gateEnv(base), CI: 'true' };
+  const env: Record<string, string> = { ...gateEnv(base), CI: 'true' };
   // NO_COLOR next to FORCE_COLOR makes Node print a warning into every test run; respect FORCE_COLOR.
   if (env.FORCE_COLOR === undefined) env.NO_COLOR = '1';
   return env;

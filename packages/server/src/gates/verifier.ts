@@ -19,7 +19,7 @@
  * base commit for each call, which is cheap and can never pick up the agent's edits.
  */
 import { AgentGateError, toAgentGateError } from '../errors.js';
-import type { EmitFn } from '../observability/events.js';
+import type { EmitFn, ProgressEvents } from '../observability/events.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import { VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
@@ -237,7 +237,7 @@ export class Verifier {
 
   private emit(ctx: GateContext, result: GateResult): void {
     if (ctx.emit === undefined) return;
-    const data: Parameters<EmitFn>[1] & { gate: string } = {
+    const data: ProgressEvents['gate_checked'] = {
       iteration: ctx.iteration,
       gate: result.name,
       level: result.level,

@@ -9,6 +9,9 @@
 import { spawn } from 'node:child_process';
 import { systemClock, type Clock } from './clock.js';
 
+/** How long pipes may stay open after the child exited before we stop reading them. */
+const PIPE_DRAIN_MS = 1000;
+
 export type ProcessOutcome = 'exited' | 'timeout' | 'idle_timeout' | 'aborted' | 'spawn_error';
 
 export interface ProcessLine {
@@ -182,8 +185,17 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
     child.on('error', (error) => finish(null, null, error));
     // 'close' waits for the pipes; grandchildren holding them would delay it, so the group is killed on
     // 'exit' and 'close' follows as soon as the pipes drain.
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
       if (pid !== undefined) killProcessGroup(pid, 'SIGKILL');
+      // A process that escaped the group (setsid, a daemon) may hold the pipes open forever: give them a
+      // moment to drain, then stop reading so the run can never hang on someone else's pipe.
+      const drain = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(code, signal);
+      }, PIPE_DRAIN_MS);
+      drain.unref();
+      timers.push(drain);
     });
     child.on('close', (code, signal) => finish(code, signal));
   });

@@ -90,7 +90,7 @@ export class WorkspaceManager {
     const branch = runBranchName(runId, options.branchPrefix ?? DEFAULT_BRANCH_PREFIX);
     const target = worktreePath(this.home, runId);
     const prepared = await this.prepare(spec, signal);
-    const lease = await this.takeLease(prepared.repoPath, branch, runId, signal);
+    await this.takeLease(prepared.repoPath, branch, runId, signal);
     try {
       await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () =>
         createRunWorktree({ repoPath: prepared.repoPath, worktreePath: target, branch, baseSha: prepared.baseSha, signal }),
@@ -192,8 +192,8 @@ export class WorkspaceManager {
     }
   }
 
-  private async takeLease(repoPath: string, branch: string, runId: string, signal: AbortSignal): Promise<LeaseKeeper | undefined> {
-    if (this.options.leases === undefined) return undefined;
+  private async takeLease(repoPath: string, branch: string, runId: string, signal: AbortSignal): Promise<void> {
+    if (this.options.leases === undefined) return;
     const keeper = new LeaseKeeper({
       store: this.options.leases,
       key: leaseKey(repoPath, branch),
@@ -204,7 +204,6 @@ export class WorkspaceManager {
     });
     await keeper.acquire(signal);
     this.leasesByRun.set(runId, keeper);
-    return keeper;
   }
 }
 

@@ -102,6 +102,7 @@ export function isValidBranchName(branch: string): boolean {
   if (branch === '@' || branch.startsWith('-') || branch.startsWith('/') || branch.endsWith('/')) return false;
   if (branch.endsWith('.') || branch.includes('..') || branch.includes('//') || branch.includes('@{')) return false;
   // Control characters, space and the characters git reserves for revision syntax.
+  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(branch)) return false;
   return branch.split('/').every((component) => component.length > 0 && !component.startsWith('.') && !component.endsWith('.lock'));
 }
