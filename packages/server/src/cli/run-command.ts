@@ -145,7 +145,15 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
   const unsubscribe = runtime.emitter.on((event) => {
     if (event.runId === runId) display.handle(event);
   });
-  const started = runtime.engine.start(spec, { runId });
+  let started: ReturnType<typeof runtime.engine.start>;
+  try {
+    started = runtime.engine.start(spec, { runId });
+  } catch (error) {
+    display.stop();
+    unsubscribe();
+    runtime.close();
+    throw error;
+  }
   let interrupts = 0;
   const onSigint = (): void => {
     interrupts += 1;

@@ -95,6 +95,8 @@ export class ExecutionEngine {
   /** Creates the run records synchronously and starts executing; the ids are known at once. */
   start(spec: ResolvedTaskSpec, options: StartOptions = {}): StartedRun {
     const { store, clock } = this.services;
+    // Bad input is rejected before anything is stored (unknown driver, missing agent command).
+    this.services.agents.validate(spec.agent.driver, spec.agent.command === undefined ? {} : { command: spec.agent.command });
     const runId = options.runId ?? randomUUID();
     const workOrderId = options.workOrderId ?? randomUUID();
     const createdAt = new Date(clock.now()).toISOString();
@@ -188,8 +190,10 @@ export class ExecutionEngine {
         const artifactsDir = join(this.services.home, 'runs', runId);
         await mkdir(artifactsDir, { recursive: true });
         const ctx: ExecutionContext = { runId, workOrderId, spec, workspace, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
-        this.transition(runId, 'build_started');
-        await this.loop(ctx);
+        if (await this.preflight(ctx)) {
+          this.transition(runId, 'build_started');
+          await this.loop(ctx);
+        }
       }
     } catch (error) {
       const classified = toAgentGateError(error);
@@ -314,6 +318,30 @@ export class ExecutionEngine {
       if (signal.aborted) return void this.finishAborted(runId, signal);
       this.transition(runId, 'feedback_generated');
       progress.iteration = iteration + 1;
+    }
+  }
+
+  /**
+   * Loads the gate plan before the agent runs, so a broken verify.yaml fails the run at once as a
+   * configuration error instead of after a paid agent iteration. Returns false when the run ended.
+   */
+  private async preflight(ctx: ExecutionContext): Promise<boolean> {
+    try {
+      await this.services.verifier.loadPlan({
+        worktreePath: ctx.workspace.path,
+        baseSha: ctx.workspace.baseSha,
+        signal: ctx.signal,
+        clock: this.services.clock,
+        ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
+      });
+      return true;
+    } catch (error) {
+      if (ctx.signal.aborted) {
+        this.finishAborted(ctx.runId, ctx.signal);
+      } else {
+        this.transition(ctx.runId, 'system_error', errorPayload(toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), 'verify', 1));
+      }
+      return false;
     }
   }
 

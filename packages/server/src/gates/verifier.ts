@@ -18,6 +18,7 @@
  * The Verifier holds no per-run state, so one instance serves every run; the plan is re-read from the
  * base commit for each call, which is cheap and can never pick up the agent's edits.
  */
+import { posix } from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { EmitFn, ProgressEvents } from '../observability/events.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
@@ -74,10 +75,10 @@ function cancellation(signal: AbortSignal): AgentGateError {
   return new AgentGateError('AG_ERR_RUN_CANCELED', 'verification was canceled', { cause: reason });
 }
 
-/** Classifies anything that escaped: a cancellation when the signal aborted, else the given code. */
-function failure(error: unknown, signal: AbortSignal, code: 'AG_ERR_PHASE_VERIFY' | 'AG_ERR_GATE_SETUP_FAILED'): { error: AgentGateError; cancelled: boolean } {
+/** Classifies anything that escaped: a cancellation when the signal aborted, else AG_ERR_PHASE_VERIFY (kept codes pass through). */
+function failure(error: unknown, signal: AbortSignal): { error: AgentGateError; cancelled: boolean } {
   if (signal.aborted) return { error: cancellation(signal), cancelled: true };
-  return { error: toAgentGateError(error, code), cancelled: false };
+  return { error: toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), cancelled: false };
 }
 
 /** Chooses unique, path-safe log file names within one verification. */
@@ -147,7 +148,7 @@ export class Verifier {
       }
       return { ok: true, results };
     } catch (error) {
-      return { ok: false, ...failure(error, ctx.signal, 'AG_ERR_PHASE_VERIFY'), results };
+      return { ok: false, ...failure(error, ctx.signal), results };
     }
   }
 
@@ -174,7 +175,7 @@ export class Verifier {
       if (plan.source === 'detected') report.notes = [`detected from ${plan.detectedFrom.join(', ')}`, ...plan.notes];
       return { ok: true, report };
     } catch (error) {
-      return { ok: false, ...failure(error, ctx.signal, 'AG_ERR_PHASE_VERIFY') };
+      return { ok: false, ...failure(error, ctx.signal) };
     }
   }
 
@@ -183,7 +184,7 @@ export class Verifier {
     const { config } = plan;
     const alwaysProtected = [
       ...VERIFY_CONFIG_FILE_NAMES.map((path) => ({ path, reason: 'the gate plan is always protected' })),
-      ...config.blackbox.flatMap((b) => (b.stdinFile === undefined ? [] : [{ path: b.stdinFile.replace(/^\.\//, ''), reason: `stdin fixture of black-box gate ${b.name}` }])),
+      ...config.blackbox.flatMap((b) => (b.stdinFile === undefined ? [] : [{ path: posix.normalize(b.stdinFile), reason: `stdin fixture of black-box gate ${b.name}` }])),
     ];
     const gates: GateResult[] = [];
     for (const result of await checkContracts({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, contracts: config.contracts, alwaysProtected, signal: ctx.signal, clock: ctx.clock })) {

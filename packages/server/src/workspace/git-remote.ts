@@ -169,29 +169,33 @@ export class RemoteRepositoryCache {
   async prepare(remote: RemoteSource, ref: string | undefined, signal: AbortSignal): Promise<PreparedSource> {
     const repoPath = repoCachePath(this.home, remote.displayUrl);
     const candidates = ref === undefined ? [REMOTE_HEAD_REF] : [`refs/remotes/origin/${validateRef(ref)}`, `refs/tags/${ref}`, ref];
+    const refspecs = ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'];
+    if (ref === undefined) refspecs.push(`+HEAD:${REMOTE_HEAD_REF}`);
     return withRepositoryLock(this.mutex, repoPath, signal, async () => {
-      if (!existsSync(path.join(repoPath, 'HEAD'))) await this.createCache(remote, repoPath, signal);
-      const refspecs = ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'];
-      if (ref === undefined) refspecs.push(`+HEAD:${REMOTE_HEAD_REF}`);
-      await runGit({
-        cwd: repoPath,
-        args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
-        signal,
-        failAs: 'AG_ERR_WORKSPACE_SETUP',
-        what: `fetch ${remote.displayUrl}`,
-        envConfig: remote.envConfig,
-        secrets: remote.secrets,
-      });
+      if (existsSync(path.join(repoPath, 'HEAD'))) await this.fetch(remote, repoPath, refspecs, signal);
+      else await this.createCache(remote, repoPath, refspecs, signal);
       const baseSha = await resolveCommit(repoPath, candidates, ref ?? 'the default branch', signal);
       return { repoPath, baseSha, source: remote.displayUrl, warnings: [] };
     });
   }
 
+  private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
+    await runGit({
+      cwd: repoPath,
+      args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
+      signal,
+      failAs: 'AG_ERR_WORKSPACE_SETUP',
+      what: `fetch ${remote.displayUrl}`,
+      envConfig: remote.envConfig,
+      secrets: remote.secrets,
+    });
+  }
+
   /**
-   * Creates the bare repository next to its final place and renames it in, so a crash mid-creation
-   * never leaves a half-initialised cache behind under the real name.
+   * Creates the bare repository and fetches into it next to its final place, then renames it in: a
+   * crash, cancel or failed first fetch (a mistyped URL) never leaves a half-initialised cache behind.
    */
-  private async createCache(remote: RemoteSource, repoPath: string, signal: AbortSignal): Promise<void> {
+  private async createCache(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
     const root = reposRoot(this.home);
     await mkdir(root, { recursive: true });
     const staging = safeJoin(root, `${repoCacheKey(remote.displayUrl)}.git.tmp-${randomUUID()}`);
@@ -205,6 +209,7 @@ export class RemoteRepositoryCache {
         failAs: 'AG_ERR_WORKSPACE_SETUP',
         what,
       });
+      await this.fetch(remote, staging, refspecs, signal);
       await rename(staging, repoPath);
     } finally {
       await rm(staging, { recursive: true, force: true });

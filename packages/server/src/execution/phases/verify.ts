@@ -17,6 +17,7 @@ export class VerifyPhase implements PhaseHandler<'verify'> {
       signal: ctx.signal,
       clock: ctx.clock,
       emit: ctx.emit,
+      env: ctx.services.baseEnv,
       ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
     };
     if (ctx.iteration === 1) {

@@ -1,0 +1,247 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { passingPath, readRun } from '../helpers/store-checks.js';
+
+const repos: TempRepo[] = [];
+afterEach(() => {
+  for (const r of repos.splice(0)) r.cleanup();
+});
+
+function setup(files: Record<string, string> = {}): TempRepo {
+  const r = makeRepo(files);
+  repos.push(r);
+  return r;
+}
+
+function exec(r: TempRepo, agent: string, extra: string[] = [], env: Record<string, string> = {}, options: Parameters<typeof runCli>[1] = {}): Promise<CliResult> {
+  return runCli(
+    ['exec', '--path', r.repo, '--prompt', 'Implement add and multiply in src/math.js', '--agent', 'command', '--agent-command', `sh ${agent}`, '--json', ...extra],
+    { ...options, env: { AGENTGATE_HOME: r.home, ...env, ...options.env } },
+  );
+}
+
+describe('agentgate exec', () => {
+  describe('when the agent gets it right at once', () => {
+    it('succeeds in 1 iteration on branch agentgate/<runId> and leaves the user tree untouched', async () => {
+      const r = setup();
+      const before = userTreeState(r.repo);
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct));
+      expect(res.code).toBe(0);
+      expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1 });
+      const runId = String(res.json?.['runId']);
+      expect(res.json?.['branch']).toBe(`agentgate/${runId}`);
+      expect(res.stdout.trim().split('\n')).toHaveLength(1);
+      expect(git(r.repo, 'show', `agentgate/${runId}:src/math.js`)).toContain('return a * b');
+      expect(git(r.repo, 'log', '-1', '--format=%s', `agentgate/${runId}`)).toBe('agentgate: iteration 1');
+      expect(userTreeState(r.repo)).toEqual(before);
+      expect(readFileSync(join(r.repo, 'src/math.js'), 'utf8')).toContain('not implemented');
+      const view = readRun(r.home, runId);
+      expect(view.transitions).toEqual(passingPath(1));
+      expect(existsSync(join(r.home, 'worktrees', runId))).toBe(false);
+    });
+  });
+
+  describe('when the first attempt fails a test', () => {
+    it('succeeds after 2 iterations and iteration 2 received feedback naming the failing test', async () => {
+      const r = setup();
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.failThenPass));
+      expect(res.code).toBe(0);
+      expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 2 });
+      const runId = String(res.json?.['runId']);
+      const feedback = readFileSync(join(r.home, 'runs', runId, 'iteration-2-feedback.md'), 'utf8');
+      expect(feedback).toContain('unit-tests');
+      expect(feedback).toContain('multiply multiplies two numbers');
+      expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-feedback.md'), 'utf8')).toBe('');
+      const view = readRun(r.home, runId);
+      expect(view.transitions).toEqual(passingPath(2));
+      expect(view.iterations).toBe(2);
+      expect(res.stderr).toContain('gate unit-tests [L1] FAIL');
+      expect(res.stderr).toContain('gate unit-tests [L1] PASS');
+    });
+  });
+
+  describe('when the gate always fails', () => {
+    it('fails as failed_verification after exactly 3 iterations, with no 4th build', async () => {
+      const r = setup();
+      const counter = join(r.root, 'count');
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.alwaysWrong), ['--max-iterations', '3'], { COUNTER_FILE: counter });
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 3, error: { code: 'AG_ERR_VERIFY_FAILED' } });
+      expect(readFileSync(counter, 'utf8').trim().split('\n')).toHaveLength(3);
+      const view = readRun(r.home, String(res.json?.['runId']));
+      expect(view.transitions.at(-1)).toBe('verifying→failed');
+      expect(view.transitions.filter((t) => t === 'feedback→building')).toHaveLength(2);
+    });
+  });
+
+  describe('when the agent exits non-zero', () => {
+    it('fails as failed_build', async () => {
+      const r = setup();
+      const res = await exec(r, writeAgent(r.root, 'agent', 'echo "cannot do it" >&2\nexit 3'));
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE' } });
+      expect(String((res.json?.['error'] as { message: string }).message)).toContain('cannot do it');
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
+    });
+  });
+
+  describe('when git cannot snapshot', () => {
+    it('fails as failed_error with the snapshot code', async () => {
+      const r = setup();
+      // The agent leaves a stale index lock in the worktree's git dir: `git add` must fail.
+      const res = await exec(r, writeAgent(r.root, 'agent', 'touch "$(git rev-parse --git-dir)/index.lock"\necho locked'));
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT' } });
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('snapshotting→failed');
+    });
+  });
+
+  describe('when the wall clock is exceeded', () => {
+    it('fails as failed_timeout and kills the agent', async () => {
+      const r = setup();
+      const marker = `wallclock-${Date.now()}`;
+      const res = await exec(r, writeAgent(r.root, 'agent', 'echo started\nsleep 600'), ['--timeout', '1s'], { [CONFORMANCE_MARKER_ENV]: marker });
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT' } });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+    });
+  });
+
+  describe('when canceled with Ctrl-C', () => {
+    it('during a long agent command: exits 130, state canceled, no process of the run left', async () => {
+      const r = setup();
+      const marker = `cancel-agent-${Date.now()}`;
+      const res = await exec(r, writeAgent(r.root, 'agent', 'echo agent-is-running\nsleep 600 & sleep 600'), ['--verbose'], { [CONFORMANCE_MARKER_ENV]: marker }, {
+        interruptWhen: 'agent-is-running',
+      });
+      expect(res.code).toBe(130);
+      expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      const view = readRun(r.home, String(res.json?.['runId']));
+      expect(view.transitions.at(-1)).toBe('building→canceled');
+      expect(view.events.at(-1)?.type).toBe('run_canceled');
+    });
+
+    it('during a long gate command: exits 130, state canceled, no gate process left', async () => {
+      const marker = `cancel-gate-${Date.now()}`;
+      const r = setup({
+        'verify.yaml': 'version: "1"\ntests:\n  - name: slow\n    command: echo gate-is-running; sleep 600 & sleep 600\n    timeout: 900\n',
+      });
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), [], { [CONFORMANCE_MARKER_ENV]: marker }, { interruptWhen: 'verify started' });
+      expect(res.code).toBe(130);
+      expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('verifying→canceled');
+    });
+  });
+
+  describe('when the agent edits a protected test', () => {
+    it('fails the gate with a tamper message', async () => {
+      const r = setup();
+      const agent = writeAgent(r.root, 'agent', `${AGENTS.correct}\necho "// weakened" >> test/math.test.js`);
+      const res = await exec(r, agent, ['--max-iterations', '1']);
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_verification' });
+      expect(res.stderr).toMatch(/tamper.*test\/math\.test\.js/);
+      const view = readRun(r.home, String(res.json?.['runId']));
+      const gates = view.events.filter((e) => e.type === 'gate_checked' && e.data['passed'] === false);
+      const messages = gates.map((g) => String(g.data['message']));
+      expect(messages[0]).toMatch(/tamper.*test\/math\.test\.js/);
+      // Later gates are reported as not run: a tampered tree proves nothing.
+      expect(messages.slice(1).every((m) => m.startsWith('not run'))).toBe(true);
+    });
+  });
+
+  describe('invalid input', () => {
+    it('an invalid verify.yaml exits 2 naming the file, line and reason, before the agent runs', async () => {
+      const r = setup({ 'verify.yaml': 'version: "1"\ntests:\n  - name: unit\n    command: node --test\n    timeout: soon\n' });
+      const ran = join(r.root, 'agent-ran');
+      const res = await exec(r, writeAgent(r.root, 'agent', `touch ${ran}`));
+      expect(res.code).toBe(2);
+      expect(res.json).toMatchObject({ state: 'failed', error: { code: 'AG_ERR_VERIFY_CONFIG_INVALID' } });
+      expect(String((res.json?.['error'] as { message: string }).message)).toMatch(/verify\.yaml:5: .*timeout/);
+      expect(existsSync(ran)).toBe(false);
+    });
+
+    it.each([
+      [['exec', '--path', '.', '--prompt', 'x', '--bogus'], /unknown option/],
+      [['exec', '--prompt', 'x'], /--path <repo> or --git <url> is required/],
+      [['exec', '--path', '.', '--prompt', 'x', '--max-iterations', 'zero'], /--max-iterations: expected a positive integer/],
+      [['exec', '--path', '.', '--prompt', 'x', '--strategy', 'yolo'], /argument 'yolo' is invalid/],
+      [['exec', '--path', '.', '--prompt', 'x', '--agent', 'command'], /command/],
+      [['exec', '--path', '.', '--prompt', 'x', '--agent-command', 'true', '--agent', 'command', '--timeout', 'forever'], /maxWallClock/],
+      [['frobnicate'], /unknown command/],
+    ])('%j exits 2 with a clear message', async (args, message) => {
+      const r = setup();
+      const res = await runCli(args as string[], { env: { AGENTGATE_HOME: r.home }, cwd: r.repo });
+      expect(res.code).toBe(2);
+      expect(res.stderr).toMatch(message);
+    });
+
+    it('a bad environment variable exits 2 naming the variable', async () => {
+      const r = setup();
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), [], { AGENTGATE_MAX_CONCURRENT: 'lots' });
+      expect(res.code).toBe(2);
+      expect(res.stderr).toContain('AGENTGATE_MAX_CONCURRENT');
+    });
+  });
+
+  describe('two runs at once on the same repository', () => {
+    it('each gets its own worktree and branch, and both succeed', async () => {
+      const r = setup();
+      const agent = writeAgent(r.root, 'agent', `echo "$PWD" > "${r.root}/wt-$AGENTGATE_RUN_ID"\n${AGENTS.correct}`);
+      const [a, b] = await Promise.all([exec(r, agent), exec(r, agent)]);
+      expect(a?.code).toBe(0);
+      expect(b?.code).toBe(0);
+      const ids = [String(a?.json?.['runId']), String(b?.json?.['runId'])];
+      expect(new Set(ids).size).toBe(2);
+      const worktrees = ids.map((id) => readFileSync(join(r.root, `wt-${id}`), 'utf8').trim());
+      expect(worktrees[0]).not.toBe(worktrees[1]);
+      for (const id of ids) {
+        expect(git(r.repo, 'rev-parse', '--verify', `agentgate/${id}`)).toMatch(/^[0-9a-f]{40}$/);
+        expect(readRun(r.home, id).transitions).toEqual(passingPath(1));
+      }
+    });
+  });
+});
+
+describe('agentgate task run', () => {
+  it('runs a TaskSpec file with a relative workspace path', async () => {
+    const r = setup();
+    const agent = writeAgent(r.root, 'agent', AGENTS.correct);
+    const specPath = join(r.root, 'task.yaml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(
+      specPath,
+      [
+        'apiVersion: agentgate.io/v1',
+        'kind: TaskSpec',
+        'metadata: { name: calc }',
+        'spec:',
+        '  goal: { prompt: "Implement math" }',
+        '  convergence: { limits: { maxIterations: 2 } }',
+        '  execution:',
+        '    workspace: { source: local, path: ./repo }',
+        `    agent: { driver: command, command: "sh ${agent}" }`,
+        '',
+      ].join('\n'),
+    );
+    const res = await runCli(['task', 'run', specPath, '--json'], { env: { AGENTGATE_HOME: r.home } });
+    expect(res.code).toBe(0);
+    expect(res.json).toMatchObject({ state: 'succeeded', iterations: 1 });
+  });
+
+  it('an invalid TaskSpec exits 2 naming the line', async () => {
+    const r = setup();
+    const specPath = join(r.root, 'task.yaml');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(specPath, 'apiVersion: agentgate.io/v1\nkind: TaskSpec\nmetadata: { name: x }\nspec:\n  goal: { prompt: "" }\n');
+    const res = await runCli(['task', 'run', specPath], { env: { AGENTGATE_HOME: r.home } });
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/task\.yaml:\d+/);
+  });
+});

@@ -1,0 +1,56 @@
+/** Runs the real `agentgate` CLI as a child process (through tsx, from source). */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { REPO_ROOT } from './git-repo.js';
+
+const MAIN = join(REPO_ROOT, 'packages', 'server', 'src', 'cli', 'main.ts');
+/** tsx's loader by absolute URL, so the CLI can run from any working directory. */
+const TSX_LOADER = pathToFileURL(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Parsed last stdout line when it is JSON. */
+  json: Record<string, unknown> | undefined;
+}
+
+export interface CliOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Sends SIGINT once stderr contains this text (event-driven cancel). */
+  interruptWhen?: string | RegExp;
+  onSpawn?: (pid: number) => void;
+}
+
+export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...args], {
+      cwd: options.cwd ?? REPO_ROOT,
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      const trigger = options.interruptWhen;
+      if (!interrupted && trigger !== undefined && (typeof trigger === 'string' ? stderr.includes(trigger) : trigger.test(stderr))) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const last = stdout.trim().split('\n').pop() ?? '';
+      let json: Record<string, unknown> | undefined;
+      if (last.startsWith('{')) json = JSON.parse(last) as Record<string, unknown>;
+      resolve({ code, signal, stdout, stderr, json });
+    });
+  });
+}

@@ -1,0 +1,280 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentGateError } from '../../src/errors.js';
+import { leaseKey } from '../../src/workspace/lease.js';
+import { WorkspaceManager } from '../../src/workspace/manager.js';
+import { InMemoryLeaseStore } from './in-memory-lease-store.js';
+import { TempDirs, captureRepoState, commitFile, git, initRepo, liveSignal } from './helpers.js';
+
+const temp = new TempDirs();
+
+async function rejection(promise: Promise<unknown>): Promise<AgentGateError> {
+  const error = await promise.then(
+    () => undefined,
+    (caught: unknown) => caught,
+  );
+  expect(error).toBeInstanceOf(AgentGateError);
+  return error as AgentGateError;
+}
+
+describe('WorkspaceManager with a local repository', () => {
+  let home: string;
+  let repo: string;
+  let manager: WorkspaceManager;
+
+  beforeEach(async () => {
+    const root = await realpath(await temp.make());
+    home = path.join(root, 'home');
+    repo = await initRepo(path.join(root, 'user-repo'));
+    manager = new WorkspaceManager({ home });
+  });
+
+  afterEach(() => temp.cleanup());
+
+  describe('acquire', () => {
+    it('creates a worktree under the home on branch agentgate/<runId> from HEAD', async () => {
+      const head = git(repo, 'rev-parse', 'HEAD');
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+
+      expect(ws).toEqual({
+        runId: 'run-1',
+        kind: 'local',
+        path: path.join(home, 'worktrees', 'run-1'),
+        branch: 'agentgate/run-1',
+        baseSha: head,
+        repoPath: repo,
+        source: repo,
+        warnings: [],
+      });
+      expect(await readFile(path.join(ws.path, 'src', 'app.txt'), 'utf8')).toBe('one\ntwo\nthree\n');
+      expect(git(ws.path, 'symbolic-ref', 'HEAD')).toBe('refs/heads/agentgate/run-1');
+      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(head);
+      expect(git(repo, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(head);
+    });
+
+    it('leaves the user’s working tree, index, HEAD and branch exactly as they were', async () => {
+      git(repo, 'status', '--porcelain');
+      const before = await captureRepoState(repo);
+      await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      expect(await captureRepoState(repo)).toEqual(before);
+      expect(before.status).toBe('');
+    });
+
+    describe('when the user’s tree is dirty', () => {
+      beforeEach(async () => {
+        await writeFile(path.join(repo, 'src', 'app.txt'), 'one\nTWO (unsaved work)\nthree\n');
+        await writeFile(path.join(repo, 'README.md'), '# staged edit\n');
+        git(repo, 'add', 'README.md');
+        await writeFile(path.join(repo, 'notes.txt'), 'untracked\n');
+        git(repo, 'status', '--porcelain');
+      });
+
+      it('records a warning and starts from the committed HEAD', async () => {
+        const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+        expect(ws.warnings).toHaveLength(1);
+        expect(ws.warnings[0]).toMatch(/uncommitted changes \(3 paths\)/);
+        expect(await readFile(path.join(ws.path, 'src', 'app.txt'), 'utf8')).toBe('one\ntwo\nthree\n');
+        expect(existsSync(path.join(ws.path, 'notes.txt'))).toBe(false);
+        expect(git(ws.path, 'status', '--porcelain')).toBe('');
+      });
+
+      it('does not touch the staged changes, the unsaved edits or the untracked file', async () => {
+        const before = await captureRepoState(repo);
+        await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+        const after = await captureRepoState(repo);
+        expect(after).toEqual(before);
+        expect(after.staged).toBe('README.md');
+        expect(after.status.split('\n').sort()).toEqual([' M src/app.txt', '?? notes.txt', 'M  README.md']);
+      });
+    });
+
+    it('starts from `ref` when one is given', async () => {
+      const first = git(repo, 'rev-parse', 'HEAD');
+      git(repo, 'tag', 'v1');
+      await commitFile(repo, 'src/app.txt', 'changed\n');
+      git(repo, 'branch', 'feature', first);
+
+      const fromTag = await manager.acquire({ source: 'local', path: repo, ref: 'v1' }, { runId: 'run-tag', signal: liveSignal() });
+      const fromBranch = await manager.acquire({ source: 'local', path: repo, ref: 'feature' }, { runId: 'run-branch', signal: liveSignal() });
+      const fromSha = await manager.acquire({ source: 'local', path: repo, ref: first.slice(0, 10) }, { runId: 'run-sha', signal: liveSignal() });
+
+      for (const ws of [fromTag, fromBranch, fromSha]) {
+        expect(ws.baseSha).toBe(first);
+        expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(first);
+      }
+      expect(git(repo, 'symbolic-ref', 'HEAD')).toBe('refs/heads/main');
+    });
+
+    it('accepts a path inside the repository and uses its top level', async () => {
+      const ws = await manager.acquire({ source: 'local', path: path.join(repo, 'src') }, { runId: 'run-1', signal: liveSignal() });
+      expect(ws.repoPath).toBe(repo);
+    });
+
+    it('uses the given branch prefix', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', branchPrefix: 'bots/', signal: liveSignal() });
+      expect(ws.branch).toBe('bots/run-1');
+      expect(git(ws.path, 'symbolic-ref', '--short', 'HEAD')).toBe('bots/run-1');
+    });
+
+    it('fails with AG_ERR_WORKSPACE_NOT_A_REPO for a directory that is not a git repository', async () => {
+      const plain = await temp.make('agentgate-plain-');
+      const error = await rejection(manager.acquire({ source: 'local', path: plain }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_NOT_A_REPO');
+      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
+    });
+
+    it('fails with AG_ERR_WORKSPACE_NOT_A_REPO for a path that does not exist', async () => {
+      const error = await rejection(manager.acquire({ source: 'local', path: path.join(repo, 'missing') }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_NOT_A_REPO');
+    });
+
+    it.each([['no-such-branch'], ['--output=/tmp/x'], ['main with space']])('fails with AG_ERR_WORKSPACE_REF_NOT_FOUND for ref %j', async (ref) => {
+      const error = await rejection(manager.acquire({ source: 'local', path: repo, ref }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_REF_NOT_FOUND');
+      expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
+    });
+
+    it('fails with AG_ERR_WORKSPACE_REF_NOT_FOUND for a repository without commits', async () => {
+      const empty = path.join(await temp.make(), 'empty');
+      await mkdir(empty);
+      git(empty, 'init', '--quiet');
+      const error = await rejection(manager.acquire({ source: 'local', path: empty }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_REF_NOT_FOUND');
+    });
+
+    it('rejects a run id that would escape the worktrees directory', async () => {
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: '../escape', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_PATH_ESCAPE');
+    });
+
+    it('fails with AG_ERR_WORKSPACE_SETUP when the run branch already exists, leaving that branch alone', async () => {
+      await commitFile(repo, 'other.txt', 'x\n');
+      git(repo, 'branch', 'agentgate/run-1', 'HEAD~1');
+      const existing = git(repo, 'rev-parse', 'agentgate/run-1');
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(existing);
+      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
+    });
+
+    it('gives two concurrent runs on the same repository distinct worktrees and branches', async () => {
+      const [a, b] = await Promise.all([
+        manager.acquire({ source: 'local', path: repo }, { runId: 'run-a', signal: liveSignal() }),
+        manager.acquire({ source: 'local', path: repo }, { runId: 'run-b', signal: liveSignal() }),
+      ]);
+      expect(a.path).not.toBe(b.path);
+      expect(git(a.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-a');
+      expect(git(b.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-b');
+      const listed = git(repo, 'worktree', 'list', '--porcelain');
+      expect(listed).toContain(`worktree ${a.path}`);
+      expect(listed).toContain(`worktree ${b.path}`);
+    });
+
+    it('reports cancellation, not a failure, when the run is canceled', async () => {
+      const controller = new AbortController();
+      controller.abort(new AgentGateError('AG_ERR_RUN_CANCELED', 'user canceled'));
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: controller.signal }));
+      expect(error.code).toBe('AG_ERR_RUN_CANCELED');
+      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
+    });
+  });
+
+  describe('release', () => {
+    it('removes the worktree directory but keeps the branch with its commits', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      const work = await commitFile(ws.path, 'feature.txt', 'agent work\n', 'agent work');
+
+      await manager.release(ws, { signal: liveSignal() });
+
+      expect(existsSync(ws.path)).toBe(false);
+      expect(git(repo, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(work);
+      expect(git(repo, 'show', 'agentgate/run-1:feature.txt')).toBe('agent work');
+      expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(ws.path);
+    });
+
+    it('removes a worktree with uncommitted and untracked files', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      await writeFile(path.join(ws.path, 'README.md'), 'dirty\n');
+      await writeFile(path.join(ws.path, 'scratch.txt'), 'untracked\n');
+      await manager.release(ws, { signal: liveSignal() });
+      expect(existsSync(ws.path)).toBe(false);
+    });
+
+    it('is idempotent', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      await manager.release(ws, { signal: liveSignal() });
+      await manager.release(ws, { signal: liveSignal() });
+      expect(existsSync(ws.path)).toBe(false);
+    });
+
+    it('still removes a worktree whose .git file the agent corrupted', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      await writeFile(path.join(ws.path, '.git'), 'garbage\n');
+      await manager.release(ws, { signal: liveSignal() });
+      expect(existsSync(ws.path)).toBe(false);
+      expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(ws.path);
+      expect(git(repo, 'rev-parse', '--verify', 'refs/heads/agentgate/run-1')).toMatch(/^[0-9a-f]{40}$/);
+    });
+
+    it('refuses to delete a directory outside the worktrees root', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      const error = await rejection(manager.release({ ...ws, path: repo }, { signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_PATH_ESCAPE');
+      expect(existsSync(path.join(repo, 'README.md'))).toBe(true);
+    });
+  });
+
+  describe('reapStale', () => {
+    it('removes worktrees of runs that are no longer live and keeps the others', async () => {
+      const dead = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-dead', signal: liveSignal() });
+      // A new manager: the process that acquired the worktree is gone.
+      const restarted = new WorkspaceManager({ home });
+      const live = await restarted.acquire({ source: 'local', path: repo }, { runId: 'run-live', signal: liveSignal() });
+
+      const reaped = await restarted.reapStale({ isLive: (runId) => runId === 'run-live', signal: liveSignal() });
+
+      expect(reaped).toEqual(['run-dead']);
+      expect(existsSync(dead.path)).toBe(false);
+      expect(existsSync(live.path)).toBe(true);
+      expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(dead.path);
+      expect(git(repo, 'rev-parse', '--verify', 'refs/heads/agentgate/run-dead')).toBe(dead.baseSha);
+    });
+  });
+
+  describe('with a lease store', () => {
+    let leases: InMemoryLeaseStore;
+
+    beforeEach(() => {
+      leases = new InMemoryLeaseStore();
+      manager = new WorkspaceManager({ home, leases, leaseOwner: 'me' });
+    });
+
+    it('holds the lease on <repo>#<branch> while the workspace exists', async () => {
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      const key = leaseKey(repo, 'agentgate/run-1');
+      expect(leases.leases.get(key)).toMatchObject({ owner: 'me', runId: 'run-1' });
+      expect(manager.leaseLost('run-1')?.aborted).toBe(false);
+
+      await manager.release(ws, { signal: liveSignal() });
+      expect(leases.leases.has(key)).toBe(false);
+      expect(manager.leaseLost('run-1')).toBeUndefined();
+    });
+
+    it('fails with AG_ERR_LEASE_HELD and creates nothing when another live owner holds the branch', async () => {
+      leases.steal(leaseKey(repo, 'agentgate/run-1'), 'someone-else', Date.now());
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_LEASE_HELD');
+      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
+      expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
+    });
+
+    it('releases the lease when the worktree cannot be created', async () => {
+      git(repo, 'branch', 'agentgate/run-1');
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(leases.leases.size).toBe(0);
+    });
+  });
+});

@@ -1,0 +1,204 @@
+import { chmod, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentGateError } from '../../src/errors.js';
+import { WorkspaceManager } from '../../src/workspace/manager.js';
+import { Snapshotter, parseNumstat, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
+import type { SnapshotResult, Workspace } from '../../src/workspace/types.js';
+import { TempDirs, git, initRepo, liveSignal } from './helpers.js';
+
+const temp = new TempDirs();
+
+function expectOk(outcome: SnapshotOutcome): SnapshotResult {
+  if (!outcome.ok) throw new Error(`expected a snapshot, got ${outcome.error.code}: ${outcome.error.message}`);
+  return outcome.snapshot;
+}
+
+function expectFailure(outcome: SnapshotOutcome): AgentGateError {
+  if (outcome.ok) throw new Error('expected the snapshot to fail');
+  expect(outcome.error).toBeInstanceOf(AgentGateError);
+  return outcome.error;
+}
+
+describe('Snapshotter', () => {
+  let repo: string;
+  let artifacts: string;
+  let ws: Workspace;
+  const snapshotter = new Snapshotter();
+  const snap = (iteration: number, extra: { previousSha?: string; signal?: AbortSignal } = {}): Promise<SnapshotOutcome> =>
+    snapshotter.snapshot({ workspace: ws, iteration, artifactsDir: artifacts, signal: extra.signal ?? liveSignal(), ...(extra.previousSha ? { previousSha: extra.previousSha } : {}) });
+
+  beforeEach(async () => {
+    const root = await realpath(await temp.make());
+    const home = path.join(root, 'home');
+    repo = await initRepo(path.join(root, 'repo'));
+    artifacts = path.join(home, 'runs', 'run-1');
+    ws = await new WorkspaceManager({ home }).acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+  });
+
+  afterEach(() => temp.cleanup());
+
+  describe('when the agent changed files', () => {
+    let snapshot: SnapshotResult;
+
+    beforeEach(async () => {
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'one\n2\nthree\nfour\n');
+      await writeFile(path.join(ws.path, 'src', 'new.txt'), 'hello\n');
+      await rm(path.join(ws.path, 'README.md'));
+      snapshot = expectOk(await snap(1));
+    });
+
+    it('commits everything on the run branch as `agentgate: iteration <n>` by AgentGate', () => {
+      expect(git(ws.path, 'log', '-1', '--format=%s|%an <%ae>|%cn <%ce>')).toBe(
+        'agentgate: iteration 1|AgentGate <agentgate@localhost>|AgentGate <agentgate@localhost>',
+      );
+      expect(git(ws.path, 'rev-parse', 'agentgate/run-1')).toBe(snapshot.sha);
+      expect(git(ws.path, 'rev-parse', 'HEAD~1')).toBe(ws.baseSha);
+      expect(git(ws.path, 'status', '--porcelain')).toBe('');
+    });
+
+    it('reports the sha and tree sha git reports', () => {
+      expect(snapshot.sha).toBe(git(ws.path, 'rev-parse', 'HEAD'));
+      expect(snapshot.treeSha).toBe(git(ws.path, 'rev-parse', 'HEAD^{tree}'));
+    });
+
+    it('counts files, insertions and deletions of the iteration', () => {
+      expect(snapshot).toMatchObject({ iteration: 1, noChange: false, filesChanged: 3, insertions: 3, deletions: 2 });
+      expect(git(ws.path, 'diff', '--shortstat', 'HEAD~1', 'HEAD')).toBe(' 3 files changed, 3 insertions(+), 2 deletions(-)');
+    });
+
+    it('lists the files changed since the base commit', () => {
+      expect([...snapshot.changedFiles].sort()).toEqual(['README.md', 'src/app.txt', 'src/new.txt']);
+    });
+
+    it('writes the patch against the base commit to iteration-<n>.patch, and it applies', async () => {
+      expect(snapshot.patchPath).toBe(path.join(artifacts, 'iteration-1.patch'));
+      const patch = await readFile(snapshot.patchPath, 'utf8');
+      expect(patch).toContain('diff --git a/src/new.txt b/src/new.txt');
+      expect(patch).toContain('+hello');
+      expect(patch).toContain('deleted file mode');
+      const check = await initRepo(path.join(path.dirname(repo), 'check'));
+      git(check, 'apply', '--index', snapshot.patchPath);
+      expect(git(check, 'write-tree')).toBe(snapshot.treeSha);
+    });
+
+    it('measures the next iteration on its own and the patch cumulatively', async () => {
+      await writeFile(path.join(ws.path, 'src', 'new.txt'), 'hello\nworld\n');
+      const second = expectOk(await snap(2));
+      expect(second).toMatchObject({ iteration: 2, noChange: false, filesChanged: 1, insertions: 1, deletions: 0 });
+      expect([...second.changedFiles].sort()).toEqual(['README.md', 'src/app.txt', 'src/new.txt']);
+      const patch = await readFile(path.join(artifacts, 'iteration-2.patch'), 'utf8');
+      expect(patch).toContain('+world');
+      expect(patch).toContain('diff --git a/README.md b/README.md');
+      expect(git(ws.path, 'log', '--format=%s', '-2')).toBe('agentgate: iteration 2\nagentgate: iteration 1');
+    });
+  });
+
+  describe('when the agent changed nothing', () => {
+    it('records an empty commit flagged noChange', async () => {
+      const snapshot = expectOk(await snap(1));
+      expect(snapshot).toMatchObject({ noChange: true, filesChanged: 0, insertions: 0, deletions: 0, changedFiles: [] });
+      expect(snapshot.sha).not.toBe(ws.baseSha);
+      expect(git(ws.path, 'log', '-1', '--format=%s')).toBe('agentgate: iteration 1');
+      expect(snapshot.treeSha).toBe(git(ws.path, 'rev-parse', `${ws.baseSha}^{tree}`));
+      expect(await readFile(snapshot.patchPath, 'utf8')).toBe('');
+    });
+
+    it('flags a later iteration that repeats the previous tree, with the cumulative changes kept', async () => {
+      await writeFile(path.join(ws.path, 'added.txt'), 'x\n');
+      const first = expectOk(await snap(1));
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second).toMatchObject({ noChange: true, filesChanged: 0, changedFiles: ['added.txt'], treeSha: first.treeSha });
+    });
+  });
+
+  describe('when the agent committed its work itself', () => {
+    it('measures against the previous snapshot, so the work still counts', async () => {
+      const first = expectOk(await snap(1));
+      await writeFile(path.join(ws.path, 'agent.txt'), 'committed by the agent\n');
+      git(ws.path, 'add', 'agent.txt');
+      git(ws.path, 'commit', '--quiet', '-m', 'agent commit');
+
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second).toMatchObject({ noChange: false, filesChanged: 1, insertions: 1, changedFiles: ['agent.txt'] });
+    });
+  });
+
+  it('is not blocked by a pre-commit hook or the user’s signing configuration', async () => {
+    const hook = path.join(repo, '.git', 'hooks', 'pre-commit');
+    await mkdir(path.dirname(hook), { recursive: true });
+    await writeFile(hook, '#!/bin/sh\necho blocked >&2\nexit 1\n');
+    await chmod(hook, 0o755);
+    git(repo, 'config', 'commit.gpgSign', 'true');
+    git(repo, 'config', 'gpg.program', '/bin/false');
+    await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
+    expectOk(await snap(1));
+  });
+
+  it('uses the AgentGate identity even when GIT_AUTHOR_* is set in the environment', async () => {
+    const saved = { name: process.env['GIT_AUTHOR_NAME'], email: process.env['GIT_COMMITTER_EMAIL'] };
+    process.env['GIT_AUTHOR_NAME'] = 'Somebody Else';
+    process.env['GIT_COMMITTER_EMAIL'] = 'else@example.com';
+    try {
+      expectOk(await snap(1));
+    } finally {
+      if (saved.name === undefined) delete process.env['GIT_AUTHOR_NAME'];
+      else process.env['GIT_AUTHOR_NAME'] = saved.name;
+      if (saved.email === undefined) delete process.env['GIT_COMMITTER_EMAIL'];
+      else process.env['GIT_COMMITTER_EMAIL'] = saved.email;
+    }
+    expect(git(ws.path, 'log', '-1', '--format=%an|%ce')).toBe('AgentGate|agentgate@localhost');
+  });
+
+  describe('failures', () => {
+    it('returns AG_ERR_PHASE_SNAPSHOT when git cannot take the index lock', async () => {
+      const gitDir = git(ws.path, 'rev-parse', '--absolute-git-dir');
+      await writeFile(path.join(gitDir, 'index.lock'), '');
+      await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
+
+      const error = expectFailure(await snap(1));
+      expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
+      expect(error.cause).toBeInstanceOf(Error);
+      expect(error.message).toMatch(/index\.lock/);
+      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(ws.baseSha);
+    });
+
+    it('returns AG_ERR_PHASE_SNAPSHOT when the worktree’s .git file is corrupted', async () => {
+      await writeFile(path.join(ws.path, '.git'), 'not a gitdir line\n');
+      expect(expectFailure(await snap(1)).code).toBe('AG_ERR_PHASE_SNAPSHOT');
+    });
+
+    it('returns AG_ERR_PHASE_SNAPSHOT when the agent left the run branch', async () => {
+      git(ws.path, 'checkout', '--quiet', '-b', 'elsewhere');
+      const error = expectFailure(await snap(1));
+      expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
+      expect(error.message).toContain('agentgate/run-1');
+      expect(git(ws.path, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
+    });
+
+    it('returns AG_ERR_PHASE_SNAPSHOT when the patch cannot be written', async () => {
+      await mkdir(path.dirname(artifacts), { recursive: true });
+      await writeFile(artifacts, 'a file where the artifacts directory should be');
+      expect(expectFailure(await snap(1)).code).toBe('AG_ERR_PHASE_SNAPSHOT');
+    });
+
+    it('reports cancellation, not a snapshot failure, when the run was canceled', async () => {
+      const controller = new AbortController();
+      controller.abort(new AgentGateError('AG_ERR_RUN_CANCELED', 'user canceled'));
+      const error = expectFailure(await snap(1, { signal: controller.signal }));
+      expect(error.code).toBe('AG_ERR_RUN_CANCELED');
+      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(ws.baseSha);
+    });
+
+    it('rejects an invalid iteration number', async () => {
+      expect(expectFailure(await snap(0)).code).toBe('AG_ERR_PHASE_SNAPSHOT');
+    });
+  });
+});
+
+describe('parseNumstat', () => {
+  it('sums text changes and counts binary files without line counts', () => {
+    expect(parseNumstat('3\t1\ta.txt\x000\t2\tb.txt\x00-\t-\timage.png\x00')).toEqual({ filesChanged: 3, insertions: 3, deletions: 3 });
+    expect(parseNumstat('')).toEqual({ filesChanged: 0, insertions: 0, deletions: 0 });
+  });
+});
