@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { destination, type DestinationStream, type Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
-import { ExecutionEngine } from './execution/engine.js';
+import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import { Verifier } from './gates/verifier.js';
 import { createLogger } from './observability/logger.js';
 import { ProgressEmitter } from './observability/progress-emitter.js';
@@ -24,6 +24,7 @@ export interface RuntimeOptions {
   /** Environment agents and gates start from; defaults to this process's environment. */
   baseEnv?: Record<string, string | undefined>;
   agents?: AgentDriverRegistry;
+  strategies?: EngineServices['strategies'];
 }
 
 export interface Runtime {
@@ -58,6 +59,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     workspaces: new WorkspaceManager({ home: config.home, leases: store, clock }),
     snapshotter: new Snapshotter(),
     verifier: new Verifier(),
+    ...(options.strategies !== undefined && { strategies: options.strategies }),
   });
   let closed = false;
   return {

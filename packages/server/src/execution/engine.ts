@@ -13,6 +13,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import { ConvergenceController } from '../convergence/controller.js';
+import type { ConvergenceStrategy, StrategyName } from '../convergence/types.js';
 import { isTerminalState, createRun, type RunEvent, type RunResult, type RunState } from '../orchestrator/state-machine.js';
 import type { ErrorPayload, UsageTotals } from '../observability/events.js';
 import type { ProgressEmitter } from '../observability/progress-emitter.js';
@@ -27,6 +28,8 @@ import { redact, secretValues } from '../util/secrets.js';
 export interface EngineServices extends ExecutionServices {
   workspaces: WorkspaceManager;
   emitter: ProgressEmitter;
+  /** Custom convergence strategies by name; they replace the built-in one of the same name. */
+  strategies?: Partial<Record<StrategyName, (config: ResolvedTaskSpec['convergence']['config']) => ConvergenceStrategy>>;
 }
 
 export interface StartOptions {
@@ -209,8 +212,9 @@ export class ExecutionEngine {
   /** The iteration loop; returns when the run is terminal. */
   private async loop(ctx: ExecutionContext): Promise<void> {
     const { runId, progress, spec, signal, emit } = ctx;
+    const custom = this.services.strategies?.[spec.convergence.strategy];
     const controller = new ConvergenceController({
-      strategy: spec.convergence.strategy,
+      strategy: custom ? custom(spec.convergence.config) : spec.convergence.strategy,
       config: spec.convergence.config,
       limits: spec.convergence.limits,
       clock: this.services.clock,

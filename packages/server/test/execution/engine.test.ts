@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
+import { AgentGateError } from '../../src/errors.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import type { ProgressEnvelope } from '../../src/observability/events.js';
+import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { loadConfig } from '../../src/schemas/config.js';
+import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
+import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
+import type { ConvergenceStrategy } from '../../src/convergence/types.js';
+import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { passingPath, readRun } from '../helpers/store-checks.js';
+
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  for (const fn of cleanups.splice(0).reverse()) fn();
+});
+
+function setup(files: Record<string, string> = {}): { repo: TempRepo; runtime: Runtime; events: ProgressEnvelope[] } {
+  const repo = makeRepo(files);
+  cleanups.push(repo.cleanup);
+  const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), baseEnv: { ...process.env } });
+  cleanups.push(() => runtime.close());
+  const events: ProgressEnvelope[] = [];
+  runtime.emitter.on((e) => events.push(e));
+  return { repo, runtime, events };
+}
+
+function spec(repo: TempRepo, agentPath: string, limits: Record<string, unknown> = {}, extra: Partial<TaskSpecInput['spec']> = {}): ResolvedTaskSpec {
+  return resolveTaskSpec({
+    apiVersion: 'agentgate.io/v1',
+    kind: 'TaskSpec',
+    metadata: { name: 'engine-test' },
+    spec: {
+      goal: { prompt: 'Implement add and multiply' },
+      convergence: { limits: { maxIterations: 3, ...limits } },
+      execution: { workspace: { source: 'local', path: repo.repo }, agent: { driver: 'command', command: `sh ${agentPath}` } },
+      ...extra,
+    },
+  } as TaskSpecInput);
+}
+
+describe('ExecutionEngine', () => {
+  describe('on the happy path', () => {
+    it('reaches succeeded through the SPEC sequence and records everything', async () => {
+      const { repo, runtime, events } = setup();
+      const before = userTreeState(repo.repo);
+      const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
+      expect(outcome).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1, error: null, unverified: false });
+      const view = readRun(repo.home, outcome.runId);
+      expect(view.transitions).toEqual(passingPath(1));
+      expect(view.run.meta.workspacePath).toBe(join(repo.home, 'worktrees', outcome.runId));
+      expect(userTreeState(repo.repo)).toEqual(before);
+      expect(git(repo.repo, 'show', `${outcome.branch}:src/math.js`)).toContain('a * b');
+      // Listeners saw exactly what was stored, in seq order.
+      const mine = events.filter((e) => e.runId === outcome.runId);
+      expect(mine.map((e) => e.seq)).toEqual(view.events.map((e) => e.seq));
+      expect(mine[0]?.type).toBe('run_started');
+      expect(mine.at(-1)?.type).toBe('run_completed');
+      expect(mine.map((e) => e.type)).toEqual(expect.arrayContaining(['phase_started', 'phase_completed', 'gate_checked', 'iteration_started', 'iteration_completed', 'agent_output']));
+      expect(runtime.store.getWorkOrder(outcome.workOrderId)?.status).toBe('succeeded');
+      expect(runtime.engine.activeCount()).toBe(0);
+    });
+  });
+
+  it('persists every event before listeners see it', async () => {
+    const { repo, runtime } = setup();
+    const checked: boolean[] = [];
+    runtime.emitter.on((e) => checked.push(runtime.store.listEvents(e.runId, { afterSeq: e.seq - 1, limit: 1 })[0]?.type === e.type));
+    await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
+    expect(checked.length).toBeGreaterThan(10);
+    expect(checked.every(Boolean)).toBe(true);
+  });
+
+  it('isolates a throwing listener: the run still succeeds', async () => {
+    const { repo, runtime } = setup();
+    runtime.emitter.on(() => {
+      throw new Error('listener bug');
+    });
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
+    expect(outcome.state).toBe('succeeded');
+    expect(runtime.emitter.listenerErrors).toBeGreaterThan(10);
+  });
+
+  it('fails then passes, giving iteration 2 the feedback of iteration 1', async () => {
+    const { repo, runtime, events } = setup();
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.failThenPass)));
+    expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
+    const iterations = runtime.store.listIterations(outcome.runId);
+    const feedback = iterations[0]?.data['feedback'] as { text: string };
+    expect(feedback.text).toContain('multiply multiplies two numbers');
+    const decision = events.find((e) => e.runId === outcome.runId && e.type === 'convergence_decision');
+    expect(decision?.data).toMatchObject({ iteration: 1, strategy: 'fixed', decision: 'continue' });
+    expect(readFileSync(join(repo.home, 'runs', outcome.runId, 'iteration-2-feedback.md'), 'utf8')).toBe(feedback.text);
+  });
+
+  it('stops at maxIterations with failed_verification and no further build', async () => {
+    const { repo, runtime } = setup();
+    const counter = join(repo.root, 'count');
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', `COUNTER_FILE=${counter}\n${AGENTS.alwaysWrong}`), { maxIterations: 2 }));
+    expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 2, error: { code: 'AG_ERR_VERIFY_FAILED' } });
+    expect(readFileSync(counter, 'utf8').trim().split('\n')).toHaveLength(2);
+  });
+
+  it('fails the run when the strategy throws (never swallowed)', async () => {
+    const repo = makeRepo();
+    cleanups.push(repo.cleanup);
+    const exploding: ConvergenceStrategy = {
+      name: 'fixed',
+      decide: () => {
+        throw new Error('strategy bug');
+      },
+    };
+    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), strategies: { fixed: () => exploding } });
+    cleanups.push(() => runtime.close());
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.failThenPass)));
+    expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_CONVERGENCE_STRATEGY' } });
+  });
+
+  it('flags a run without any gate as unverified', async () => {
+    const repo = makeRepo({ 'hello.txt': 'hi\n' }, { example: false });
+    cleanups.push(repo.cleanup);
+    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger() });
+    cleanups.push(() => runtime.close());
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'echo changed > hello.txt')));
+    expect(outcome).toMatchObject({ state: 'succeeded', unverified: true });
+    expect(runtime.store.getRun(outcome.runId)?.meta.unverified).toBe(true);
+  });
+
+  it('rejects an unknown agent command before storing anything', () => {
+    const { repo, runtime } = setup();
+    const resolved = spec(repo, 'unused');
+    expect(() => runtime.engine.start({ ...resolved, agent: { ...resolved.agent, command: undefined } } as ResolvedTaskSpec)).toThrow(AgentGateError);
+    expect(runtime.store.listRuns({ limit: 10, offset: 0 }).total).toBe(0);
+  });
+
+  it('fails with failed_error when the workspace is not a git repository', async () => {
+    const { repo, runtime } = setup();
+    const resolved = spec(repo, writeAgent(repo.root, 'a', AGENTS.correct));
+    const outcome = await runtime.engine.run({ ...resolved, workspace: { source: 'local', path: repo.root } } as ResolvedTaskSpec);
+    expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_WORKSPACE_NOT_A_REPO' } });
+    expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→failed']);
+  });
+
+  describe('cancel', () => {
+    it('reaches canceled within 5 s from a long agent and leaves no process', async () => {
+      const { repo, runtime, events } = setup();
+      const marker = `engine-cancel-${Date.now()}`;
+      const resolved = spec(repo, writeAgent(repo.root, 'a', 'echo running\nsleep 600 & sleep 600'));
+      const started = runtime.engine.start({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
+      let canceledAt = 0;
+      runtime.emitter.on((e) => {
+        if (e.runId === started.runId && e.type === 'agent_output' && canceledAt === 0) {
+          canceledAt = Date.now();
+          expect(runtime.engine.cancel(started.runId, 'test cancel')).toBe(true);
+        }
+      });
+      const outcome = await started.done;
+      expect(Date.now() - canceledAt).toBeLessThan(5000);
+      expect(outcome).toMatchObject({ state: 'canceled', result: 'canceled', error: { code: 'AG_ERR_RUN_CANCELED', message: 'test cancel' } });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(events.filter((e) => e.runId === started.runId).at(-1)?.type).toBe('run_canceled');
+      expect(runtime.engine.cancel(started.runId)).toBe(false);
+    });
+
+    it('an external AbortSignal cancels too', async () => {
+      const { repo, runtime } = setup();
+      const controller = new AbortController();
+      controller.abort();
+      const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)), { signal: controller.signal });
+      expect(outcome.state).toBe('canceled');
+      expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→canceled']);
+    });
+  });
+});
