@@ -4,14 +4,15 @@
 // a test, second passes). Shows the loop, the feedback and the resulting branch.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'agentgate-demo-'));
 const repo = join(work, 'calculator');
-const home = process.env.AGENTGATE_HOME ?? join(work, 'home');
+// The embedded default home (~/.agentgate) unless AGENTGATE_HOME says otherwise.
+const home = process.env.AGENTGATE_HOME || join(homedir(), '.agentgate');
 cpSync(join(root, 'examples', 'calculator'), repo, { recursive: true });
 const git = (...args) => execFileSync('git', ['-c', 'user.name=AgentGate Demo', '-c', 'user.email=demo@agentgate.local', ...args], { cwd: repo, encoding: 'utf8' });
 git('init', '-q', '-b', 'main');

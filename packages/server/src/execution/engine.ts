@@ -151,7 +151,7 @@ export class ExecutionEngine {
   }
 
   private async execute(runId: string, workOrderId: string, spec: ResolvedTaskSpec, controller: AbortController): Promise<RunOutcome> {
-    const { store, emitter, clock, logger: rootLogger, workspaces } = this.services;
+    const { store, emitter, clock, logger: rootLogger } = this.services;
     const logger = rootLogger.child({ runId, workOrderId });
     const signal = controller.signal;
     const startedAt = clock.now();

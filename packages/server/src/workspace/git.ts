@@ -175,7 +175,7 @@ export function translateGitError(error: unknown, call: Pick<GitCall, 'signal' |
   return new AgentGateError(call.failAs, `Could not ${call.what}: ${excerpt}`, {
     cause,
     details: {
-      command: `git ${call.args[0] ?? ''}`.trim(),
+      command: `git ${call.args.find((arg) => !arg.startsWith('-')) ?? ''}`.trim(),
       ...(error instanceof GitExitError ? { exitCode: error.exitCode } : {}),
     },
   });

@@ -10,7 +10,7 @@
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { AgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { safeJoin } from './paths.js';
@@ -89,17 +89,14 @@ export class Snapshotter {
     ).split('\n');
 
     const diffOptions = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
-    const [numstat, names, patch] = await Promise.all([
+    await mkdir(request.artifactsDir, { recursive: true });
+    const [numstat, names] = await Promise.all([
       runGit(git(['diff', ...diffOptions, '--numstat', '-z', since, sha], 'compute the iteration stats')),
       runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
-      runGit(git(['diff', ...diffOptions, '--binary', '--full-index', workspace.baseSha, sha], 'compute the patch')),
+      // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here.
+      runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
     ]);
     const stats = parseNumstat(numstat);
-
-    await mkdir(request.artifactsDir, { recursive: true });
-    await writeFile(patchPath, patch).catch((error: unknown) => {
-      throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Could not write the patch ${patchPath}`, { cause: error });
-    });
 
     return {
       iteration,

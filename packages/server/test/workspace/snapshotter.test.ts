@@ -82,6 +82,15 @@ describe('Snapshotter', () => {
       expect(git(check, 'write-tree')).toBe(snapshot.treeSha);
     });
 
+    it('keeps the patch byte-exact for files that are not UTF-8', async () => {
+      const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a]);
+      await writeFile(path.join(ws.path, 'latin1.txt'), latin1);
+      const second = expectOk(await snap(2));
+      const check = await initRepo(path.join(path.dirname(repo), 'check-bytes'));
+      git(check, 'apply', '--index', second.patchPath);
+      expect(await readFile(path.join(check, 'latin1.txt'))).toEqual(latin1);
+    });
+
     it('measures the next iteration on its own and the patch cumulatively', async () => {
       await writeFile(path.join(ws.path, 'src', 'new.txt'), 'hello\nworld\n');
       const second = expectOk(await snap(2));
