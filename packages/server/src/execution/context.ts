@@ -33,7 +33,7 @@ export interface ExecutionServices {
 }
 
 /** Why a run's signal was aborted: the engine maps it to `user_canceled` or `timeout`. */
-export type AbortReason = { kind: 'canceled'; reason: string } | { kind: 'timeout'; limitMs: number };
+export type AbortReason = { kind: 'canceled'; reason: string } | { kind: 'timeout'; limitMs: number } | { kind: 'lease_lost' };
 
 /** Mutable per-run state carried from one iteration to the next; owned by the engine. */
 export interface RunProgress {

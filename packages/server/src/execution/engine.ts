@@ -73,7 +73,7 @@ function abortWith(controller: AbortController, reason: AbortReason): void {
 
 function abortReasonOf(signal: AbortSignal): AbortReason {
   const reason: unknown = signal.reason;
-  if (typeof reason === 'object' && reason !== null && 'kind' in reason && (reason.kind === 'timeout' || reason.kind === 'canceled')) {
+  if (typeof reason === 'object' && reason !== null && 'kind' in reason && (reason.kind === 'timeout' || reason.kind === 'canceled' || reason.kind === 'lease_lost')) {
     return reason as AbortReason;
   }
   return { kind: 'canceled', reason: 'aborted' };
@@ -185,7 +185,11 @@ export class ExecutionEngine {
 
     try {
       workspace = await this.acquireWorkspace(runId, spec, signal, emit);
-      if (workspace !== undefined) store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
+      if (workspace !== undefined) {
+        store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
+        const lost = this.services.workspaces.leaseLost(runId);
+        lost?.addEventListener('abort', () => abortWith(controller, { kind: 'lease_lost' }), { once: true });
+      }
       if (workspace === undefined || signal.aborted) {
         this.finishAborted(runId, signal);
       } else {
@@ -397,6 +401,8 @@ export class ExecutionEngine {
     const reason = abortReasonOf(signal);
     if (reason.kind === 'timeout') {
       this.transition(runId, 'timeout', { code: 'AG_ERR_RUN_TIMEOUT', message: `run exceeded its wall clock of ${Math.round(reason.limitMs / 1000)} s`, iteration: run.iteration });
+    } else if (reason.kind === 'lease_lost') {
+      this.transition(runId, 'system_error', { code: 'AG_ERR_LEASE_LOST', message: 'the run lost its workspace lease (expired or taken over)', iteration: run.iteration });
     } else {
       this.transition(runId, 'user_canceled', { code: 'AG_ERR_RUN_CANCELED', message: reason.reason, iteration: run.iteration });
     }
