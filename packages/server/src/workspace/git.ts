@@ -1,12 +1,11 @@
 /**
- * The one place AgentGate runs git (through simple-git) and the boundary where git failures become
+ * The one place AgentGate runs git and the boundary where git failures become
  * `AgentGateError`s. Callers say what they were doing and which code a failure of that step means;
  * nothing ever matches on git's message text.
  *
  * Every command:
- * - takes an `AbortSignal` (simple-git's abort plugin kills the child when it fires);
- * - fails on any non-zero exit (simple-git by default treats "exit 1 with empty stderr" as success,
- *   which would turn `rev-parse --verify --quiet <missing>` into an empty sha);
+ * - takes an `AbortSignal` (the child is killed when it fires);
+ * - fails on any non-zero exit;
  * - runs with hooks disabled and signing off, so a user's `pre-commit`, `post-checkout` or
  *   `commit.gpgsign` can neither block a snapshot nor execute code on behalf of AgentGate;
  * - commits as the fixed AgentGate identity, also overriding `GIT_AUTHOR_*` from the environment;
@@ -14,10 +13,18 @@
  * - ignores `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE` inherited from a parent git process, which would
  *   otherwise redirect AgentGate's commands into the user's repository and index.
  */
-import { GitPluginError, simpleGit, type SimpleGitOptions } from 'simple-git';
+import { execFile } from 'node:child_process';
 import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
 import type { KeyedMutex } from './keyed-mutex.js';
+
+/**
+ * Largest stdout a git call may return (patches are written by git itself with --output). Git is run
+ * with node:child_process rather than simple-git because simple-git waits a fixed 50 ms after every
+ * command that prints nothing (add, commit, worktree add/remove): measured, that tripled the cost of
+ * a snapshot (see scripts/bench/engine-overhead.ts and docs/architecture.md).
+ */
+const MAX_GIT_OUTPUT = 256 * 1024 * 1024;
 
 /** The identity of snapshot commits (SPEC section 4). Fixed so no global git config is needed. */
 export const AGENTGATE_GIT_IDENTITY = { name: 'AgentGate', email: 'agentgate@localhost' } as const;
@@ -44,31 +51,8 @@ const REPOSITORY_ENV = [
   'GIT_CEILING_DIRECTORIES',
 ];
 
-/** Interactive helpers a non-interactive git never needs (and that simple-git refuses to pass on). */
+/** Interactive helpers a non-interactive git never needs . */
 const INTERACTIVE_ENV = ['EDITOR', 'VISUAL', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'PAGER', 'GIT_PAGER'];
-
-type UnsafeFlags = NonNullable<SimpleGitOptions['unsafe']>;
-
-/**
- * Operator-set variables that simple-git blocks unless explicitly allowed. They come from the environment
- * AgentGate was started in (trusted, e.g. `GIT_SSH_COMMAND` for deploy keys), not from run input, so
- * their presence enables the matching flag instead of failing every git call.
- */
-const TRUSTED_ENV_FLAGS: Readonly<Record<string, keyof UnsafeFlags>> = {
-  GIT_ASKPASS: 'allowUnsafeAskPass',
-  SSH_ASKPASS: 'allowUnsafeAskPass',
-  GIT_CONFIG_GLOBAL: 'allowUnsafeConfigPaths',
-  GIT_CONFIG_SYSTEM: 'allowUnsafeConfigPaths',
-  GIT_CONFIG: 'allowUnsafeConfigPaths',
-  GIT_EXEC_PATH: 'allowUnsafeConfigPaths',
-  PREFIX: 'allowUnsafeConfigPaths',
-  GIT_CONFIG_COUNT: 'allowUnsafeConfigEnvCount',
-  GIT_EXTERNAL_DIFF: 'allowUnsafeDiffExternal',
-  GIT_PROXY_COMMAND: 'allowUnsafeGitProxy',
-  GIT_TEMPLATE_DIR: 'allowUnsafeTemplateDir',
-  GIT_SSH: 'allowUnsafeSshCommand',
-  GIT_SSH_COMMAND: 'allowUnsafeSshCommand',
-};
 
 /** Configuration passed to git through the environment (`GIT_CONFIG_KEY_n`), never through argv or files. */
 export interface GitEnvConfig {
@@ -102,12 +86,8 @@ class GitExitError extends Error {
   }
 }
 
-function gitEnvironment(envConfig: readonly GitEnvConfig[]): { env: Record<string, string>; unsafe: UnsafeFlags } {
+function gitEnvironment(envConfig: readonly GitEnvConfig[]): Record<string, string> {
   const env = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
-  const unsafe: UnsafeFlags = { allowUnsafeHooksPath: true };
-  for (const [name, flag] of Object.entries(TRUSTED_ENV_FLAGS)) {
-    if (env[name] !== undefined) unsafe[flag] = true;
-  }
   env['GIT_TERMINAL_PROMPT'] = '0';
   env['GIT_AUTHOR_NAME'] = AGENTGATE_GIT_IDENTITY.name;
   env['GIT_AUTHOR_EMAIL'] = AGENTGATE_GIT_IDENTITY.email;
@@ -121,9 +101,8 @@ function gitEnvironment(envConfig: readonly GitEnvConfig[]): { env: Record<strin
       env[`GIT_CONFIG_VALUE_${start + index}`] = entry.value;
     });
     env['GIT_CONFIG_COUNT'] = String(start + envConfig.length);
-    unsafe.allowUnsafeConfigEnvCount = true;
   }
-  return { env, unsafe };
+  return env;
 }
 
 /**
@@ -134,24 +113,17 @@ function gitEnvironment(envConfig: readonly GitEnvConfig[]): { env: Record<strin
  */
 export async function runGit(call: GitCall): Promise<string> {
   if (call.signal.aborted) throw canceledError(call.signal, call.what);
-  const { env, unsafe } = gitEnvironment(call.envConfig ?? []);
+  const env = gitEnvironment(call.envConfig ?? []);
+  const config = BASE_CONFIG.flatMap((entry) => ['-c', entry]);
   try {
-    // Built inside the try: simple-git throws synchronously when `cwd` does not exist.
-    const git = simpleGit({
-      baseDir: call.cwd,
-      abort: call.signal,
-      config: [...BASE_CONFIG],
-      unsafe,
-      errors: (error, result) => {
-        // Abort, timeout and blocked-argument errors come from simple-git's plugins: keep them as they are.
-        if (error instanceof GitPluginError) return error;
-        if (result.exitCode > 0) {
-          return new GitExitError(result.exitCode, Buffer.concat([...result.stdErr, ...result.stdOut]).toString('utf8'));
-        }
-        return error;
-      },
-    }).env(env);
-    return await git.raw([...call.args]);
+    return await new Promise<string>((resolve, reject) => {
+      execFile('git', [...config, ...call.args], { cwd: call.cwd, env, signal: call.signal, maxBuffer: MAX_GIT_OUTPUT, encoding: 'utf8' }, (error, stdout, stderr) => {
+        if (error === null) return resolve(stdout);
+        // A non-zero exit carries its numeric code; spawn failures (ENOENT, abort) carry a string code.
+        if (typeof error.code === 'number') return reject(new GitExitError(error.code, `${stderr}${stdout}`));
+        return reject(error);
+      });
+    });
   } catch (error) {
     throw translateGitError(error, call);
   }
@@ -162,7 +134,7 @@ export async function runGitTrimmed(call: GitCall): Promise<string> {
   return (await runGit(call)).trim();
 }
 
-/** Translates a simple-git failure into the catalogue. Exported for callers that run git themselves. */
+/** Translates a git failure into the catalogue. Exported for callers that run git themselves. */
 export function translateGitError(error: unknown, call: Pick<GitCall, 'signal' | 'failAs' | 'what' | 'secrets' | 'args'>): AgentGateError {
   if (call.signal.aborted) return canceledError(call.signal, call.what);
   if (error instanceof AgentGateError) return error;
