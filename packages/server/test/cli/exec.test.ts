@@ -190,6 +190,27 @@ describe('agentgate exec', () => {
     });
   });
 
+  describe('with a git remote (--git)', () => {
+    it('works in a cached bare clone and keeps the run branch there', async () => {
+      const r = setup();
+      const remote = join(r.root, 'remote.git');
+      git(r.root, 'clone', '-q', '--bare', r.repo, remote);
+      const res = await runCli(
+        ['exec', '--git', `file://${remote}`, '--prompt', 'Implement math', '--agent', 'command', '--agent-command', `sh ${writeAgent(r.root, 'agent', AGENTS.correct)}`, '--json'],
+        { env: { AGENTGATE_HOME: r.home } },
+      );
+      expect(res.code).toBe(0);
+      expect(res.json).toMatchObject({ state: 'succeeded', iterations: 1 });
+      const { readdirSync } = await import('node:fs');
+      const caches = readdirSync(join(r.home, 'repos'));
+      expect(caches).toHaveLength(1);
+      const cache = join(r.home, 'repos', caches[0] ?? '');
+      expect(git(cache, 'show', `${String(res.json?.['branch'])}:src/math.js`)).toContain('a * b');
+      // The remote itself is untouched: local delivery does not push.
+      expect(git(remote, 'branch', '--list', 'agentgate/*')).toBe('');
+    });
+  });
+
   describe('two runs at once on the same repository', () => {
     it('each gets its own worktree and branch, and both succeed', async () => {
       const r = setup();
