@@ -10,6 +10,7 @@ import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/re
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import { Verifier } from './gates/verifier.js';
 import { createLogger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
 import { ProgressEmitter } from './observability/progress-emitter.js';
 import type { AgentGateConfig } from './schemas/config.js';
 import { SqliteRunStore } from './store/run-store.js';
@@ -25,6 +26,8 @@ export interface RuntimeOptions {
   baseEnv?: Record<string, string | undefined>;
   agents?: AgentDriverRegistry;
   strategies?: EngineServices['strategies'];
+  /** Collect Node.js process metrics too (the server does; tests and the CLI do not). */
+  processMetrics?: boolean;
 }
 
 export interface Runtime {
@@ -34,6 +37,8 @@ export interface Runtime {
   engine: ExecutionEngine;
   logger: Logger;
   agents: AgentDriverRegistry;
+  /** Prometheus counters fed by the emitter (served by GET /metrics). */
+  metrics: Metrics;
   /** Idempotent. */
   close(): void;
 }
@@ -47,6 +52,8 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     createLogger({ level: config.logLevel, destination: pinoFile(join(config.home, 'logs', 'agentgate.log')) });
   const store = SqliteRunStore.open({ home: config.home, clock: () => new Date(clock.now()) });
   const emitter = new ProgressEmitter({ log: store, logger });
+  const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });
+  metrics.attach(emitter);
   const agents = options.agents ?? createAgentDriverRegistry();
   const engine = new ExecutionEngine({
     store,
@@ -69,6 +76,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     engine,
     logger,
     agents,
+    metrics,
     close() {
       if (closed) return;
       closed = true;

@@ -16,6 +16,7 @@ import { ConvergenceController } from '../convergence/controller.js';
 import type { ConvergenceStrategy, StrategyName } from '../convergence/types.js';
 import { isTerminalState, createRun, type RunEvent, type RunResult, type RunState } from '../orchestrator/state-machine.js';
 import type { ErrorPayload, UsageTotals } from '../observability/events.js';
+import type { AgentSummary } from '../agents/types.js';
 import type { ProgressEmitter } from '../observability/progress-emitter.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import type { StoredRun, WorkOrderSource } from '../store/types.js';
@@ -228,15 +229,30 @@ export class ExecutionEngine {
       const iteration = progress.iteration;
       const iterationStarted = this.services.clock.now();
       const record: Record<string, unknown> = {};
-      const save = (): void => {
+      let ended = false;
+      let agentSummary: AgentSummary | undefined;
+      /** Records the iteration and emits iteration_completed exactly once, however the iteration ends. */
+      const save = (passed = false): void => {
         this.services.store.saveIteration(runId, iteration, record, new Date(iterationStarted).toISOString(), new Date(this.services.clock.now()).toISOString());
+        if (ended) return;
+        ended = true;
+        const usage = agentSummary?.usage;
+        emit('iteration_completed', {
+          iteration,
+          passed,
+          durationMs: this.services.clock.now() - iterationStarted,
+          ...(agentSummary !== undefined && {
+            agent: { inputTokens: usage?.inputTokens ?? 0, outputTokens: usage?.outputTokens ?? 0, costUsd: usage?.costUsd ?? 0, turns: agentSummary.turns ?? 0 },
+          }),
+        });
       };
       emit('iteration_started', { iteration });
 
       const build = await this.orchestrator.run('build', ctx);
-      const agent = build.ok ? build.value.agent : build.record?.['agent'];
-      if (build.ok) this.addUsage(ctx, build.value.agent.usage);
-      record['agent'] = agent;
+      agentSummary = build.ok ? build.value.agent : asAgentSummary(build.record?.['agent']);
+      // A failed build's usage was paid for too: it counts against the budgets.
+      this.addUsage(ctx, agentSummary?.usage);
+      record['agent'] = agentSummary;
       if (!build.ok) {
         record['error'] = build.error.toJSON();
         save();
@@ -282,10 +298,9 @@ export class ExecutionEngine {
         treeSha: snapshot.value.snapshot.treeSha,
         agentOutput: build.value.agent.output,
       });
-      emit('iteration_completed', { iteration, passed: report.passed, durationMs: this.services.clock.now() - iterationStarted });
+      save(report.passed);
       if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
       if (report.passed) {
-        save();
         this.transition(runId, 'verify_passed');
         return;
       }
@@ -439,6 +454,10 @@ export class ExecutionEngine {
     this.services.logger.info({ runId, state: run.state, result: run.result, iterations, durationMs }, 'run finished');
     return { runId, workOrderId, state: run.state, result: run.result, iterations, branch, error, unverified: progress.unverified, usage, durationMs };
   }
+}
+
+function asAgentSummary(value: unknown): AgentSummary | undefined {
+  return typeof value === 'object' && value !== null && 'durationMs' in value && 'output' in value ? (value as AgentSummary) : undefined;
 }
 
 function errorPayload(error: AgentGateError, phase: string | undefined, iteration: number): ErrorPayload {

@@ -23,7 +23,13 @@ export interface ProgressEvents {
   run_started: { maxIterations: number; strategy: string; agent: string; workspace: string; branch: string; warnings: string[] };
   run_state_changed: { from: RunState; event: RunEvent; to: RunState; iteration: number; result?: RunResult; error?: ErrorPayload };
   iteration_started: { iteration: number };
-  iteration_completed: { iteration: number; passed: boolean; durationMs: number };
+  iteration_completed: {
+    iteration: number;
+    passed: boolean;
+    durationMs: number;
+    /** What the agent reported for this iteration (absent when the agent never ran). */
+    agent?: { inputTokens: number; outputTokens: number; costUsd: number; turns: number };
+  };
   phase_started: { iteration: number; phase: PhaseName };
   phase_completed: { iteration: number; phase: PhaseName; ok: boolean; durationMs: number; error?: ErrorPayload };
   gate_checked: { iteration: number; gate: string; level: string; passed: boolean; durationMs: number; exitCode?: number | null; message?: string };

@@ -61,6 +61,12 @@ describe('ExecutionEngine', () => {
       expect(mine.at(-1)?.type).toBe('run_completed');
       expect(mine.map((e) => e.type)).toEqual(expect.arrayContaining(['phase_started', 'phase_completed', 'gate_checked', 'iteration_started', 'iteration_completed', 'agent_output']));
       expect(runtime.store.getWorkOrder(outcome.workOrderId)?.status).toBe('succeeded');
+      const metrics = await runtime.metrics.render();
+      expect(metrics).toContain('agentgate_runs_started_total 1');
+      expect(metrics).toContain('agentgate_runs_completed_total{result="passed"} 1');
+      expect(metrics).toContain('agentgate_iterations_total 1');
+      expect(metrics).toContain('agentgate_active_runs 0');
+      expect(metrics).toMatch(/agentgate_phase_duration_seconds_count\{phase="snapshot"\} 1/);
       expect(runtime.engine.activeCount()).toBe(0);
     });
   });
