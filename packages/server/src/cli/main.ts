@@ -23,7 +23,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--git <url>', 'git remote to clone (cached) and work on')
     .option('--ref <ref>', 'start from this ref instead of HEAD / the default branch')
     .option('--prompt <text>', 'the task for the agent')
-    .addOption(new Option('--agent <driver>', 'agent driver').choices(['command', 'claude-code', 'codex']).default('command'))
+    .addOption(new Option('--agent <driver>', 'agent driver').choices(['command', 'claude-code', 'codex']).default('claude-code'))
     .option('--agent-command <shell>', 'shell command of the command agent')
     .option('--model <name>', 'model for claude-code / codex')
     .option('--max-iterations <n>', 'maximum build → verify iterations (default 3)')
@@ -71,7 +71,9 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
 
 const invokedDirectly = process.argv[1] !== undefined && /(?:^|[\\/])(?:main\.[jt]s|agentgate(?:\.js)?)$/.test(process.argv[1]);
 if (invokedDirectly) {
-  const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
+  // `pnpm agentgate …` runs from the repository root; relative paths mean the caller's directory.
+  const cwd = process.env['npm_lifecycle_event'] === 'agentgate' && process.env['INIT_CWD'] ? process.env['INIT_CWD'] : process.cwd();
+  const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd };
   main(process.argv.slice(2), io).then(
     (code) => process.exit(code),
     (error: unknown) => {
