@@ -12,6 +12,8 @@
  * - vitest: ` FAIL  test/x.test.ts > suite > name`, the error line, then `❯ test/x.test.ts:12:5`
  * - jest: `● suite › name`, the error line, then `at … (test/x.test.js:12:5)`
  * - pytest: `FAILED tests/test_x.py::test_name - AssertionError …` and `tests/test_x.py:12: AssertionError`
+ * - node:test (TAP, its default reporter when not on a TTY): `not ok 2 - name`, then the YAML block's
+ *   `location: '/abs/test/x.test.js:9:1'` and `error: …`
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -267,7 +269,49 @@ export function parsePytestDiagnostics(output: string, options: DiagnosticsOptio
   return summary;
 }
 
-const PARSERS = [parseTscDiagnostics, parseEslintDiagnostics, parseVitestDiagnostics, parseJestDiagnostics, parsePytestDiagnostics] as const;
+const TAP_NOT_OK = /^\s*not ok \d+ - (.+?)(?:\s+#\s.*)?$/;
+const TAP_LOCATION = /^\s*location:\s*'(.+):(\d+):(\d+)'\s*$/;
+const TAP_ERROR = /^(\s*)error:\s*(.*)$/;
+
+/**
+ * node:test failures from its TAP output: the test name from `not ok`, file:line from the YAML block's
+ * `location`, the message from its `error` (inline or the first line of a `|-` block).
+ */
+export function parseNodeTestDiagnostics(output: string, options: DiagnosticsOptions = {}): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const all = lines(output);
+  for (let i = 0; i < all.length; i += 1) {
+    const failed = TAP_NOT_OK.exec(all[i] ?? '');
+    if (!failed) continue;
+    let file: string | undefined;
+    let line: number | undefined;
+    let column: number | undefined;
+    let message = 'failed';
+    for (let j = i + 1; j < all.length && !/^\s*\.\.\.\s*$/.test(all[j] ?? '') && !TAP_NOT_OK.test(all[j] ?? ''); j += 1) {
+      const text = all[j] ?? '';
+      const location = TAP_LOCATION.exec(text);
+      if (location) {
+        file = normaliseFile(location[1] ?? '', options.cwd);
+        line = toInt(location[2]);
+        column = toInt(location[3]);
+        continue;
+      }
+      const error = TAP_ERROR.exec(text);
+      if (!error) continue;
+      const inline = (error[2] ?? '').trim();
+      if (inline !== '' && !/^[|>]-?$/.test(inline)) {
+        message = inline.replace(/^'(.*)'$/, '$1');
+      } else {
+        const next = all.slice(j + 1).find((l) => l.trim() !== '');
+        if (next !== undefined) message = next.trim();
+      }
+    }
+    out.push(make('node-test', { file, line, column, test: failed[1], message }));
+  }
+  return out;
+}
+
+const PARSERS = [parseTscDiagnostics, parseEslintDiagnostics, parseVitestDiagnostics, parseJestDiagnostics, parsePytestDiagnostics, parseNodeTestDiagnostics] as const;
 
 /**
  * Runs every parser over `output` and returns the distinct diagnostics, at most `max` of them, in

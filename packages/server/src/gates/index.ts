@@ -16,6 +16,7 @@ export {
   parseEslintDiagnostics,
   parseJestDiagnostics,
   parsePytestDiagnostics,
+  parseNodeTestDiagnostics,
   parseTscDiagnostics,
   parseVitestDiagnostics,
   stripAnsi,

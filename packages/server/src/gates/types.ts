@@ -3,7 +3,7 @@
 export type GateLevel = 'L0' | 'L1' | 'L2' | 'setup';
 
 export interface Diagnostic {
-  tool: 'tsc' | 'eslint' | 'vitest' | 'jest' | 'pytest' | 'generic';
+  tool: 'tsc' | 'eslint' | 'vitest' | 'jest' | 'pytest' | 'node-test' | 'generic';
   file?: string;
   line?: number;
   column?: number;

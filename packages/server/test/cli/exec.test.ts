@@ -55,6 +55,7 @@ describe('agentgate exec', () => {
       const feedback = readFileSync(join(r.home, 'runs', runId, 'iteration-2-feedback.md'), 'utf8');
       expect(feedback).toContain('unit-tests');
       expect(feedback).toContain('multiply multiplies two numbers');
+      expect(feedback).toContain('test/math.test.js:9:1');
       expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-feedback.md'), 'utf8')).toBe('');
       const view = readRun(r.home, runId);
       expect(view.transitions).toEqual(passingPath(2));

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
+  parseNodeTestDiagnostics,
   parseDiagnostics,
   parseEslintDiagnostics,
   parseJestDiagnostics,
@@ -119,5 +120,15 @@ describe('diagnostics parsers', () => {
       const [d] = parseDiagnostics(`src/a.ts(1,1): error TS2322: ${'x'.repeat(5000)}`);
       expect(d!.message.length).toBeLessThanOrEqual(501);
     });
+  });
+});
+
+describe('parseNodeTestDiagnostics', () => {
+  it('reads test name, file:line and the error of node:test TAP output', () => {
+    const output = readFileSync(new URL('./fixtures/node-test-tap.txt', import.meta.url), 'utf8');
+    expect(parseNodeTestDiagnostics(output, { cwd: '/tmp/home/worktrees/run-1' })).toEqual([
+      { tool: 'node-test', file: 'test/math.test.js', line: 9, column: 1, test: 'multiply multiplies two numbers', message: 'Expected values to be strictly equal:' },
+      { tool: 'node-test', file: 'test/math.test.js', line: 13, column: 1, test: 'divide rejects zero', message: 'division by zero was accepted' },
+    ]);
   });
 });
