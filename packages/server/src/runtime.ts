@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { destination, type DestinationStream, type Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
+import { reconcileInterruptedRuns } from './execution/reconcile.js';
 import { Verifier } from './gates/verifier.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -26,6 +27,8 @@ export interface RuntimeOptions {
   baseEnv?: Record<string, string | undefined>;
   agents?: AgentDriverRegistry;
   strategies?: EngineServices['strategies'];
+  /** Fail runs a dead process left open (default true; see execution/reconcile.ts). */
+  reconcile?: boolean;
   /** Collect Node.js process metrics too (the server does; tests and the CLI do not). */
   processMetrics?: boolean;
 }
@@ -54,6 +57,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const emitter = new ProgressEmitter({ log: store, logger });
   const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });
   metrics.attach(emitter);
+  if (options.reconcile !== false) reconcileInterruptedRuns({ store, emitter, clock, logger });
   const agents = options.agents ?? createAgentDriverRegistry();
   const engine = new ExecutionEngine({
     store,

@@ -227,6 +227,7 @@ function prepareStatements(db: Database.Database) {
     ),
     releaseLease: db.prepare<[string, string]>('DELETE FROM leases WHERE key = ? AND owner = ?'),
     expiredLeases: db.prepare<[number], LeaseRow>('SELECT * FROM leases WHERE expires_at <= ? ORDER BY expires_at ASC, key ASC'),
+    liveLeases: db.prepare<[number], LeaseRow>('SELECT * FROM leases WHERE expires_at > ? ORDER BY expires_at ASC, key ASC'),
   };
 }
 
@@ -596,6 +597,11 @@ export class SqliteRunStore implements RunStore {
   listExpiredLeases(now?: Date): Lease[] {
     const at = (now ?? this.clock()).getTime();
     return this.read('listExpiredLeases', () => this.stmts.expiredLeases.all(at).map(mapLease));
+  }
+
+  listLiveLeases(now?: Date): Lease[] {
+    const at = (now ?? this.clock()).getTime();
+    return this.read('listLiveLeases', () => this.stmts.liveLeases.all(at).map(mapLease));
   }
 
   // ---------------------------------------------------------------- transactions and lifecycle

@@ -272,6 +272,8 @@ export interface RunStore {
   getLease(key: string): Lease | null;
   /** Leases whose expiry is at or before `now`: their runs' owners are presumed dead. */
   listExpiredLeases(now?: Date): Lease[];
+  /** Leases whose expiry is after `now`: their runs have a live owner. */
+  listLiveLeases(now?: Date): Lease[];
 
   /**
    * Runs `fn` in one `BEGIN IMMEDIATE` transaction (a savepoint when nested); store calls inside it
