@@ -216,7 +216,7 @@ export class ExecutionEngine {
 
   /** The iteration loop; returns when the run is terminal. */
   private async loop(ctx: ExecutionContext): Promise<void> {
-    const { runId, progress, spec, signal, emit } = ctx;
+    const { spec } = ctx;
     const custom = this.services.strategies?.[spec.convergence.strategy];
     const controller = new ConvergenceController({
       strategy: custom ? custom(spec.convergence.config) : spec.convergence.strategy,
@@ -225,123 +225,115 @@ export class ExecutionEngine {
       clock: this.services.clock,
       startedAt: ctx.startedAt,
     });
-    for (;;) {
-      const iteration = progress.iteration;
-      const iterationStarted = this.services.clock.now();
-      const record: Record<string, unknown> = {};
-      let ended = false;
-      let agentSummary: AgentSummary | undefined;
-      /** Records the iteration and emits iteration_completed exactly once, however the iteration ends. */
-      const save = (passed = false): void => {
-        this.services.store.saveIteration(runId, iteration, record, new Date(iterationStarted).toISOString(), new Date(this.services.clock.now()).toISOString());
-        if (ended) return;
-        ended = true;
-        const usage = agentSummary?.usage;
-        emit('iteration_completed', {
-          iteration,
-          passed,
-          durationMs: this.services.clock.now() - iterationStarted,
-          ...(agentSummary !== undefined && {
-            agent: { inputTokens: usage?.inputTokens ?? 0, outputTokens: usage?.outputTokens ?? 0, costUsd: usage?.costUsd ?? 0, turns: agentSummary.turns ?? 0 },
-          }),
-        });
-      };
-      emit('iteration_started', { iteration });
+    while (await this.iterate(ctx, controller)) ctx.progress.iteration += 1;
+  }
 
-      const build = await this.orchestrator.run('build', ctx);
-      agentSummary = build.ok ? build.value.agent : asAgentSummary(build.record?.['agent']);
-      // A failed build's usage was paid for too: it counts against the budgets.
-      this.addUsage(ctx, agentSummary?.usage);
-      record['agent'] = agentSummary;
-      if (!build.ok) {
-        record['error'] = build.error.toJSON();
-        save();
-        if (build.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
-        this.transition(runId, 'build_failed', errorPayload(build.error, 'build', iteration));
-        return;
-      }
-      progress.sessionId = build.value.agent.sessionId ?? progress.sessionId;
-      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
-      this.transition(runId, 'build_completed');
-
-      const snapshot = await this.orchestrator.run('snapshot', ctx);
-      if (!snapshot.ok) {
-        record['error'] = snapshot.error.toJSON();
-        save();
-        if (snapshot.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
-        this.transition(runId, 'snapshot_failed', errorPayload(snapshot.error, 'snapshot', iteration));
-        return;
-      }
-      record['snapshot'] = snapshot.value.snapshot;
-      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
-      this.transition(runId, 'snapshot_completed');
-
-      const verify = await this.orchestrator.run('verify', ctx);
-      if (!verify.ok) {
-        record['error'] = verify.error.toJSON();
-        save();
-        if (verify.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
-        this.transition(runId, 'system_error', errorPayload(verify.error, 'verify', iteration));
-        return;
-      }
-      const report = verify.value.report;
-      record['verification'] = report;
-      progress.lastReport = report;
-      if (report.unverified && !progress.unverified) {
-        progress.unverified = true;
-        this.services.store.updateRunMeta(runId, { unverified: true });
-      }
-      progress.history.push({
+  /**
+   * One build → snapshot → verify (→ feedback) pass. Returns true when the run goes on to another
+   * iteration; otherwise the run is terminal when it returns.
+   */
+  private async iterate(ctx: ExecutionContext, controller: ConvergenceController): Promise<boolean> {
+    const { runId, progress, spec, signal, emit } = ctx;
+    const iteration = progress.iteration;
+    const iterationStarted = this.services.clock.now();
+    const record: Record<string, unknown> = {};
+    let ended = false;
+    emit('iteration_started', { iteration });
+    const build = await this.orchestrator.run('build', ctx);
+    const agentSummary = build.ok ? build.value.agent : asAgentSummary(build.record?.['agent']);
+    /** Records the iteration and emits iteration_completed exactly once, however the iteration ends. */
+    const save = (passed = false): void => {
+      this.services.store.saveIteration(runId, iteration, record, new Date(iterationStarted).toISOString(), new Date(this.services.clock.now()).toISOString());
+      if (ended) return;
+      ended = true;
+      const usage = agentSummary?.usage;
+      emit('iteration_completed', {
         iteration,
-        passRatio: report.passRatio,
-        snapshotSha: snapshot.value.snapshot.sha,
-        treeSha: snapshot.value.snapshot.treeSha,
-        agentOutput: build.value.agent.output,
+        passed,
+        durationMs: this.services.clock.now() - iterationStarted,
+        ...(agentSummary !== undefined && {
+          agent: { inputTokens: usage?.inputTokens ?? 0, outputTokens: usage?.outputTokens ?? 0, costUsd: usage?.costUsd ?? 0, turns: agentSummary.turns ?? 0 },
+        }),
       });
-      save(report.passed);
-      if (signal.aborted) return void (save(), this.finishAborted(runId, signal));
-      if (report.passed) {
-        this.transition(runId, 'verify_passed');
-        return;
-      }
-
-      const decided = controller.decide({ iteration, history: progress.history, usage: progress.usage });
-      if (!decided.ok) {
-        record['error'] = decided.error.toJSON();
-        save();
-        this.transition(runId, 'system_error', errorPayload(decided.error, 'convergence', iteration));
-        return;
-      }
-      const decision = decided.decision;
-      record['decision'] = decision;
-      emit('convergence_decision', { iteration, strategy: spec.convergence.strategy, decision: decision.action, reason: decision.reason });
-      if (decision.action === 'stop') {
-        save();
-        if (decision.limit === 'wall_clock') {
-          this.transition(runId, 'timeout', { code: 'AG_ERR_RUN_TIMEOUT', message: decision.reason, iteration });
-        } else {
-          const code = decision.limit === 'tokens' || decision.limit === 'cost' ? 'AG_ERR_RUN_BUDGET_EXCEEDED' : 'AG_ERR_VERIFY_FAILED';
-          this.transition(runId, 'verify_failed_terminal', { code, message: `verification failed: ${decision.reason}`, phase: 'verify', iteration });
-        }
-        return;
-      }
-      this.transition(runId, 'verify_failed_retryable');
-
-      const feedback = await this.orchestrator.run('feedback', ctx);
-      if (!feedback.ok) {
-        record['error'] = feedback.error.toJSON();
-        save();
-        if (feedback.cancelled || signal.aborted) return void this.finishAborted(runId, signal);
-        this.transition(runId, 'system_error', errorPayload(feedback.error, 'feedback', iteration));
-        return;
-      }
-      record['feedback'] = { text: feedback.value.text, truncated: feedback.value.truncated };
+    };
+    /** Ends the run after a failed step: canceled/timeout when the signal fired, else `event`. */
+    const fail = (failure: { error: AgentGateError; cancelled?: boolean }, event: RunEvent, phase: string): false => {
+      record['error'] = failure.error.toJSON();
       save();
-      progress.feedback = feedback.value.text;
-      if (signal.aborted) return void this.finishAborted(runId, signal);
-      this.transition(runId, 'feedback_generated');
-      progress.iteration = iteration + 1;
+      if (failure.cancelled === true || signal.aborted) this.finishAborted(runId, signal);
+      else this.transition(runId, event, errorPayload(failure.error, phase, iteration));
+      return false;
+    };
+    /** Between steps: a fired signal ends the run before the next transition. */
+    const aborted = (): boolean => {
+      if (!signal.aborted) return false;
+      save();
+      this.finishAborted(runId, signal);
+      return true;
+    };
+
+    // A failed build's usage was paid for too: it counts against the budgets.
+    this.addUsage(ctx, agentSummary?.usage);
+    record['agent'] = agentSummary;
+    if (!build.ok) return fail(build, 'build_failed', 'build');
+    progress.sessionId = build.value.agent.sessionId ?? progress.sessionId;
+    if (aborted()) return false;
+    this.transition(runId, 'build_completed');
+
+    const snapshot = await this.orchestrator.run('snapshot', ctx);
+    if (!snapshot.ok) return fail(snapshot, 'snapshot_failed', 'snapshot');
+    record['snapshot'] = snapshot.value.snapshot;
+    if (aborted()) return false;
+    this.transition(runId, 'snapshot_completed');
+
+    const verify = await this.orchestrator.run('verify', ctx);
+    if (!verify.ok) return fail(verify, 'system_error', 'verify');
+    const report = verify.value.report;
+    record['verification'] = report;
+    progress.lastReport = report;
+    if (report.unverified && !progress.unverified) {
+      progress.unverified = true;
+      this.services.store.updateRunMeta(runId, { unverified: true });
     }
+    progress.history.push({
+      iteration,
+      passRatio: report.passRatio,
+      snapshotSha: snapshot.value.snapshot.sha,
+      treeSha: snapshot.value.snapshot.treeSha,
+      agentOutput: build.value.agent.output,
+    });
+    save(report.passed);
+    if (aborted()) return false;
+    if (report.passed) {
+      this.transition(runId, 'verify_passed');
+      return false;
+    }
+
+    const decided = controller.decide({ iteration, history: progress.history, usage: progress.usage });
+    if (!decided.ok) return fail(decided, 'system_error', 'convergence');
+    const decision = decided.decision;
+    record['decision'] = decision;
+    save();
+    emit('convergence_decision', { iteration, strategy: spec.convergence.strategy, decision: decision.action, reason: decision.reason });
+    if (decision.action === 'stop') {
+      if (decision.limit === 'wall_clock') {
+        this.transition(runId, 'timeout', { code: 'AG_ERR_RUN_TIMEOUT', message: decision.reason, iteration });
+      } else {
+        const code = decision.limit === 'tokens' || decision.limit === 'cost' ? 'AG_ERR_RUN_BUDGET_EXCEEDED' : 'AG_ERR_VERIFY_FAILED';
+        this.transition(runId, 'verify_failed_terminal', { code, message: `verification failed: ${decision.reason}`, phase: 'verify', iteration });
+      }
+      return false;
+    }
+    this.transition(runId, 'verify_failed_retryable');
+
+    const feedback = await this.orchestrator.run('feedback', ctx);
+    if (!feedback.ok) return fail(feedback, 'system_error', 'feedback');
+    record['feedback'] = { text: feedback.value.text, truncated: feedback.value.truncated };
+    save();
+    progress.feedback = feedback.value.text;
+    if (aborted()) return false;
+    this.transition(runId, 'feedback_generated');
+    return true;
   }
 
   /**

@@ -161,7 +161,7 @@ export class RemoteRepositoryCache {
 
   /**
    * Brings the cache of `remote` up to date and resolves `ref` (default: the remote's default branch)
-   * to a commit. Branch names are looked up among the remote's branches first, then tags, then as any
+   * to a commit. Branch names are looked up among the remote's branches first, then tags, then as an arbitrary
    * revision git understands (a sha, or an earlier run branch `agentgate/<runId>`).
    *
    * @throws AG_ERR_WORKSPACE_SETUP when clone or fetch fails; AG_ERR_WORKSPACE_REF_NOT_FOUND.
