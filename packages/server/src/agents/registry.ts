@@ -8,6 +8,8 @@
  * {@link BUILTIN_AGENT_DRIVERS}; anything else (tests, embedders) calls `register()`.
  */
 import { AgentGateError } from '../errors.js';
+import { CLAUDE_CODE_AGENT_NAME, createClaudeCodeDriver, validateClaudeCodeOptions, type ClaudeCodeDriverConfig } from './claude-code.js';
+import { CODEX_AGENT_NAME, createCodexDriver, validateCodexOptions, type CodexDriverConfig } from './codex.js';
 import { COMMAND_AGENT_NAME, createCommandAgentDriver, validateCommandOptions, type CommandAgentDriverConfig } from './command.js';
 import type { AgentDriver, AgentOptions } from './types.js';
 
@@ -49,6 +51,8 @@ export interface AgentDriverRegistry {
 /** Configuration handed to the built-in drivers' factories. */
 export interface BuiltinAgentDriversConfig {
   command?: CommandAgentDriverConfig;
+  claudeCode?: ClaudeCodeDriverConfig;
+  codex?: CodexDriverConfig;
 }
 
 interface BuiltinDriver {
@@ -56,12 +60,11 @@ interface BuiltinDriver {
   validateOptions?: AgentOptionsValidator;
 }
 
-/**
- * The drivers every registry starts with. claude-code and codex are added here (with their config key
- * in {@link BuiltinAgentDriversConfig}) when they land.
- */
+/** The drivers every registry starts with (SPEC 7). */
 export const BUILTIN_AGENT_DRIVERS: Readonly<Record<string, BuiltinDriver>> = {
   [COMMAND_AGENT_NAME]: { create: (config) => createCommandAgentDriver(config.command), validateOptions: validateCommandOptions },
+  [CLAUDE_CODE_AGENT_NAME]: { create: (config) => createClaudeCodeDriver(config.claudeCode), validateOptions: validateClaudeCodeOptions },
+  [CODEX_AGENT_NAME]: { create: (config) => createCodexDriver(config.codex), validateOptions: validateCodexOptions },
 };
 
 export interface CreateAgentDriverRegistryOptions {

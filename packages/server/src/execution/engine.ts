@@ -23,6 +23,7 @@ import type { StoredRun, WorkOrderSource } from '../store/types.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
 import type { Workspace } from '../workspace/types.js';
 import { PhaseOrchestrator, type PhaseHandlers } from './phase-orchestrator.js';
+import { agentOptionsOf } from './agent-options.js';
 import type { AbortReason, ExecutionContext, ExecutionServices, RunProgress } from './context.js';
 import { redact, secretValues } from '../util/secrets.js';
 
@@ -100,7 +101,7 @@ export class ExecutionEngine {
   start(spec: ResolvedTaskSpec, options: StartOptions = {}): StartedRun {
     const { store, clock } = this.services;
     // Bad input is rejected before anything is stored (unknown driver, missing agent command).
-    this.services.agents.validate(spec.agent.driver, spec.agent.command === undefined ? {} : { command: spec.agent.command });
+    this.services.agents.validate(spec.agent.driver, agentOptionsOf(spec.agent));
     const runId = options.runId ?? randomUUID();
     const workOrderId = options.workOrderId ?? randomUUID();
     const createdAt = new Date(clock.now()).toISOString();

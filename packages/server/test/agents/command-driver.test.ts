@@ -343,7 +343,7 @@ describe('createAgentDriverRegistry', () => {
     const registry = createAgentDriverRegistry();
     registry.register('my-agent', () => fakeDriver('my-agent'));
 
-    expect(() => registry.get('claude')).toThrow(expect.objectContaining({ code: 'AG_ERR_AGENT_UNKNOWN', message: 'Unknown agent "claude"; known agents: command, my-agent.' }));
+    expect(() => registry.get('claude')).toThrow(expect.objectContaining({ code: 'AG_ERR_AGENT_UNKNOWN', message: 'Unknown agent "claude"; known agents: claude-code, codex, command, my-agent.' }));
   });
 
   it('validates options through the driver: the command driver needs a command', () => {

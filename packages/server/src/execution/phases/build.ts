@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { agentEnv } from '../../util/secrets.js';
+import { agentOptionsOf } from '../agent-options.js';
 import type { AgentRequest } from '../../agents/types.js';
 import type { BuildOutput, PhaseContext, PhaseHandler, PhaseResult } from '../context.js';
 
@@ -25,13 +26,7 @@ export class BuildPhase implements PhaseHandler<'build'> {
       deadline: ctx.deadline,
       idleTimeoutMs: spec.agent.idleTimeoutMs,
       env: agentEnv(ctx.services.baseEnv, spec.agent.env),
-      options: {
-        ...(spec.agent.command !== undefined && { command: spec.agent.command }),
-        ...(spec.agent.model !== undefined && { model: spec.agent.model }),
-        ...(spec.agent.maxTurns !== undefined && { maxTurns: spec.agent.maxTurns }),
-        ...(spec.agent.allowedTools !== undefined && { allowedTools: spec.agent.allowedTools }),
-        ...(spec.agent.baseUrl !== undefined && { baseUrl: spec.agent.baseUrl }),
-      },
+      options: agentOptionsOf(spec.agent),
       gateSummary: `Your change is accepted only when the repository's verification gates pass (verify.yaml or the detected test commands). Do not modify protected tests or verify.yaml. Run artifacts: ${join(ctx.artifactsDir)}.`,
       ...(ctx.progress.sessionId !== undefined && { sessionId: ctx.progress.sessionId }),
     };
