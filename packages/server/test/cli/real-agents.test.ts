@@ -1,0 +1,262 @@
+/**
+ * The real `claude` and `codex` CLIs driven through `agentgate exec` against loopback scripted model
+ * servers: fail-then-pass with a resumed session, failure classification, and secret hygiene.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
+import { startScriptedAnthropicServer, readToolUse, writeToolUse, type ScriptedAnthropicServer, type ScriptStep } from '../fixtures/anthropic-scripted-server.js';
+import { inputItemText, startScriptedOpenAIServer, type ScriptedOpenAIServer } from '../fixtures/openai-scripted-server.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { makeRepo, type TempRepo } from '../helpers/git-repo.js';
+import { readRun } from '../helpers/store-checks.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { createRuntime } from '../../src/runtime.js';
+import { loadConfig } from '../../src/schemas/config.js';
+import { resolveTaskSpec } from '../../src/schemas/resolve.js';
+import { SqliteRunStore } from '../../src/store/run-store.js';
+
+const BIN = new URL('../../node_modules/.bin/', import.meta.url).pathname;
+const API_KEY = 'sk-ant-sentinel-api-key-0123456789abcdef';
+const OPENAI_KEY = 'sk-sentinel-openai-key-0123456789abcdefgh';
+const FORGE_TOKEN = 'ghp_sentinelforgetoken0123456789abcdefABCD';
+
+const WRONG = 'export function add(a, b) { return a + b; }\nexport function multiply(a, b) { return a + b; }\n';
+const RIGHT = 'export function add(a, b) { return a + b; }\nexport function multiply(a, b) { return a * b; }\n';
+
+const cleanups: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+interface Setup {
+  repo: TempRepo;
+  env: Record<string, string>;
+}
+
+function setup(extraEnv: Record<string, string>): Setup {
+  const repo = makeRepo();
+  cleanups.push(repo.cleanup);
+  const home = join(repo.root, 'user-home');
+  const tmp = join(repo.root, 'tmp');
+  mkdirSync(join(home, '.codex'), { recursive: true });
+  mkdirSync(tmp);
+  return {
+    repo,
+    env: {
+      AGENTGATE_HOME: repo.home,
+      HOME: home,
+      TMPDIR: tmp,
+      CLAUDE_CONFIG_DIR: join(home, '.claude'),
+      CODEX_HOME: join(home, '.codex'),
+      AGENTGATE_GITHUB_TOKEN: FORGE_TOKEN,
+      ...extraEnv,
+    },
+  };
+}
+
+async function claudeServer(script: ScriptStep[]): Promise<ScriptedAnthropicServer> {
+  const server = await startScriptedAnthropicServer({ script });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+function claudeEnv(server: ScriptedAnthropicServer): Record<string, string> {
+  return {
+    AGENTGATE_CLAUDE_BIN: join(BIN, 'claude'),
+    ANTHROPIC_BASE_URL: server.url,
+    ANTHROPIC_API_KEY: API_KEY,
+    CLAUDE_CODE_MAX_RETRIES: '0',
+  };
+}
+
+function exec(s: Setup, agent: 'claude-code' | 'codex', extra: string[] = []): Promise<CliResult> {
+  return runCli(['exec', '--path', s.repo.repo, '--prompt', 'Implement add and multiply in src/math.js', '--agent', agent, '--json', ...extra], { env: s.env });
+}
+
+/** Every file AgentGate wrote (store, logs, artifacts) must be free of the sentinel secrets. */
+function expectNoSecrets(home: string, runId: string): void {
+  const store = SqliteRunStore.open({ home });
+  const stored = JSON.stringify([store.listEvents(runId, { limit: 100_000 }), store.listIterations(runId), store.getRun(runId)]);
+  store.close();
+  const files: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else files.push(path);
+    }
+  };
+  walk(join(home, 'runs'));
+  if (existsSync(join(home, 'logs'))) walk(join(home, 'logs'));
+  expect(files.some((f) => f.endsWith('agent-transcript.log'))).toBe(true);
+  for (const text of [stored, ...files.map((f) => readFileSync(f, 'utf8'))]) {
+    for (const secret of [API_KEY, OPENAI_KEY, FORGE_TOKEN]) expect(text).not.toContain(secret);
+  }
+}
+
+function messageText(content: unknown): string {
+  return typeof content === 'string' ? content : JSON.stringify(content);
+}
+
+describe('agentgate exec --agent claude-code (real claude CLI)', () => {
+  it('fails, resumes the same session with the feedback, passes; usage of both iterations is recorded', async () => {
+    const server = await claudeServer([
+      { text: 'Implementing.', toolUses: [writeToolUse('src/math.js', WRONG)] },
+      { text: 'Attempt 1 done.' },
+      { text: 'Looking at the failure.', toolUses: [readToolUse('src/math.js')] },
+      { toolUses: [writeToolUse('src/math.js', RIGHT)] },
+      { text: 'Fixed multiply.' },
+    ]);
+    const s = setup({});
+    Object.assign(s.env, claudeEnv(server));
+    const res = await exec(s, 'claude-code');
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 2 });
+    const runId = String(res.json?.['runId']);
+
+    // Iteration 2 resumed the session: the server saw iteration 1's conversation and the feedback.
+    const turns = server.modelRequests();
+    expect(turns).toHaveLength(5);
+    const resumed = JSON.stringify(turns[2]?.body?.messages ?? []);
+    expect(resumed).toContain('Implement add and multiply');
+    expect(resumed).toContain('Attempt 1 done.');
+    expect(resumed).toContain('multiply multiplies two numbers');
+    expect(messageText(turns[0]?.body?.messages?.at(-1)?.content)).not.toContain('multiply multiplies two numbers');
+
+    const view = readRun(s.repo.home, runId);
+    const store = SqliteRunStore.open({ home: s.repo.home });
+    const iterations = store.listIterations(runId).map((i) => i.data['agent'] as { sessionId: string; usage: { inputTokens: number; outputTokens: number; costUsd: number }; turns: number });
+    const meta = store.getRun(runId)?.meta;
+    store.close();
+    expect(iterations).toHaveLength(2);
+    expect(iterations[0]?.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(iterations[1]?.sessionId).toBe(iterations[0]?.sessionId);
+    for (const agent of iterations) {
+      expect(agent.usage.inputTokens).toBeGreaterThan(0);
+      expect(agent.usage.outputTokens).toBeGreaterThan(0);
+      expect(agent.usage.costUsd).toBeGreaterThan(0);
+      expect(agent.turns).toBeGreaterThan(0);
+    }
+    expect(meta?.usage?.costUsd).toBeCloseTo((iterations[0]?.usage.costUsd ?? 0) + (iterations[1]?.usage.costUsd ?? 0), 10);
+    expect(res.json?.['usage']).toMatchObject({ inputTokens: meta?.usage?.inputTokens, outputTokens: meta?.usage?.outputTokens });
+    expect(view.events.some((e) => e.type === 'agent_tool_call' && e.data['tool'] === 'Write')).toBe(true);
+    expect(view.events.some((e) => e.type === 'agent_tool_result')).toBe(true);
+    expectNoSecrets(s.repo.home, runId);
+  });
+
+  it('an is_error result (max turns) fails the build as agent_task_failure', async () => {
+    const server = await claudeServer([{ text: 'Step one.', toolUses: [readToolUse('README.md')] }, { text: 'Step two.', toolUses: [readToolUse('package.json')] }]);
+    const s = setup({});
+    Object.assign(s.env, claudeEnv(server));
+    const spec = join(s.repo.root, 'task.yaml');
+    writeFileSync(
+      spec,
+      `apiVersion: agentgate.io/v1\nkind: TaskSpec\nmetadata: { name: max-turns }\nspec:\n  goal: { prompt: "Implement math" }\n  execution:\n    workspace: { source: local, path: ./repo }\n    agent: { driver: claude-code, maxTurns: 1 }\n`,
+    );
+    const res = await runCli(['task', 'run', spec, '--json'], { env: s.env });
+    expect(res.code).toBe(1);
+    expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE' } });
+  });
+
+  it('a model endpoint answering HTTP 500 fails the build as agent_crash naming the status', async () => {
+    const server = await claudeServer([{ http: 500 }]);
+    const marker = `claude-500-${Date.now()}`;
+    const s = setup({ [CONFORMANCE_MARKER_ENV]: marker });
+    Object.assign(s.env, claudeEnv(server));
+    const res = await exec(s, 'claude-code');
+    expect(res.code).toBe(1);
+    expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_CRASH' } });
+    expect(String((res.json?.['error'] as { message: string }).message)).toContain('500');
+    expect(await liveProcessesWithMarker(marker)).toEqual([]);
+  });
+
+  it('a CLI that hangs past the idle watchdog is killed: agent_timeout, no process left', async () => {
+    const server = await claudeServer([{ hangAfterHeaders: true }]);
+    const marker = `claude-hang-${Date.now()}`;
+    const s = setup({ [CONFORMANCE_MARKER_ENV]: marker });
+    Object.assign(s.env, claudeEnv(server));
+    const res = await exec(s, 'claude-code', ['--idle-timeout', '2s']);
+    expect(res.code).toBe(1);
+    expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
+    expect(await liveProcessesWithMarker(marker)).toEqual([]);
+  });
+
+  it('feeds tokens, cost and turns into the /metrics counters (engine in-process)', async () => {
+    const server = await claudeServer([{ text: 'Writing.', toolUses: [writeToolUse('src/math.js', RIGHT)] }, { text: 'Done.' }]);
+    const s = setup({});
+    Object.assign(s.env, claudeEnv(server));
+    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: s.repo.home }), logger: silentLogger(), baseEnv: { ...process.env, ...s.env } });
+    cleanups.push(() => runtime.close());
+    const spec = resolveTaskSpec({
+      apiVersion: 'agentgate.io/v1',
+      kind: 'TaskSpec',
+      metadata: { name: 'metrics' },
+      spec: {
+        goal: { prompt: 'Implement math' },
+        execution: { workspace: { source: 'local', path: s.repo.repo }, agent: { driver: 'claude-code' } },
+      },
+    });
+    const previousBin = process.env['AGENTGATE_CLAUDE_BIN'];
+    process.env['AGENTGATE_CLAUDE_BIN'] = s.env['AGENTGATE_CLAUDE_BIN'];
+    cleanups.push(() => {
+      if (previousBin === undefined) delete process.env['AGENTGATE_CLAUDE_BIN'];
+      else process.env['AGENTGATE_CLAUDE_BIN'] = previousBin;
+    });
+    const outcome = await runtime.engine.run(spec);
+    expect(outcome).toMatchObject({ state: 'succeeded', iterations: 1 });
+    expect(outcome.usage.costUsd).toBeGreaterThan(0);
+    const text = await runtime.metrics.render();
+    const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+    expect(value(/^agentgate_agent_tokens_total\{direction="input"\} (\S+)$/m)).toBe(outcome.usage.inputTokens);
+    expect(value(/^agentgate_agent_tokens_total\{direction="output"\} (\S+)$/m)).toBe(outcome.usage.outputTokens);
+    expect(value(/^agentgate_agent_cost_usd_total (\S+)$/m)).toBeCloseTo(outcome.usage.costUsd, 10);
+    expect(value(/^agentgate_agent_turns_total (\S+)$/m)).toBeGreaterThan(0);
+  });
+});
+
+describe('agentgate exec --agent codex (real codex CLI)', () => {
+  async function codexServer(): Promise<ScriptedOpenAIServer> {
+    const server = await startScriptedOpenAIServer({
+      script: [
+        { shellCommands: [`cat > src/math.js <<'JS'\n${WRONG}JS`] },
+        { text: 'Attempt 1 done.' },
+        { shellCommands: ["sed -i 's/export function multiply(a, b) { return a + b; }/export function multiply(a, b) { return a * b; }/' src/math.js"] },
+        { text: 'Fixed multiply.' },
+      ],
+    });
+    cleanups.push(() => server.close());
+    return server;
+  }
+
+  it('fails, resumes the same thread with the feedback, passes', async () => {
+    const server = await codexServer();
+    const s = setup({
+      AGENTGATE_CODEX_BIN: join(BIN, 'codex'),
+      OPENAI_BASE_URL: server.baseUrl,
+      OPENAI_API_KEY: OPENAI_KEY,
+      AGENTGATE_CODEX_MAX_RETRIES: '0',
+    });
+    const res = await exec(s, 'codex', ['--model', 'gpt-5.5']);
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 2 });
+    const runId = String(res.json?.['runId']);
+    const requests = server.responseRequests();
+    expect(requests).toHaveLength(4);
+    const resumed = (requests[2]?.body?.input ?? []).map(inputItemText).join('\n');
+    expect(resumed).toContain('Implement add and multiply');
+    expect(resumed).toContain('Attempt 1 done.');
+    expect(resumed).toContain('multiply multiplies two numbers');
+    const store = SqliteRunStore.open({ home: s.repo.home });
+    const agents = store.listIterations(runId).map((i) => i.data['agent'] as { sessionId: string; usage: { inputTokens: number; outputTokens: number }; turns: number });
+    store.close();
+    expect(agents[1]?.sessionId).toBe(agents[0]?.sessionId);
+    for (const agent of agents) {
+      expect(agent.usage.inputTokens).toBeGreaterThan(0);
+      expect(agent.usage.outputTokens).toBeGreaterThan(0);
+      expect(agent.turns).toBe(1);
+    }
+    expectNoSecrets(s.repo.home, runId);
+  });
+});
