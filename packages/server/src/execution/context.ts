@@ -17,6 +17,7 @@ import type { IterationObservation } from '../convergence/types.js';
 import type { AgentResult } from '../agents/types.js';
 import type { SnapshotResult } from '../workspace/types.js';
 import type { VerificationReport } from '../gates/types.js';
+import type { GatePlan } from '../gates/loader.js';
 
 /** Long-lived services shared by all runs of one engine. */
 export interface ExecutionServices {
@@ -43,6 +44,8 @@ export interface RunProgress {
   usage: UsageTotals;
   history: IterationObservation[];
   unverified: boolean;
+  /** The gate plan, loaded once from the base commit before the first build. */
+  plan: GatePlan | undefined;
   /** The last verification report (input of the feedback phase). */
   lastReport: VerificationReport | undefined;
 }

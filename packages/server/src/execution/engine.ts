@@ -170,6 +170,7 @@ export class ExecutionEngine {
       history: [],
       unverified: false,
       lastReport: undefined,
+      plan: undefined,
     };
     let workspace: Workspace | undefined;
 
@@ -343,7 +344,7 @@ export class ExecutionEngine {
    */
   private async preflight(ctx: ExecutionContext): Promise<boolean> {
     try {
-      await this.services.verifier.loadPlan({
+      ctx.progress.plan = await this.services.verifier.loadPlan({
         worktreePath: ctx.workspace.path,
         baseSha: ctx.workspace.baseSha,
         signal: ctx.signal,

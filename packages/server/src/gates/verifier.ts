@@ -46,6 +46,11 @@ export interface GateContext {
   clock: Clock;
   /** Receives one `gate_checked` event per gate, as soon as the gate is decided. */
   emit?: EmitFn;
+  /**
+   * The plan, when the caller already loaded it for this run (it cannot change: it is read from the base
+   * commit). Saves reading it again on every verification.
+   */
+  plan?: GatePlan;
   /** The TaskSpec's inline plan; it replaces the repository's verify.yaml. */
   inline?: VerifyConfig;
   /** The environment gates start from, before secrets are removed (default: `process.env`). */
@@ -124,7 +129,7 @@ export class Verifier {
   async setup(ctx: GateContext): Promise<SetupResult> {
     const results: GateResult[] = [];
     try {
-      const plan = await this.loadPlan(ctx);
+      const plan = ctx.plan ?? (await this.loadPlan(ctx));
       if (plan.source === 'none') return { ok: true, results };
       const logs = new LogNames('setup-');
       const env = this.commandEnvironment(ctx, undefined, undefined);
@@ -156,7 +161,7 @@ export class Verifier {
   async verify(ctx: GateContext): Promise<VerifyResult> {
     const started = ctx.clock.now();
     try {
-      const plan = await this.loadPlan(ctx);
+      const plan = ctx.plan ?? (await this.loadPlan(ctx));
       if (plan.source === 'none') {
         // Nothing to check: the run goes on, but every surface must show that it was not verified.
         return { ok: true, report: { passed: true, unverified: true, source: 'none', gates: [], passRatio: 1, durationMs: ctx.clock.now() - started, notes: plan.notes } };

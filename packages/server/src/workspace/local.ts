@@ -196,7 +196,7 @@ export interface RemoveWorktreeRequest {
 }
 
 /**
- * Removes a run worktree (`git worktree remove --force`, then `git worktree prune`); the branch and its
+ * Removes a run worktree (`git worktree remove --force`; `git worktree prune` when that fails); the branch and its
  * commits stay in the repository. When git cannot remove it — the agent deleted or corrupted the
  * worktree's `.git` file, for example — the directory is deleted directly (only below
  * `worktreesRoot`) and the stale registration is pruned, so cleanup cannot be skipped. Idempotent.
@@ -209,6 +209,8 @@ export async function removeRunWorktree(request: RemoveWorktreeRequest): Promise
     throw new AgentGateError('AG_ERR_WORKSPACE_PATH_ESCAPE', `Refusing to remove ${worktreePath}: it is not a run worktree below ${worktreesRoot}`);
   }
   const repoExists = repoPath !== undefined && existsSync(repoPath);
+  // `worktree remove` deregisters what it removes; a prune is only needed when it could not run.
+  let needPrune = true;
   if (existsSync(worktreePath)) {
     let gitFailure: unknown;
     if (repoPath !== undefined && repoExists) {
@@ -223,6 +225,7 @@ export async function removeRunWorktree(request: RemoveWorktreeRequest): Promise
         (error: unknown) => error,
       );
       if (signal.aborted) throw canceledError(signal, `remove the worktree ${worktreePath}`);
+      needPrune = gitFailure !== undefined;
     }
     if (!repoExists || gitFailure !== undefined) {
       await rm(worktreePath, { recursive: true, force: true }).catch((error: unknown) => {
@@ -233,7 +236,7 @@ export async function removeRunWorktree(request: RemoveWorktreeRequest): Promise
       });
     }
   }
-  if (repoPath !== undefined && repoExists) {
+  if (repoPath !== undefined && repoExists && needPrune) {
     await runGit({ cwd: repoPath, args: ['worktree', 'prune'], signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what: 'prune worktrees' });
   }
 }

@@ -3,11 +3,17 @@
  * Agent exit ≠ 0, an error result, a crash or a timeout is a build failure with the driver's
  * classification (agent_crash | agent_timeout | agent_task_failure), carried by the error code.
  */
-import { join } from 'node:path';
 import { agentEnv } from '../../util/secrets.js';
 import { agentOptionsOf } from '../agent-options.js';
+import { describeGatePlan } from '../../gates/loader.js';
 import type { AgentRequest } from '../../agents/types.js';
 import type { BuildOutput, PhaseContext, PhaseHandler, PhaseResult } from '../context.js';
+
+/** What the agent is told about the gates (drivers with a system prompt use it). */
+function gateSummary(ctx: PhaseContext): string {
+  const plan = ctx.progress.plan;
+  return plan === undefined ? 'Your change is accepted only when the repository\'s verification gates pass.' : describeGatePlan(plan);
+}
 
 export class BuildPhase implements PhaseHandler<'build'> {
   readonly name = 'build' as const;
@@ -27,7 +33,7 @@ export class BuildPhase implements PhaseHandler<'build'> {
       idleTimeoutMs: spec.agent.idleTimeoutMs,
       env: agentEnv(ctx.services.baseEnv, spec.agent.env),
       options: agentOptionsOf(spec.agent),
-      gateSummary: `Your change is accepted only when the repository's verification gates pass (verify.yaml or the detected test commands). Do not modify protected tests or verify.yaml. Run artifacts: ${join(ctx.artifactsDir)}.`,
+      gateSummary: gateSummary(ctx),
       ...(ctx.progress.sessionId !== undefined && { sessionId: ctx.progress.sessionId }),
     };
     const result = await driver.run(request, { signal: ctx.signal, emit: ctx.emit, clock: ctx.clock });

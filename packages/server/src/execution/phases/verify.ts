@@ -19,6 +19,7 @@ export class VerifyPhase implements PhaseHandler<'verify'> {
       emit: ctx.emit,
       env: ctx.services.baseEnv,
       ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
+      ...(ctx.progress.plan !== undefined && { plan: ctx.progress.plan }),
     };
     if (ctx.iteration === 1) {
       const setup = await ctx.services.verifier.setup(gateContext);
