@@ -112,6 +112,17 @@ describe('agentgate exec', () => {
     });
   });
 
+  describe('when the agent goes silent', () => {
+    it('the idle watchdog kills it: failed_build with agent_timeout, no process left', async () => {
+      const r = setup();
+      const marker = `idle-${Date.now()}`;
+      const res = await exec(r, writeAgent(r.root, 'agent', 'echo thinking\nsleep 600'), ['--idle-timeout', '1s'], { [CONFORMANCE_MARKER_ENV]: marker });
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+    });
+  });
+
   describe('when canceled with Ctrl-C', () => {
     it('during a long agent command: exits 130, state canceled, no process of the run left', async () => {
       const r = setup();

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSy
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
-import { startScriptedAnthropicServer, readToolUse, writeToolUse, type ScriptedAnthropicServer, type ScriptStep } from '../fixtures/anthropic-scripted-server.js';
+import { bashToolUse, startScriptedAnthropicServer, readToolUse, writeToolUse, type ScriptedAnthropicServer, type ScriptStep } from '../fixtures/anthropic-scripted-server.js';
 import { inputItemText, startScriptedOpenAIServer, type ScriptedOpenAIServer } from '../fixtures/openai-scripted-server.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { makeRepo, type TempRepo } from '../helpers/git-repo.js';
@@ -148,7 +148,8 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
 
   it('an is_error result (max turns) fails the build as agent_task_failure', async () => {
     const server = await claudeServer([{ text: 'Step one.', toolUses: [readToolUse('README.md')] }, { text: 'Step two.', toolUses: [readToolUse('package.json')] }]);
-    const s = setup({});
+    const marker = `claude-is-error-${Date.now()}`;
+    const s = setup({ [CONFORMANCE_MARKER_ENV]: marker });
     Object.assign(s.env, claudeEnv(server));
     const spec = join(s.repo.root, 'task.yaml');
     writeFileSync(
@@ -158,6 +159,22 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     const res = await runCli(['task', 'run', spec, '--json'], { env: s.env });
     expect(res.code).toBe(1);
     expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE' } });
+    expect(await liveProcessesWithMarker(marker)).toEqual([]);
+  });
+
+  it("passes the model credentials to the agent but never AgentGate's own token", async () => {
+    const server = await claudeServer([{ toolUses: [bashToolUse('env')] }, { text: 'Printed the environment.' }]);
+    const s = setup({});
+    Object.assign(s.env, claudeEnv(server));
+    const res = await exec(s, 'claude-code', ['--max-iterations', '1']);
+    // The tool result (the agent's real environment) went back to the model in the second request.
+    const seen = JSON.stringify(server.modelRequests()[1]?.body?.messages ?? []);
+    expect(seen).toContain(`ANTHROPIC_BASE_URL=${server.url}`);
+    expect(seen).toContain('ANTHROPIC_API_KEY=');
+    expect(seen).not.toContain('AGENTGATE_GITHUB_TOKEN');
+    expect(seen).not.toContain(FORGE_TOKEN);
+    // …and AgentGate stored it redacted.
+    expectNoSecrets(s.repo.home, String(res.json?.['runId']));
   });
 
   it('a model endpoint answering HTTP 500 fails the build as agent_crash naming the status', async () => {

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
 import { AgentGateError } from '../../src/errors.js';
+import { createAgentDriverRegistry, type AgentDriverRegistry } from '../../src/agents/registry.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import type { ProgressEnvelope } from '../../src/observability/events.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
@@ -123,6 +124,37 @@ describe('ExecutionEngine', () => {
     cleanups.push(() => runtime.close());
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.failThenPass)));
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_CONVERGENCE_STRATEGY' } });
+  });
+
+  describe('budgets from agent-reported usage', () => {
+    /** A driver (test double) that makes a wrong edit and reports usage, as claude-code would. */
+    function usageReportingAgents(usage: { inputTokens: number; outputTokens: number; costUsd: number }): AgentDriverRegistry {
+      const registry = createAgentDriverRegistry({ builtins: false });
+      registry.register('command', () => ({
+        name: 'command',
+        async run(request) {
+          writeFileSync(join(request.workspacePath, 'src/math.js'), 'export const add = (a, b) => a - b;\nexport const multiply = () => 0;\n');
+          return { ok: true, exitCode: 0, durationMs: 1, toolCalls: 1, turns: 2, output: 'edited', usage };
+        },
+      }));
+      return registry;
+    }
+
+    it.each([
+      ['maxTokens', { maxTokens: 1000 }, { inputTokens: 900, outputTokens: 200, costUsd: 0.01 }],
+      ['maxCostUsd', { maxCostUsd: 0.5 }, { inputTokens: 10, outputTokens: 10, costUsd: 0.75 }],
+    ])('stops after the iteration that used up %s: failed_verification with AG_ERR_RUN_BUDGET_EXCEEDED', async (_name, limits, usage) => {
+      const repo = makeRepo();
+      cleanups.push(repo.cleanup);
+      const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), agents: usageReportingAgents(usage) });
+      cleanups.push(() => runtime.close());
+      const outcome = await runtime.engine.run(spec(repo, 'unused', { maxIterations: 5, ...limits }));
+      expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 1, error: { code: 'AG_ERR_RUN_BUDGET_EXCEEDED' } });
+      expect(outcome.usage).toEqual(usage);
+      expect(runtime.store.getRun(outcome.runId)?.meta.usage).toEqual(usage);
+      const agent = runtime.store.listIterations(outcome.runId)[0]?.data['agent'] as { turns: number };
+      expect(agent.turns).toBe(2);
+    });
   });
 
   it('flags a run without any gate as unverified', async () => {
