@@ -8,7 +8,8 @@ import { silentLogger } from '../../src/observability/logger.js';
 import type { ProgressEnvelope } from '../../src/observability/events.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
+import { resolveTaskSpec, resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
+import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import type { ConvergenceStrategy } from '../../src/convergence/types.js';
 import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
@@ -70,6 +71,24 @@ describe('ExecutionEngine', () => {
       expect(metrics).toMatch(/agentgate_phase_duration_seconds_count\{phase="snapshot"\} 1/);
       expect(runtime.engine.activeCount()).toBe(0);
     });
+  });
+
+  it('runs a legacy WorkOrder through the same resolver and engine path', async () => {
+    const { repo, runtime } = setup();
+    const body = parseWorkOrderBody({
+      taskPrompt: 'Implement add and multiply',
+      workspaceSource: { type: 'local', path: repo.repo },
+      agentType: 'command',
+      agentCommand: `sh ${writeAgent(repo.root, 'a', AGENTS.failThenPass)}`,
+      maxIterations: 2,
+      legacyField: 'ignored',
+    });
+    const outcome = await runtime.engine.run(resolveWorkOrder(body), { request: body });
+    expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
+    const workOrder = runtime.store.getWorkOrder(outcome.workOrderId);
+    expect(workOrder).toMatchObject({ source: 'work_order', status: 'succeeded' });
+    expect(workOrder?.request).toMatchObject({ taskPrompt: 'Implement add and multiply' });
+    expect(readRun(repo.home, outcome.runId).transitions).toEqual(passingPath(2));
   });
 
   it('persists every event before listeners see it', async () => {
