@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { destination, type DestinationStream, type Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
-import { reconcileInterruptedRuns } from './execution/reconcile.js';
+import { reconcileInterruptedRuns, runLeaseKey } from './execution/reconcile.js';
 import { Verifier } from './gates/verifier.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
@@ -42,6 +42,11 @@ export interface Runtime {
   agents: AgentDriverRegistry;
   /** Prometheus counters fed by the emitter (served by GET /metrics). */
   metrics: Metrics;
+  /**
+   * Removes worktrees a dead process left behind (runs without a live lease); returns their run ids.
+   * Called by the CLI before it starts a run and by the server at start-up.
+   */
+  reapStaleWorkspaces(): Promise<string[]>;
   /** Idempotent. */
   close(): void;
 }
@@ -59,6 +64,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   metrics.attach(emitter);
   if (options.reconcile !== false) reconcileInterruptedRuns({ store, emitter, clock, logger });
   const agents = options.agents ?? createAgentDriverRegistry();
+  const workspaces = new WorkspaceManager({ home: config.home, leases: store, clock });
   const engine = new ExecutionEngine({
     store,
     emitter,
@@ -67,7 +73,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     logger,
     home: config.home,
     baseEnv: options.baseEnv ?? process.env,
-    workspaces: new WorkspaceManager({ home: config.home, leases: store, clock }),
+    workspaces,
     snapshotter: new Snapshotter(),
     verifier: new Verifier(),
     ...(options.strategies !== undefined && { strategies: options.strategies }),
@@ -81,6 +87,14 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     logger,
     agents,
     metrics,
+    reapStaleWorkspaces: () =>
+      workspaces.reapStale({
+        isLive: (runId) => {
+          const lease = store.getLease(runLeaseKey(runId));
+          return lease !== null && Date.parse(lease.expiresAt) > clock.now();
+        },
+        signal: new AbortController().signal,
+      }),
     close() {
       if (closed) return;
       closed = true;

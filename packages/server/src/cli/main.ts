@@ -4,6 +4,7 @@
  * configuration, 130 canceled.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { killAllProcessGroups } from '../util/process.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -62,7 +63,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
   } catch (error) {
     if (error instanceof CommanderError) {
       // --help and --version are successful exits; every other parse error is invalid input.
-      return error.exitCode === 0 ? EXIT.succeeded : EXIT.invalid;
+      if (error.exitCode === 0) return EXIT.succeeded;
+      // With --json, stdout still carries exactly one JSON line, as for every other invalid input.
+      if (argv.includes('--json')) io.stdout.write(`${JSON.stringify({ error: { code: 'AG_ERR_CLI_USAGE', message: error.message } })}\n`);
+      return EXIT.invalid;
     }
     throw error;
   }
@@ -74,6 +78,8 @@ if (invokedDirectly) {
   // `pnpm agentgate …` runs from the repository root; relative paths mean the caller's directory.
   const cwd = process.env['npm_lifecycle_event'] === 'agentgate' && process.env['INIT_CWD'] ? process.env['INIT_CWD'] : process.cwd();
   const io: CliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd };
+  // Whatever ends this process, no agent or gate process it started may outlive it.
+  process.on('exit', () => killAllProcessGroups('SIGKILL'));
   main(process.argv.slice(2), io).then(
     (code) => process.exit(code),
     (error: unknown) => {

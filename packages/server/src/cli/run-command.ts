@@ -13,6 +13,7 @@ import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
 import { createRuntime } from '../runtime.js';
 import { systemClock } from '../util/clock.js';
+import { killAllProcessGroups } from '../util/process.js';
 import { ProgressDisplay } from './progress-display.js';
 
 export const EXIT = { succeeded: 0, failed: 1, invalid: 2, canceled: 130 } as const;
@@ -103,9 +104,12 @@ export async function taskSpecFromFile(file: string, cwd: string): Promise<TaskS
   return spec;
 }
 
-/** Exit code for an error raised before or instead of a run: client errors (HTTP 4xx class) are 2. */
+/**
+ * Exit code for an error raised before or instead of a run: invalid input or configuration (the
+ * catalogue's 400 class) is 2; anything else (a store conflict, a held lease, an internal error) is 1.
+ */
 export function exitCodeForError(error: AgentGateError): number {
-  return ERROR_CATALOGUE[error.code].status < 500 ? EXIT.invalid : EXIT.failed;
+  return ERROR_CATALOGUE[error.code].status === 400 ? EXIT.invalid : EXIT.failed;
 }
 
 export function exitCodeForOutcome(outcome: RunOutcome): number {
@@ -134,6 +138,14 @@ export function outcomeJson(outcome: RunOutcome): string {
 /** Runs a resolved spec in-process and returns the exit code. */
 export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; verbose?: boolean }, io: CliIo, config: AgentGateConfig): Promise<number> {
   const runtime = createRuntime({ config, baseEnv: io.env });
+  try {
+    const reaped = await runtime.reapStaleWorkspaces();
+    if (reaped.length > 0) io.stderr.write(`removed ${reaped.length} worktree(s) left behind by interrupted runs\n`);
+  } catch (error) {
+    // Not fatal for this run: it gets its own worktree. Reported, never hidden.
+    const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
+    io.stderr.write(`warning ${classified.code}: ${classified.message}\n`);
+  }
   const display = new ProgressDisplay({
     stream: io.stderr,
     clock: systemClock,
@@ -154,13 +166,19 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     runtime.close();
     throw error;
   }
+  // First Ctrl-C: cancel cleanly (SIGTERM to the agent's and gates' process groups, then the run ends
+  // canceled and its worktree is removed). Second: SIGKILL those groups now; the run still ends canceled.
+  // Third: exit at once (reconciliation at the next start closes the run).
   let interrupts = 0;
   const onSigint = (): void => {
     interrupts += 1;
     if (interrupts === 1) {
-      io.stderr.write('\ncanceling run (Ctrl-C again to exit at once)…\n');
+      io.stderr.write('\ncanceling run (Ctrl-C again to kill its processes now)…\n');
       runtime.engine.cancel(started.runId, 'canceled by Ctrl-C');
+    } else if (interrupts === 2) {
+      io.stderr.write(`killing ${killAllProcessGroups('SIGKILL')} process group(s) of the run (Ctrl-C again to exit at once)…\n`);
     } else {
+      killAllProcessGroups('SIGKILL');
       process.exit(EXIT.canceled);
     }
   };

@@ -26,6 +26,9 @@ import { PhaseOrchestrator, type PhaseHandlers } from './phase-orchestrator.js';
 import { agentOptionsOf } from './agent-options.js';
 import type { AbortReason, ExecutionContext, ExecutionServices, RunProgress } from './context.js';
 import { redact, secretValues } from '../util/secrets.js';
+import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, defaultLeaseOwner } from '../workspace/lease.js';
+import { stripUrlCredentials } from '../workspace/paths.js';
+import { runLeaseKey } from './reconcile.js';
 
 export interface EngineServices extends ExecutionServices {
   workspaces: WorkspaceManager;
@@ -85,11 +88,17 @@ export class ExecutionEngine {
   private readonly active = new Map<string, ActiveRun>();
   private readonly orchestrator: PhaseOrchestrator;
 
+  /** Owner id of this engine's run leases (one per process instance). */
+  private readonly owner = defaultLeaseOwner();
+  /** Secret values of the base environment, redacted from every stored error message. */
+  private readonly secrets: string[];
+
   constructor(
     private readonly services: EngineServices,
     handlers?: PhaseHandlers,
   ) {
     this.orchestrator = new PhaseOrchestrator(services, handlers);
+    this.secrets = secretValues(services.baseEnv);
   }
 
   /** Runs a task to a terminal state. Never rejects for run failures: they are in the outcome. */
@@ -108,10 +117,14 @@ export class ExecutionEngine {
     store.runInTransaction(() => {
       if (store.getWorkOrder(workOrderId) === null) {
         store.createWorkOrder({ id: workOrderId, source: options.source ?? spec.source, spec, request: options.request ?? null, createdAt });
+        store.appendWorkOrderEvent(workOrderId, 'work_order_created', { status: 'queued' }, createdAt);
       }
       store.insertRun(createRun({ id: runId, workOrderId, maxIterations: spec.convergence.limits.maxIterations, createdAt }), {
         branch: `${spec.delivery.branchPrefix}${runId}`,
       });
+      // Leased in the same transaction: no moment exists in which another process could take the new
+      // run for an orphan (see execution/reconcile.ts).
+      store.acquireLease({ key: runLeaseKey(runId), owner: this.owner, runId, ttlMs: DEFAULT_LEASE_TTL_MS, now: new Date(clock.now()) });
     });
     const controller = new AbortController();
     this.active.set(runId, { controller });
@@ -159,7 +172,6 @@ export class ExecutionEngine {
     const startedAt = clock.now();
     const limits = spec.convergence.limits;
     const deadline = startedAt + limits.maxWallClockMs;
-    const wallClock = setTimeout(() => abortWith(controller, { kind: 'timeout', limitMs: limits.maxWallClockMs }), limits.maxWallClockMs);
     const emit = emitter.forRun(runId);
     const branch = `${spec.delivery.branchPrefix}${runId}`;
     const progress: RunProgress = {
@@ -172,34 +184,44 @@ export class ExecutionEngine {
       lastReport: undefined,
       plan: undefined,
     };
-    let workspace: Workspace | undefined;
+    // The run's own lease is its owner's heartbeat: reconciliation leaves a run alone while it is live.
+    const runLease = new LeaseKeeper({ store, key: runLeaseKey(runId), owner: this.owner, runId, clock });
+    let wallClock: ReturnType<typeof setTimeout> | undefined;
+    const workspace: { current?: Workspace } = {};
 
-    store.updateWorkOrderStatus(workOrderId, 'running');
-    store.appendWorkOrderEvent(workOrderId, 'work_order_updated', { status: 'running', runId });
-    emit('run_started', {
-      maxIterations: limits.maxIterations,
-      strategy: spec.convergence.strategy,
-      agent: spec.agent.driver,
-      workspace: describeWorkspace(spec),
-      branch,
-      warnings: [],
-    });
-    logger.info({ agent: spec.agent.driver, strategy: spec.convergence.strategy }, 'run started');
-
+    // Everything, including the first writes, is inside the try: whatever throws, the run still ends
+    // terminal, the timer is cleared and the workspace released.
     try {
-      workspace = await this.acquireWorkspace(runId, spec, signal, emit);
-      if (workspace !== undefined) {
-        store.updateRunMeta(runId, { workspacePath: workspace.path, warnings: workspace.warnings });
+      wallClock = setTimeout(() => abortWith(controller, { kind: 'timeout', limitMs: limits.maxWallClockMs }), limits.maxWallClockMs);
+      await runLease.acquire(signal);
+      runLease.lost.addEventListener('abort', () => abortWith(controller, { kind: 'lease_lost' }), { once: true });
+      store.updateWorkOrderStatus(workOrderId, 'running');
+      store.appendWorkOrderEvent(workOrderId, 'work_order_updated', { status: 'running', runId });
+      emit('run_started', {
+        maxIterations: limits.maxIterations,
+        strategy: spec.convergence.strategy,
+        agent: spec.agent.driver,
+        workspace: describeWorkspace(spec),
+        branch,
+        warnings: [],
+      });
+      logger.info({ agent: spec.agent.driver, strategy: spec.convergence.strategy }, 'run started');
+
+      await this.acquireWorkspace(runId, spec, signal, emit, workspace);
+      const acquired = workspace.current;
+      if (acquired !== undefined) {
+        store.updateRunMeta(runId, { workspacePath: acquired.path, warnings: acquired.warnings });
         const lost = this.services.workspaces.leaseLost(runId);
+        if (lost?.aborted) abortWith(controller, { kind: 'lease_lost' });
         lost?.addEventListener('abort', () => abortWith(controller, { kind: 'lease_lost' }), { once: true });
       }
-      if (workspace === undefined || signal.aborted) {
+      if (acquired === undefined || signal.aborted) {
         this.finishAborted(runId, signal);
       } else {
         this.transition(runId, 'workspace_acquired');
         const artifactsDir = join(this.services.home, 'runs', runId);
         await mkdir(artifactsDir, { recursive: true });
-        const ctx: ExecutionContext = { runId, workOrderId, spec, workspace, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
+        const ctx: ExecutionContext = { runId, workOrderId, spec, workspace: acquired, artifactsDir, signal, startedAt, deadline, emit, logger, progress };
         if (await this.preflight(ctx)) {
           this.transition(runId, 'build_started');
           await this.loop(ctx);
@@ -208,12 +230,29 @@ export class ExecutionEngine {
     } catch (error) {
       const classified = toAgentGateError(error);
       logger.error({ err: classified, code: classified.code }, 'run failed unexpectedly');
-      this.failIfOpen(runId, classified, progress.iteration);
+      if (signal.aborted) this.closeIfOpen(() => this.finishAborted(runId, signal), logger);
+      else this.closeIfOpen(() => this.failIfOpen(runId, classified, progress.iteration), logger);
     } finally {
       clearTimeout(wallClock);
-      if (workspace !== undefined) await this.releaseWorkspace(workspace, logger);
+      if (workspace.current !== undefined) await this.releaseWorkspace(workspace.current, logger);
+      await runLease.release().catch((error: unknown) => logger.error({ err: toAgentGateError(error, 'AG_ERR_STORE_WRITE') }, 'run lease release failed'));
     }
     return this.complete(runId, workOrderId, branch, startedAt, progress);
+  }
+
+  /** The error as stored and emitted: its message redacted before it reaches the store. */
+  private errorPayload(error: AgentGateError, phase: string | undefined, iteration: number): ErrorPayload {
+    return { code: error.code, message: redact(error.message, this.secrets), ...(phase !== undefined && { phase }), iteration };
+  }
+
+  /** Runs a closing transition; when even that fails (the store is down) it is logged, not thrown. */
+  private closeIfOpen(close: () => void, logger: ExecutionContext['logger']): void {
+    try {
+      close();
+    } catch (error) {
+      const classified = toAgentGateError(error, 'AG_ERR_STORE_WRITE');
+      logger.error({ err: classified, code: classified.code }, 'could not close the run; reconciliation will');
+    }
   }
 
   /** The iteration loop; returns when the run is terminal. */
@@ -263,7 +302,7 @@ export class ExecutionEngine {
       record['error'] = failure.error.toJSON();
       save();
       if (failure.cancelled === true || signal.aborted) this.finishAborted(runId, signal);
-      else this.transition(runId, event, errorPayload(failure.error, phase, iteration));
+      else this.transition(runId, event, this.errorPayload(failure.error, phase, iteration));
       return false;
     };
     /** Between steps: a fired signal ends the run before the next transition. */
@@ -356,32 +395,31 @@ export class ExecutionEngine {
       if (ctx.signal.aborted) {
         this.finishAborted(ctx.runId, ctx.signal);
       } else {
-        this.transition(ctx.runId, 'system_error', errorPayload(toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), 'verify', 1));
+        this.transition(ctx.runId, 'system_error', this.errorPayload(toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), 'verify', 1));
       }
       return false;
     }
   }
 
+  /** Acquires the workspace into `into.current` first, so it is released even if what follows throws. */
   private async acquireWorkspace(
     runId: string,
     spec: ResolvedTaskSpec,
     signal: AbortSignal,
     emit: ExecutionContext['emit'],
-  ): Promise<Workspace | undefined> {
+    into: { current?: Workspace },
+  ): Promise<void> {
     const started = this.services.clock.now();
     emit('phase_started', { iteration: 1, phase: 'workspace' });
     try {
-      const workspace = await this.services.workspaces.acquire(spec.workspace, { runId, branchPrefix: spec.delivery.branchPrefix, signal });
-      emit('phase_completed', { iteration: 1, phase: 'workspace', ok: true, durationMs: this.services.clock.now() - started });
-      return workspace;
+      into.current = await this.services.workspaces.acquire(spec.workspace, { runId, branchPrefix: spec.delivery.branchPrefix, signal });
     } catch (error) {
-      const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_SETUP');
-      const payload = errorPayload(classified, 'workspace', 1);
+      const payload = this.errorPayload(toAgentGateError(error, 'AG_ERR_WORKSPACE_SETUP'), 'workspace', 1);
       emit('phase_completed', { iteration: 1, phase: 'workspace', ok: false, durationMs: this.services.clock.now() - started, error: payload });
-      if (signal.aborted) return undefined;
-      this.transition(runId, 'system_error', payload);
-      return undefined;
+      if (!signal.aborted) this.transition(runId, 'system_error', payload);
+      return;
     }
+    emit('phase_completed', { iteration: 1, phase: 'workspace', ok: true, durationMs: this.services.clock.now() - started });
   }
 
   private async releaseWorkspace(workspace: Workspace, logger: ExecutionContext['logger']): Promise<void> {
@@ -420,7 +458,7 @@ export class ExecutionEngine {
   private failIfOpen(runId: string, error: AgentGateError, iteration: number): void {
     const run = this.services.store.getRun(runId);
     if (run === null || isTerminalState(run.state)) return;
-    this.transition(runId, 'system_error', errorPayload(error, undefined, iteration));
+    this.transition(runId, 'system_error', this.errorPayload(error, undefined, iteration));
   }
 
   private complete(runId: string, workOrderId: string, branch: string, startedAt: number, progress: RunProgress): RunOutcome {
@@ -434,7 +472,7 @@ export class ExecutionEngine {
     const durationMs = this.services.clock.now() - startedAt;
     const iterations = store.listIterations(runId).length;
     const usage = { ...progress.usage };
-    const error = run.error === null ? null : { ...run.error, message: redact(run.error.message, secretValues(this.services.baseEnv)) };
+    const error = run.error;
     if (run.state === 'succeeded') {
       emitter.emit(runId, 'run_completed', { result: 'passed', iterations, branch, durationMs, unverified: progress.unverified, usage });
     } else if (run.state === 'canceled') {
@@ -454,17 +492,13 @@ function asAgentSummary(value: unknown): AgentSummary | undefined {
   return typeof value === 'object' && value !== null && 'durationMs' in value && 'output' in value ? (value as AgentSummary) : undefined;
 }
 
-function errorPayload(error: AgentGateError, phase: string | undefined, iteration: number): ErrorPayload {
-  return { code: error.code, message: error.message, ...(phase !== undefined && { phase }), iteration };
-}
-
 function describeWorkspace(spec: ResolvedTaskSpec): string {
   const ws = spec.workspace;
   switch (ws.source) {
     case 'local':
       return ws.path;
     case 'git':
-      return ws.url.replace(/\/\/[^@/]*@/, '//');
+      return stripUrlCredentials(ws.url);
     case 'github':
       return `github:${ws.repo}`;
     case 'gitlab':

@@ -5,6 +5,7 @@
  * state; the engine does that from the returned result.
  */
 import { toAgentGateError } from '../errors.js';
+import { redact, secretValues } from '../util/secrets.js';
 import { BuildPhase } from './phases/build.js';
 import { FeedbackPhase } from './phases/feedback.js';
 import { SnapshotPhase } from './phases/snapshot.js';
@@ -65,7 +66,7 @@ export class PhaseOrchestrator {
       ctx.emit('phase_completed', { iteration, phase, ok: true, durationMs });
       logger.info({ durationMs }, 'phase completed');
     } else {
-      const error = { code: result.error.code, message: result.error.message, phase, iteration };
+      const error = { code: result.error.code, message: redact(result.error.message, secretValues(this.services.baseEnv)), phase, iteration };
       ctx.emit('phase_completed', { iteration, phase, ok: false, durationMs, error });
       logger.warn({ durationMs, code: result.error.code, cancelled: result.cancelled }, 'phase failed');
     }

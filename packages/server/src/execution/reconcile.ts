@@ -1,9 +1,10 @@
 /**
  * Start-up reconciliation (SPEC 13, 14): a run left non-terminal by a process that died (crash,
- * kill -9, power loss) would otherwise stay "building" forever. Runs that no live lease vouches for
- * and that have not changed for `staleAfterMs` are failed with `AG_ERR_RUN_INTERRUPTED`; the
- * `run_state_changed` event says so. The grace period keeps a run that another live process has just
- * created (and not yet leased) from being taken for dead.
+ * kill -9, power loss) would otherwise stay "building" forever. Every executing run holds a lease
+ * (`run:<runId>`, taken in the transaction that creates the run and renewed by its engine); runs that
+ * no live lease vouches for and that have not changed for `staleAfterMs` are failed with
+ * `AG_ERR_RUN_INTERRUPTED`, followed by `run_failed`. The grace period is a second safety margin for
+ * runs written by an older AgentGate that did not lease them.
  */
 import type { Logger } from 'pino';
 import { isTerminalState } from '../orchestrator/state-machine.js';
@@ -23,6 +24,11 @@ export interface ReconcileOptions {
 }
 
 export const DEFAULT_STALE_AFTER_MS = 120_000;
+
+/** Key of the lease an engine holds for each of its runs while it executes them. */
+export function runLeaseKey(runId: string): string {
+  return `run:${runId}`;
+}
 
 /** Fails interrupted runs; returns the runs it reconciled. */
 export function reconcileInterruptedRuns(options: ReconcileOptions): StoredRun[] {
@@ -44,7 +50,17 @@ export function reconcileInterruptedRuns(options: ReconcileOptions): StoredRun[]
     });
     if (outcome === null) continue;
     emitter.publish(outcome.event);
+    // A follower waiting for the run's last event gets one.
+    emitter.emit(run.id, 'run_failed', {
+      result: outcome.run.result ?? 'failed_error',
+      iterations: outcome.run.iteration,
+      branch: outcome.run.branch ?? '',
+      durationMs: now - Date.parse(outcome.run.createdAt),
+      error: outcome.run.error,
+      usage: outcome.run.meta.usage ?? { inputTokens: 0, outputTokens: 0, costUsd: 0 },
+    });
     store.updateWorkOrderStatus(run.workOrderId, 'failed');
+    store.appendWorkOrderEvent(run.workOrderId, 'work_order_updated', { status: 'failed', runId: run.id });
     logger.warn({ runId: run.id, from: run.state }, 'interrupted run reconciled');
     reconciled.push(outcome.run);
   }

@@ -61,13 +61,13 @@ function secondsToMs(seconds: number): number {
 export function tryParseDuration(input: unknown): DurationParseResult {
   if (typeof input === 'number') {
     if (!Number.isFinite(input) || input < 0) return invalid(input);
-    return { ok: true, ms: secondsToMs(input) };
+    return withinTimerRange(input, secondsToMs(input));
   }
   if (typeof input !== 'string') return invalid(input);
 
   const text = input.trim().toLowerCase();
   if (text === '') return invalid(input);
-  if (/^(\d+(\.\d+)?|\.\d+)$/.test(text)) return { ok: true, ms: secondsToMs(Number(text)) };
+  if (/^(\d+(\.\d+)?|\.\d+)$/.test(text)) return withinTimerRange(input, secondsToMs(Number(text)));
 
   let total = 0;
   let position = 0;
@@ -91,6 +91,18 @@ export function tryParseDuration(input: unknown): DurationParseResult {
 
   const ms = Math.round(total);
   if (!Number.isSafeInteger(ms)) return invalid(input);
+  return withinTimerRange(input, ms);
+}
+
+/**
+ * Node's timers hold at most 2^31-1 ms (about 24.8 days); a longer delay fires after 1 ms. A duration the
+ * engine cannot wait for is invalid input, never a run that times out at once.
+ * https://nodejs.org/api/timers.html#settimeoutcallback-delay-args
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+function withinTimerRange(input: unknown, ms: number): DurationParseResult {
+  if (ms > MAX_DURATION_MS) return { ok: false, reason: `duration ${show(input)} is too long: at most 24d (${MAX_DURATION_MS} ms)` };
   return { ok: true, ms };
 }
 

@@ -83,14 +83,36 @@ export function killProcessGroup(pid: number, signal: NodeJS.Signals | 0): boole
     process.kill(-pid, signal);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    const code = (error as NodeJS.ErrnoException).code;
+    // ESRCH: the group is gone. EPERM: only processes we may not signal are left (e.g. an agent's
+    // `sudo … &`); nothing more can be done from here, and throwing from a timer would kill the server.
+    if (code === 'ESRCH' || code === 'EPERM') return false;
     throw error;
   }
 }
 
 /** Whether any process of the group led by `pid` is still alive. */
 export function processGroupAlive(pid: number): boolean {
-  return killProcessGroup(pid, 0);
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: members exist that we may not signal — still alive.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Process groups started by {@link runProcess} that have not settled yet. */
+const liveGroups = new Set<number>();
+
+/**
+ * Signals every process group this process started and that is still running; returns how many. For
+ * emergency exits (a second Ctrl-C, an exit handler) where the normal cancel path cannot be awaited.
+ */
+export function killAllProcessGroups(signal: NodeJS.Signals = 'SIGKILL'): number {
+  let count = 0;
+  for (const pid of liveGroups) if (killProcessGroup(pid, signal)) count += 1;
+  return count;
 }
 
 export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
@@ -117,6 +139,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
       ? spawn(options.command, [...options.args], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
       : spawn('sh', ['-c', options.command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     const pid = child.pid;
+    if (pid !== undefined) liveGroups.add(pid);
 
     const emit = (stream: 'stdout' | 'stderr') => (line: string) => {
       if (!options.onLine) return;
@@ -166,7 +189,10 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
       if (idleTimer) clearTimeout(idleTimer);
       options.signal?.removeEventListener('abort', onAbort);
       // Leftover grandchildren (background jobs, watchers) die with the run.
-      if (pid !== undefined) killProcessGroup(pid, 'SIGKILL');
+      if (pid !== undefined) {
+        killProcessGroup(pid, 'SIGKILL');
+        liveGroups.delete(pid);
+      }
       stdoutTail.flush(emit('stdout'));
       stderrTail.flush(emit('stderr'));
       const result: ProcessResult = {

@@ -45,6 +45,20 @@ describe('agentgate exec', () => {
     });
   });
 
+  describe('when an interrupted run left its worktree behind', () => {
+    it('removes it before starting (its branch stays)', async () => {
+      const r = setup();
+      const orphan = join(r.home, 'worktrees', 'orphan-run');
+      git(r.repo, 'worktree', 'add', '-q', '-b', 'agentgate/orphan-run', orphan);
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct));
+      expect(res.code).toBe(0);
+      expect(res.stderr).toContain('removed 1 worktree(s) left behind by interrupted runs');
+      expect(existsSync(orphan)).toBe(false);
+      expect(git(r.repo, 'worktree', 'list')).not.toContain('orphan-run');
+      expect(git(r.repo, 'branch', '--list', 'agentgate/orphan-run')).toContain('agentgate/orphan-run');
+    });
+  });
+
   describe('when the first attempt fails a test', () => {
     it('succeeds after 2 iterations and iteration 2 received feedback naming the failing test', async () => {
       const r = setup();
@@ -138,6 +152,21 @@ describe('agentgate exec', () => {
       expect(view.events.at(-1)?.type).toBe('run_canceled');
     });
 
+    it('a second Ctrl-C kills an agent that ignores SIGTERM at once; the run still ends canceled', async () => {
+      const r = setup();
+      const marker = `cancel-twice-${Date.now()}`;
+      const agent = writeAgent(r.root, 'agent', "trap '' TERM\necho agent-is-running\nwhile true; do sleep 1; done");
+      const res = await exec(r, agent, ['--verbose'], { [CONFORMANCE_MARKER_ENV]: marker }, {
+        interruptWhen: 'agent-is-running',
+        interruptAgainWhen: 'canceling run',
+      });
+      expect(res.stderr).toMatch(/killing \d+ process group\(s\)/);
+      expect(res.code).toBe(130);
+      expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(existsSync(join(r.home, 'worktrees', String(res.json?.['runId'])))).toBe(false);
+    });
+
     it('during a long gate command: exits 130, state canceled, no gate process left', async () => {
       const marker = `cancel-gate-${Date.now()}`;
       const r = setup({
@@ -187,6 +216,7 @@ describe('agentgate exec', () => {
       [['exec', '--path', '.', '--prompt', 'x', '--agent', 'command'], /command/],
       [['exec', '--path', '.', '--prompt', 'x', '--agent-command', 'true', '--agent', 'command', '--timeout', 'forever'], /maxWallClock/],
       [['frobnicate'], /unknown command/],
+      [['exec', '--path', '.', '--prompt', 'x', '--agent-command', 'true', '--agent', 'command', '--timeout', '30d'], /too long/],
     ])('%j exits 2 with a clear message', async (args, message) => {
       const r = setup();
       const res = await runCli(args as string[], { env: { AGENTGATE_HOME: r.home }, cwd: r.repo });

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyTransition, createRun } from '../../src/orchestrator/state-machine.js';
+import { runLeaseKey } from '../../src/execution/reconcile.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
@@ -27,6 +28,9 @@ function seed(home: string): void {
   building('leased');
   store.acquireLease({ key: '/repo#agentgate/leased', owner: 'other-process', runId: 'leased', ttlMs: 600_000, now: new Date(T0) });
   store.insertRun(createRun({ id: 'done', workOrderId: 'wo', maxIterations: 1, createdAt: at }));
+  // Still acquiring its workspace (slow clone) in a live process: its run lease vouches for it.
+  store.insertRun(createRun({ id: 'acquiring', workOrderId: 'wo', maxIterations: 1, createdAt: at }));
+  store.acquireLease({ key: runLeaseKey('acquiring'), owner: 'other-process', runId: 'acquiring', ttlMs: 600_000, now: new Date(T0) });
   store.close();
 }
 
@@ -43,8 +47,12 @@ describe('start-up reconciliation', () => {
       expect(dead?.error?.message).toContain('while it was building');
       expect(runtime.store.getRun('leased')?.state).toBe('building');
       expect(runtime.store.getRun('done')?.state).toBe('failed');
-      const last = runtime.store.listEvents('dead').at(-1);
-      expect(last).toMatchObject({ type: 'run_state_changed', data: { from: 'building', event: 'system_error', to: 'failed' } });
+      const [changed, failed] = runtime.store.listEvents('dead').slice(-2);
+      expect(changed).toMatchObject({ type: 'run_state_changed', data: { from: 'building', event: 'system_error', to: 'failed' } });
+      // Followers waiting for the run's last event get one.
+      expect(failed).toMatchObject({ type: 'run_failed', data: { result: 'failed_error', error: { code: 'AG_ERR_RUN_INTERRUPTED' } } });
+      expect(runtime.store.getRun('acquiring')?.state).toBe('queued');
+      expect(runtime.store.getWorkOrder('wo')?.status).toBe('failed');
     } finally {
       runtime.close();
     }

@@ -22,6 +22,8 @@ export interface CliOptions {
   cwd?: string;
   /** Sends SIGINT once stderr contains this text (event-driven cancel). */
   interruptWhen?: string | RegExp;
+  /** After the first SIGINT, sends a second one once stderr contains this text. */
+  interruptAgainWhen?: string | RegExp;
   onSpawn?: (pid: number) => void;
 }
 
@@ -35,12 +37,17 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
     let stdout = '';
     let stderr = '';
     let interrupted = false;
+    let interruptedAgain = false;
+    const matches = (pattern: string | RegExp, text: string): boolean => (typeof pattern === 'string' ? text.includes(pattern) : pattern.test(text));
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
       const trigger = options.interruptWhen;
-      if (!interrupted && trigger !== undefined && (typeof trigger === 'string' ? stderr.includes(trigger) : trigger.test(stderr))) {
+      if (!interrupted && trigger !== undefined && matches(trigger, stderr)) {
         interrupted = true;
+        child.kill('SIGINT');
+      } else if (interrupted && !interruptedAgain && options.interruptAgainWhen !== undefined && matches(options.interruptAgainWhen, stderr)) {
+        interruptedAgain = true;
         child.kill('SIGINT');
       }
     });
