@@ -45,6 +45,7 @@ import {
   truncateText,
   type JsonObject,
 } from './stream-json.js';
+import { cancellationOf, describeProcessEnd } from './driver-support.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary, AgentUsage } from './types.js';
 
 /** Name under which the driver is registered (`agentType` / `--agent`). */
@@ -776,7 +777,7 @@ export class ClaudeCodeDriver implements AgentDriver {
     // stop that group, only the tag finds what is left.
     const taggedSurvivors = await killTaggedProcesses(tag, reapMs);
     const survivors = [...new Set([...groupSurvivors, ...taggedSurvivors])];
-    io.transcript.write(`=== iteration ${request.iteration} finished: ${describeEnd(result)} after ${result.durationMs} ms ===`);
+    io.transcript.write(`=== iteration ${request.iteration} finished: ${describeProcessEnd(result)} after ${result.durationMs} ms ===`);
     return { process: result, stream, lastStderrLine, survivors, resumeSessionId };
   }
 }
@@ -831,16 +832,10 @@ function failed(ctx: AgentRunContext, started: number, summary: PartialSummary, 
  * its typed reason (e.g. the run's wall clock), that error is kept so the engine can tell why.
  */
 function abortedResult(ctx: AgentRunContext, started: number, summary: PartialSummary): AgentResult {
-  const reason: unknown = ctx.signal.reason;
-  const error = reason instanceof AgentGateError ? reason : new AgentGateError('AG_ERR_RUN_CANCELED', 'Claude Code was stopped because the run was canceled.', { cause: reason });
-  const failure: AgentFailureKind = error.code === 'AG_ERR_RUN_TIMEOUT' || error.code === 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' ? 'agent_timeout' : 'agent_crash';
-  return failed(ctx, started, summary, failure, true, error);
+  const { error, failure: kind } = cancellationOf(ctx.signal, 'Claude Code');
+  return failed(ctx, started, summary, kind, true, error);
 }
 
-function describeEnd(result: ProcessResult): string {
-  if (result.outcome !== 'exited') return result.outcome;
-  return result.exitCode === null ? `signal ${result.signal ?? 'unknown'}` : `exit ${result.exitCode}`;
-}
 
 function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

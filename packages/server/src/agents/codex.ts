@@ -43,6 +43,7 @@ import { runProcess, type ProcessLine, type ProcessResult } from '../util/proces
 import { agentEnv, redact, secretValues, type Env } from '../util/secrets.js';
 import { AGENT_FAILURE_CODES, FEEDBACK_HEADING, MAX_EVENT_LINE_CHARS, OUTPUT_SUMMARY_CHARS, TRANSCRIPT_FILE, composeAgentInput, waitForProcessGroupExit } from './command.js';
 import { AGENT_PROCESS_TAG_ENV, AgentTranscript, killTaggedProcesses, mapJsonStrings, redactJsonLine, truncateText } from './stream-json.js';
+import { cancellationOf, describeProcessEnd, lastLine } from './driver-support.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary, AgentUsage } from './types.js';
 
 /** Name under which the driver is registered (`agent.driver: codex`). */
@@ -600,7 +601,7 @@ export class CodexDriver implements AgentDriver {
       const groupSurvivors = result.pid === undefined ? [] : await waitForProcessGroupExit(result.pid, reapTimeoutMs);
       const taggedSurvivors = await killTaggedProcesses(tag, reapTimeoutMs);
       const summary = accumulator.summary();
-      transcript.write(`=== iteration ${request.iteration} finished: ${describeEnd(result)} after ${result.durationMs} ms ===`);
+      transcript.write(`=== iteration ${request.iteration} finished: ${describeProcessEnd(result)} after ${result.durationMs} ms ===`);
       return { result, summary, survivors: [...new Set([...groupSurvivors, ...taggedSurvivors])] };
     };
 
@@ -854,22 +855,11 @@ function failure(ctx: AgentRunContext, started: number, summary: Summary, kind: 
  * run's wall clock) is kept so the engine can tell why.
  */
 function abortedResult(ctx: AgentRunContext, started: number, summary: Summary): AgentResult {
-  const reason: unknown = ctx.signal.reason;
-  const error = reason instanceof AgentGateError ? reason : new AgentGateError('AG_ERR_RUN_CANCELED', 'codex was stopped because the run was canceled.', { cause: reason });
-  const kind: AgentFailureKind = error.code === 'AG_ERR_RUN_TIMEOUT' || error.code === 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' ? 'agent_timeout' : 'agent_crash';
+  const { error, failure: kind } = cancellationOf(ctx.signal, 'codex');
   return failure(ctx, started, summary, kind, true, error);
 }
 
-function describeEnd(result: ProcessResult): string {
-  if (result.outcome !== 'exited') return result.outcome;
-  return result.exitCode === null ? `signal ${result.signal ?? 'unknown'}` : `exit ${result.exitCode}`;
-}
 
-function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  const last = lines.at(-1) ?? '';
-  return last.length > 500 ? `${last.slice(0, 500)}…` : last;
-}
 
 /** The end of the final message, at most {@link OUTPUT_SUMMARY_CHARS}. */
 function summarise(text: string): string {

@@ -9,13 +9,14 @@
  * - every output line becomes an `agent_output` event and a line of `agent-transcript.log`;
  * - exit 0 is success; anything else is a classified build failure.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { isoNow } from '../util/clock.js';
 import { processGroupAlive, runProcess, type ProcessLine, type ProcessResult } from '../util/process.js';
 import { agentEnv, redact, secretValues, type Env } from '../util/secrets.js';
+import { cancellationOf, describeProcessEnd, lastLine } from './driver-support.js';
+import { AgentTranscript } from './stream-json.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary } from './types.js';
 
 /** Name under which the driver is registered and which TaskSpecs / WorkOrders (`agentType`) use. */
@@ -142,7 +143,7 @@ export class CommandAgentDriver implements AgentDriver {
     });
 
     const transcriptPath = path.join(request.artifactsDir, TRANSCRIPT_FILE);
-    const transcript = new TranscriptWriter(transcriptPath);
+    const transcript = new AgentTranscript(transcriptPath);
     transcript.write(`=== iteration ${request.iteration} started ${isoNow(ctx.clock)} ===`);
 
     let emitError: unknown;
@@ -171,7 +172,7 @@ export class CommandAgentDriver implements AgentDriver {
     });
     const survivors = result.pid === undefined ? [] : await waitForProcessGroupExit(result.pid, this.config.reapTimeoutMs ?? 3000);
 
-    transcript.write(`=== iteration ${request.iteration} finished: ${describeEnd(result)} after ${result.durationMs} ms ===`);
+    transcript.write(`=== iteration ${request.iteration} finished: ${describeProcessEnd(result)} after ${result.durationMs} ms ===`);
     const transcriptError = await transcript.close();
 
     const summary = {
@@ -264,22 +265,11 @@ function failed(ctx: AgentRunContext, started: number, summary: Pick<AgentSummar
  * its typed reason (e.g. the run's wall clock), that error is kept so the engine can tell why.
  */
 function abortedResult(ctx: AgentRunContext, started: number, summary: Pick<AgentSummary, 'exitCode' | 'output' | 'transcriptPath'>): AgentResult {
-  const reason: unknown = ctx.signal.reason;
-  const error = reason instanceof AgentGateError ? reason : new AgentGateError('AG_ERR_RUN_CANCELED', 'The agent was stopped because the run was canceled.', { cause: reason });
-  const failure: AgentFailureKind = error.code === 'AG_ERR_RUN_TIMEOUT' || error.code === 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' ? 'agent_timeout' : 'agent_crash';
+  const { error, failure } = cancellationOf(ctx.signal, 'The agent');
   return failed(ctx, started, summary, failure, true, error);
 }
 
-function describeEnd(result: ProcessResult): string {
-  if (result.outcome !== 'exited') return result.outcome;
-  return result.exitCode === null ? `signal ${result.signal ?? 'unknown'}` : `exit ${result.exitCode}`;
-}
 
-function lastLine(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
-  const last = lines.at(-1) ?? '';
-  return last.length > 500 ? `${last.slice(0, 500)}…` : last;
-}
 
 /** The last {@link OUTPUT_SUMMARY_CHARS} of stdout, starting at a line boundary when one is available. */
 function summarise(stdout: string): string {
@@ -294,34 +284,6 @@ function truncateLine(text: string): string {
   return text.length <= MAX_EVENT_LINE_CHARS ? text : `${text.slice(0, MAX_EVENT_LINE_CHARS)}… [${text.length - MAX_EVENT_LINE_CHARS} more characters in the transcript]`;
 }
 
-/** Appends lines to the transcript without blocking the line callback; remembers the first write error. */
-class TranscriptWriter {
-  private readonly stream: WriteStream;
-  private error: Error | undefined;
-
-  constructor(file: string) {
-    this.stream = createWriteStream(file, { flags: 'a', encoding: 'utf8' });
-    this.stream.on('error', (error) => {
-      this.error ??= error;
-    });
-  }
-
-  write(line: string): void {
-    if (this.error === undefined) this.stream.write(`${line}\n`);
-  }
-
-  /** Flushes and closes; resolves with the first write error, if any. */
-  close(): Promise<Error | undefined> {
-    return new Promise((resolve) => {
-      if (this.stream.destroyed) {
-        resolve(this.error);
-        return;
-      }
-      this.stream.end(() => resolve(this.error));
-      this.stream.once('error', () => resolve(this.error));
-    });
-  }
-}
 
 /**
  * Waits until no live (non-zombie) process remains in the process group `pgid`, polling at short
