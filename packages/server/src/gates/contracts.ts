@@ -13,7 +13,8 @@
  * `.gitignore` are not considered (build output and node_modules would otherwise dominate); protect
  * `.gitignore` itself if an agent hiding files from the check is a concern.
  */
-import { lstat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { AgentGateError } from '../errors.js';
@@ -77,19 +78,65 @@ export async function listWorktreeFiles(git: GitQueryOptions): Promise<string[]>
 }
 
 /**
- * Files that differ between `baseSha` and the working tree (committed, staged or not), plus untracked
- * files. Renames are reported as a deletion and an addition so both paths are checked.
+ * Files that differ between `baseSha` and the working tree (committed, staged or not), plus files that
+ * are not in the base commit. Renames are reported as a deletion and an addition so both paths are checked.
+ *
+ * Nothing the agent can write is trusted: the comparison uses a throwaway index read from the base commit
+ * (so `update-index --skip-worktree` / `--assume-unchanged` in the worktree's index hide nothing), replace
+ * refs and fsmonitor are off (see gitQuery), and files under protected patterns are listed without any
+ * ignore rules (so a `.gitignore` or `info/exclude` the agent wrote hides nothing there).
  */
-export async function listChangedFiles(baseSha: string, git: GitQueryOptions): Promise<ChangedFile[]> {
-  const diff = splitNul(await gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], git));
-  const out: ChangedFile[] = [];
-  for (let i = 0; i + 1 < diff.length; i += 2) {
-    const status = diff[i] ?? '';
-    const file = diff[i + 1] ?? '';
-    out.push({ path: file, change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
+export async function listChangedFiles(baseSha: string, git: GitQueryOptions, protectedPatterns: readonly string[] = []): Promise<ChangedFile[]> {
+  const scratch = await mkdtemp(path.join(tmpdir(), 'agentgate-index-'));
+  try {
+    const own: GitQueryOptions = { ...git, env: { ...git.env, GIT_INDEX_FILE: path.join(scratch, 'index') } };
+    await gitQuery(['read-tree', baseSha], own);
+    const diff = splitNul(await gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], own));
+    const out: ChangedFile[] = [];
+    const seen = new Set<string>();
+    for (let i = 0; i + 1 < diff.length; i += 2) {
+      const status = diff[i] ?? '';
+      const file = diff[i + 1] ?? '';
+      seen.add(file);
+      out.push({ path: file, change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
+    }
+    const untracked = splitNul(await gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own));
+    // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
+    // agent added (a new .gitignore, info/exclude) cannot hide a new conftest.py or test file.
+    // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
+    // fixture path as an escape); git would refuse the whole query for it.
+    const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
+    const ignored = pathspecs.length === 0 ? [] : splitNul(await gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own));
+    const ignoredByBase = await ignoredByBaseRules(baseSha, ignored, git, scratch);
+    for (const file of [...untracked, ...ignored.filter((f) => !ignoredByBase.has(f))]) {
+      if (seen.has(file)) continue;
+      seen.add(file);
+      out.push({ path: file, change: 'added' });
+    }
+    return out;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
-  for (const file of splitNul(await gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], git))) out.push({ path: file, change: 'added' });
-  return out;
+}
+
+/**
+ * Which of `candidates` the base commit's `.gitignore` files (plus the user's global excludes) ignore,
+ * evaluated in a scratch repository holding only those rules — the worktree's rules may be the agent's.
+ * The repository's `info/exclude` is not consulted (the agent can write it).
+ */
+async function ignoredByBaseRules(baseSha: string, candidates: readonly string[], git: GitQueryOptions, scratch: string): Promise<Set<string>> {
+  if (candidates.length === 0) return new Set();
+  const rules = path.join(scratch, 'rules');
+  await mkdir(rules);
+  await gitQuery(['init', '-q', rules], { ...git, cwd: scratch });
+  const files = splitNul(await gitQuery(['ls-tree', '-r', '-z', '--name-only', baseSha], git)).filter((f) => path.posix.basename(f) === '.gitignore');
+  for (const file of files) {
+    const target = resolveInside(rules, file);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(target, await gitQuery(['cat-file', 'blob', `${baseSha}:${file}`], git));
+  }
+  const out = await gitQuery(['check-ignore', '--no-index', '-z', '--stdin'], { ...git, cwd: rules, stdin: `${candidates.join('\0')}\0`, okExitCodes: [0, 1] });
+  return new Set(splitNul(out));
 }
 
 function summarise(items: readonly string[]): string {
@@ -141,7 +188,7 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
   const started = input.clock.now();
   const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
   const violations: Array<{ file: ChangedFile; why: string }> = [];
-  for (const file of await listChangedFiles(input.baseSha, git)) {
+  for (const file of await listChangedFiles(input.baseSha, git, [...input.contracts.protectedPaths, ...input.alwaysProtected.map((p) => p.path)])) {
     const fixed = input.alwaysProtected.find((p) => p.path === file.path);
     const hit = fixed === undefined ? matchers.find((m) => m.match(file.path)) : undefined;
     if (fixed !== undefined) violations.push({ file, why: fixed.reason });

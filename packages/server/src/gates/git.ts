@@ -18,6 +18,12 @@ export interface GitQueryOptions {
   cwd: string;
   signal: AbortSignal;
   clock?: Clock;
+  /** Extra environment for this query (e.g. a throwaway GIT_INDEX_FILE). */
+  env?: Record<string, string>;
+  /** Written to git's stdin. */
+  stdin?: string;
+  /** Exit codes that mean success for this query (default: only 0; `check-ignore` exits 1 for "none"). */
+  okExitCodes?: readonly number[];
 }
 
 /**
@@ -28,21 +34,23 @@ export interface GitQueryOptions {
  * phase's own git commands for `index.lock`.
  */
 export async function gitQuery(args: readonly string[], options: GitQueryOptions): Promise<string> {
-  const env = { ...gateEnv(process.env), GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' };
+  // Replace refs and an fsmonitor are state the agent can write; the gates must not trust either.
+  const env = { ...gateEnv(process.env), GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', GIT_NO_REPLACE_OBJECTS: '1', LC_ALL: 'C', ...options.env };
   const result = await runProcess({
     command: 'git',
-    args,
+    args: ['-c', 'core.fsmonitor=false', ...args],
     cwd: options.cwd,
     env,
     signal: options.signal,
     timeoutMs: GIT_TIMEOUT_MS,
     tailBytes: GIT_OUTPUT_BYTES,
+    ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
   const what = `git ${args.join(' ')}`;
   switch (result.outcome) {
     case 'exited':
-      if (result.exitCode === 0) {
+      if (result.exitCode !== null && (options.okExitCodes ?? [0]).includes(result.exitCode)) {
         if (result.stdout.length >= GIT_OUTPUT_BYTES) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${what} produced more output than the gates can inspect`);
         return result.stdout;
       }

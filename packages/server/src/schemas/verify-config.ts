@@ -68,6 +68,11 @@ const TimeoutSeconds = z
 
 const NonEmpty = z.string().trim().min(1);
 
+/** A path (or glob) inside the repository: relative, without `..` segments. */
+const RepoPath = NonEmpty.refine((value) => !value.startsWith('/') && !value.split(/[\\/]/).includes('..'), {
+  message: 'must be a path inside the repository (relative, without "..")',
+});
+
 /** Tests and setup commands get five minutes unless they say otherwise. */
 export const DEFAULT_COMMAND_TIMEOUT_SECONDS = 300;
 /** Black-box checks are meant to be quick CLI probes. */
@@ -129,7 +134,7 @@ const BlackboxGateSchema = z
     name: NonEmpty,
     command: NonEmpty,
     stdin: z.string().optional(),
-    stdinFile: NonEmpty.optional(),
+    stdinFile: RepoPath.optional(),
     timeout: TimeoutSeconds.default(DEFAULT_BLACKBOX_TIMEOUT_SECONDS),
     assertions: z.array(AssertionSchema).min(1),
   })
@@ -151,9 +156,9 @@ const VerifyConfigObjectSchema = z.strictObject({
     .prefault({}),
   contracts: z
     .strictObject({
-      requiredFiles: z.array(NonEmpty).default([]),
+      requiredFiles: z.array(RepoPath).default([]),
       forbiddenPatterns: z.array(NonEmpty).default([]),
-      protectedPaths: z.array(NonEmpty).default([]),
+      protectedPaths: z.array(RepoPath).default([]),
     })
     .prefault({}),
   tests: z.array(TestGateSchema).default([]),

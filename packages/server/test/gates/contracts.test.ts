@@ -6,7 +6,7 @@ import type { ContractsInput } from '../../src/gates/contracts.js';
 import { AgentGateError } from '../../src/errors.js';
 import { parseVerifyConfig } from '../../src/schemas/verify-config.js';
 import { systemClock } from '../../src/util/clock.js';
-import { createRepo, snapshot, writeFile } from './helpers.js';
+import { createRepo, git, snapshot, writeFile } from './helpers.js';
 import type { TempRepo } from './helpers.js';
 
 let repo: TempRepo | undefined;
@@ -96,7 +96,43 @@ describe('L0 contracts', () => {
       expect((await gate(repo, {}, 'protected-paths'))?.message).toBe('tamper: the agent added protected file .agentgate/verify.yaml (the gate plan is always protected)');
     });
 
-    it('does not look at files ignored by .gitignore', async () => {
+    describe('when the agent tries to hide its changes from git', () => {
+      it('catches an edit marked skip-worktree or assume-unchanged in the worktree index', async () => {
+        repo = createRepo(BASE);
+        writeFile(repo.dir, 'test/math.test.js', 'assert(true);\n');
+        git(repo.dir, 'update-index', '--skip-worktree', 'test/math.test.js');
+        expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/math.test.js') });
+        git(repo.dir, 'update-index', '--no-skip-worktree', '--assume-unchanged', 'test/math.test.js');
+        expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/math.test.js') });
+      });
+
+      it('catches a new file under a protected path hidden by a .gitignore the agent added', async () => {
+        repo = createRepo(BASE);
+        writeFile(repo.dir, 'test/.gitignore', '*\n');
+        writeFile(repo.dir, 'test/conftest.py', 'import pytest\n');
+        const result = await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths');
+        expect(result?.passed).toBe(false);
+        expect(result?.diagnostics.map((d) => d.file).sort()).toEqual(['test/.gitignore', 'test/conftest.py']);
+      });
+
+      it('catches a new protected file hidden through info/exclude', async () => {
+        repo = createRepo(BASE);
+        const common = git(repo.dir, 'rev-parse', '--git-common-dir').trim();
+        writeFile(path.resolve(repo.dir, common), 'info/exclude', 'test/helper.js\n');
+        writeFile(repo.dir, 'test/helper.js', 'globalThis.assert = () => {};\n');
+        expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/helper.js') });
+      });
+
+      it('ignores git replace refs that would swap the base commit', async () => {
+        repo = createRepo(BASE);
+        writeFile(repo.dir, 'test/math.test.js', 'assert(true);\n');
+        const fake = snapshot(repo, 'fake base');
+        git(repo.dir, 'replace', repo.baseSha, fake);
+        expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/math.test.js') });
+      });
+    });
+
+    it('does not look at files ignored by the base commit\'s .gitignore', async () => {
       repo = createRepo(BASE);
       writeFile(repo.dir, 'node_modules/test/x.js', 'ignored\n');
       expect(await gate(repo, { protectedPaths: ['**/test/**'] }, 'protected-paths')).toMatchObject({ passed: true });
@@ -120,9 +156,11 @@ describe('L0 contracts', () => {
       expect(await gate(repo, { requiredFiles: ['docs/**/*.md'] }, 'required-files')).toMatchObject({ passed: false, message: 'missing required file: docs/**/*.md' });
     });
 
-    it('refuses a required path outside the worktree', async () => {
+    it('refuses a required path outside the worktree: in verify.yaml, and again at check time', async () => {
       repo = createRepo(BASE);
-      const error: unknown = await checkContracts(input(repo, { requiredFiles: ['../outside'] })).catch((e: unknown) => e);
+      expect(() => parseVerifyConfig({ contracts: { requiredFiles: ['../outside'] } })).toThrow(/requiredFiles\[0\]: must be a path inside the repository/);
+      const unchecked = { ...input(repo, {}), contracts: { ...parseVerifyConfig({}).contracts, requiredFiles: ['../outside'] } };
+      const error: unknown = await checkContracts(unchecked).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(AgentGateError);
       expect((error as AgentGateError).code).toBe('AG_ERR_WORKSPACE_PATH_ESCAPE');
     });

@@ -241,8 +241,13 @@ describe('Verifier', () => {
       expect(gate(r, 'nofile')).toMatchObject({ passed: false, message: 'stdin file missing.txt does not exist' });
     });
 
-    it('refuses a stdin fixture outside the worktree as a configuration error', async () => {
-      const result = await verifier.verify(inline({ blackbox: [{ name: 'escape', command: 'cat', stdinFile: '../../etc/passwd', assertions: [{ exitCode: 0 }] }] }));
+    it('refuses a stdin fixture outside the worktree: in verify.yaml, and again when the gate runs', async () => {
+      const escaping = { blackbox: [{ name: 'escape', command: 'cat', stdinFile: '../../etc/passwd', assertions: [{ exitCode: 0 }] }] };
+      expect(() => parseVerifyConfig(escaping)).toThrow(/stdinFile: must be a path inside the repository/);
+      const valid = parseVerifyConfig({ blackbox: [{ name: 'escape', command: 'cat', stdinFile: 'fixture.txt', assertions: [{ exitCode: 0 }] }] });
+      const [gate] = valid.blackbox;
+      const unchecked = { ...valid, blackbox: gate === undefined ? [] : [{ ...gate, stdinFile: '../../etc/passwd' }] };
+      const result = await verifier.verify(gateContext(repo, { inline: unchecked }));
       expect(result).toMatchObject({ ok: false, cancelled: false, error: { code: 'AG_ERR_WORKSPACE_PATH_ESCAPE' } });
     });
   });
