@@ -190,6 +190,9 @@ export class Verifier {
     const alwaysProtected = [
       ...VERIFY_CONFIG_FILE_NAMES.map((path) => ({ path, reason: 'the gate plan is always protected' })),
       ...config.blackbox.flatMap((b) => (b.stdinFile === undefined ? [] : [{ path: posix.normalize(b.stdinFile), reason: `stdin fixture of black-box gate ${b.name}` }])),
+      // A detected plan runs commands defined in these files (package.json scripts, workflows): editing
+      // them would change the gates themselves.
+      ...(plan.source === 'detected' ? plan.detectedFrom.map((path) => ({ path, reason: 'the detected gate commands come from it' })) : []),
     ];
     const gates: GateResult[] = [];
     for (const result of await checkContracts({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, contracts: config.contracts, alwaysProtected, signal: ctx.signal, clock: ctx.clock })) {

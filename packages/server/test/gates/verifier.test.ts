@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -267,6 +267,15 @@ describe('Verifier', () => {
       const r = report(await verifier.verify(gateContext(repo)));
       expect(r).toMatchObject({ source: 'detected', unverified: false, passed: true, notes: ['detected from package.json'] });
       expect(gate(r, 'test')).toMatchObject({ command: 'npm run test', passed: true });
+    });
+
+    it('protects the files a detected plan came from: rewriting the test script is tampering', async () => {
+      repo.cleanup();
+      repo = createRepo({ 'package.json': JSON.stringify({ scripts: { test: 'node -e "process.exit(1)"' } }), 'package-lock.json': '{}' });
+      writeFileSync(path.join(repo.dir, 'package.json'), JSON.stringify({ scripts: { test: 'exit 0' } }));
+      const r = report(await verifier.verify(gateContext(repo)));
+      expect(r.passed).toBe(false);
+      expect(gate(r, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('package.json (the detected gate commands come from it)') });
     });
 
     it('reports an invalid verify.yaml as a configuration error naming file and line', async () => {
