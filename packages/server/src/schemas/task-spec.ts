@@ -40,6 +40,15 @@ export const TASK_SPEC_DEFAULTS = {
 /** Hard cap on iterations, shared with the WorkOrder API so both inputs accept the same range. */
 export const MAX_ITERATIONS_CAP = 100;
 
+/**
+ * Longest task prompt. Agents receive the prompt as one argument or environment string, which Linux
+ * caps at 128 KiB (MAX_ARG_STRLEN); 32,768 characters stay below it even at 4 bytes per character.
+ */
+export const MAX_PROMPT_CHARS = 32_768;
+
+/** A task prompt: non-empty and within {@link MAX_PROMPT_CHARS}. */
+export const PromptText = z.string().trim().min(1).max(MAX_PROMPT_CHARS, `must be at most ${MAX_PROMPT_CHARS} characters (longer context belongs in files of the repository)`);
+
 const NonEmpty = z.string().trim().min(1);
 
 /** True when the text holds an ASCII control character (names and refs must print on one line). */
@@ -210,7 +219,7 @@ const DeliverySchema = z.strictObject({
 
 const SpecSchema = z
   .strictObject({
-    goal: z.strictObject({ prompt: NonEmpty, context: z.string().optional() }),
+    goal: z.strictObject({ prompt: PromptText, context: z.string().max(MAX_PROMPT_CHARS, `must be at most ${MAX_PROMPT_CHARS} characters`).optional() }),
     convergence: ConvergenceSchema.prefault({}),
     execution: z.strictObject({
       workspace: WorkspaceSchema,

@@ -11,7 +11,7 @@
 
 import { z } from 'zod';
 import { parseWithSchema } from './errors.js';
-import { CONVERGENCE_STRATEGIES, GITHUB_REPO_PATTERN, GitRefSchema, GitUrlSchema, GitlabProjectSchema, MAX_ITERATIONS_CAP } from './task-spec.js';
+import { CONVERGENCE_STRATEGIES, GITHUB_REPO_PATTERN, GitRefSchema, GitUrlSchema, GitlabProjectSchema, MAX_ITERATIONS_CAP, PromptText } from './task-spec.js';
 import type { AgentDriverName } from './task-spec.js';
 
 const NonEmpty = z.string().trim().min(1);
@@ -121,7 +121,7 @@ export type WorkOrderHarness = z.output<typeof HarnessSchema>;
  */
 export const WorkOrderBodySchema = z
   .object({
-    taskPrompt: NonEmpty,
+    taskPrompt: PromptText,
     workspaceSource: WorkspaceSourceSchema,
     agentType: z
       .enum(AGENT_TYPE_NAMES)

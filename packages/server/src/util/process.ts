@@ -6,7 +6,7 @@
  * *group* (`kill(-pgid)`), including grandchildren a shell or test runner left behind; execa kills
  * only the direct child.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { systemClock, type Clock } from './clock.js';
 
 /** How long pipes may stay open after the child exited before we stop reading them. */
@@ -54,26 +54,52 @@ export interface ProcessResult {
   error?: Error;
 }
 
+/** A single output line longer than this is cut (the rest up to its newline is dropped and counted). */
+export const MAX_LINE_CHARS = 16 * 1024 * 1024;
+
 class Tail {
   private text = '';
   private partial = '';
+  /** Characters dropped from the current (over-long) line. */
+  private dropped = 0;
   constructor(private readonly max: number) {}
 
   push(chunk: string, emit: (line: string) => void): void {
     this.text += chunk;
     if (this.text.length > this.max * 2) this.text = this.text.slice(-this.max);
-    const parts = (this.partial + chunk).split('\n');
-    this.partial = parts.pop() ?? '';
-    for (const part of parts) emit(part.endsWith('\r') ? part.slice(0, -1) : part);
+    // Only the new chunk is scanned, so a long line costs linear time, and its buffer is capped.
+    let start = 0;
+    for (let newline = chunk.indexOf('\n'); newline !== -1; newline = chunk.indexOf('\n', start)) {
+      this.append(chunk.slice(start, newline));
+      this.emitPartial(emit);
+      start = newline + 1;
+    }
+    this.append(chunk.slice(start));
   }
 
   flush(emit: (line: string) => void): void {
-    if (this.partial.length > 0) emit(this.partial);
-    this.partial = '';
+    if (this.partial.length > 0 || this.dropped > 0) this.emitPartial(emit);
   }
 
   value(): string {
     return this.text.length > this.max ? this.text.slice(-this.max) : this.text;
+  }
+
+  private append(piece: string): void {
+    const room = MAX_LINE_CHARS - this.partial.length;
+    if (piece.length <= room) {
+      this.partial += piece;
+    } else {
+      this.partial += piece.slice(0, Math.max(0, room));
+      this.dropped += piece.length - Math.max(0, room);
+    }
+  }
+
+  private emitPartial(emit: (line: string) => void): void {
+    const line = this.partial.endsWith('\r') ? this.partial.slice(0, -1) : this.partial;
+    emit(this.dropped > 0 ? `${line}… [line cut: ${this.dropped} more characters]` : line);
+    this.partial = '';
+    this.dropped = 0;
   }
 }
 
@@ -135,9 +161,16 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
       return;
     }
 
-    const child = options.args
-      ? spawn(options.command, [...options.args], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
-      : spawn('sh', ['-c', options.command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = options.args
+        ? spawn(options.command, [...options.args], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+        : spawn('sh', ['-c', options.command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (error) {
+      // spawn throws synchronously for some errors (E2BIG: arguments or environment too large).
+      resolve({ outcome: 'spawn_error', exitCode: null, signal: null, durationMs: clock.now() - started, stdout: '', stderr: '', pid: undefined, error: error instanceof Error ? error : new Error(String(error)) });
+      return;
+    }
     const pid = child.pid;
     if (pid !== undefined) liveGroups.add(pid);
 

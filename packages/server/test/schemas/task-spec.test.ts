@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AgentGateError } from '../../src/errors.js';
 import { resolveTaskSpec } from '../../src/schemas/resolve.js';
 import type { ResolvedTaskSpec } from '../../src/schemas/resolve.js';
-import { TaskSpecSchema, parseTaskSpec, parseTaskSpecYaml } from '../../src/schemas/task-spec.js';
+import { MAX_PROMPT_CHARS, TaskSpecSchema, parseTaskSpec, parseTaskSpecYaml } from '../../src/schemas/task-spec.js';
 import { VerifyConfigSchema } from '../../src/schemas/verify-config.js';
 import { WorkOrderBodySchema } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
@@ -296,5 +296,18 @@ spec:
     for (const schema of [TaskSpecSchema, WorkOrderBodySchema, VerifyConfigSchema]) {
       expect(z.toJSONSchema(schema, { io: 'input' })).toHaveProperty('type', 'object');
     }
+  });
+});
+
+describe('prompt size', () => {
+  it('rejects a prompt longer than agents can receive as one argument', () => {
+    const doc = (prompt: string) => ({
+      apiVersion: 'agentgate.io/v1',
+      kind: 'TaskSpec',
+      metadata: { name: 'big' },
+      spec: { goal: { prompt }, execution: { workspace: { source: 'local', path: '/tmp/x' }, agent: { driver: 'claude-code' } } },
+    });
+    expect(parseTaskSpec(doc('x'.repeat(MAX_PROMPT_CHARS))).spec.goal.prompt).toHaveLength(MAX_PROMPT_CHARS);
+    expect(() => parseTaskSpec(doc('x'.repeat(MAX_PROMPT_CHARS + 1)))).toThrow(/spec\.goal\.prompt: must be at most 32768 characters/);
   });
 });

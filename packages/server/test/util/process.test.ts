@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { runProcess, type ProcessLine, type ProcessResult, type RunProcessOptions } from '../../src/util/process.js';
+import { MAX_LINE_CHARS, runProcess, type ProcessLine, type ProcessResult, type RunProcessOptions } from '../../src/util/process.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -243,5 +243,22 @@ describe('runProcess', () => {
       expect(existsSync(path.join(dir, 'started'))).toBe(false);
     });
   });
-});
 
+  describe('output limits', () => {
+    it('cuts a single over-long line instead of buffering it without bound', async () => {
+      const lines: ProcessLine[] = [];
+      const result = await run({ command: "head -c 20000000 /dev/zero | tr '\\0' a; echo; echo next", onLine: (l) => lines.push(l) });
+      expect(result.outcome).toBe('exited');
+      expect(lines).toHaveLength(2);
+      expect(lines[0]?.line.length).toBeLessThan(MAX_LINE_CHARS + 100);
+      expect(lines[0]?.line.endsWith(`… [line cut: ${20_000_000 - MAX_LINE_CHARS} more characters]`)).toBe(true);
+      expect(lines[1]).toEqual({ stream: 'stdout', line: 'next' });
+    });
+
+    it('reports arguments too large for the OS (E2BIG) as a spawn error instead of throwing', async () => {
+      const result = await run({ command: 'echo', args: ['x'.repeat(200_000)] });
+      expect(result.outcome).toBe('spawn_error');
+      expect(result.error?.message).toMatch(/E2BIG/);
+    });
+  });
+});
