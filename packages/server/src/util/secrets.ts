@@ -17,6 +17,23 @@ export const SERVER_SECRET_ENV = [
 /** Model credentials an agent may need but a gate (the project's own test commands) never does. */
 export const MODEL_SECRET_ENV = ['ANTHROPIC_API_KEY', 'ANTHROPIC_AUTH_TOKEN', 'OPENAI_API_KEY', 'CODEX_API_KEY'] as const;
 
+/**
+ * Variables a parent git process (a hook, `git rebase --exec`) leaves behind that would point git at
+ * another repository, index or work tree: an agent's `git add` in its worktree would land in the user's
+ * index. Removed from every git, agent and gate environment.
+ */
+export const REPOSITORY_ENV = [
+  'GIT_DIR',
+  'GIT_WORK_TREE',
+  'GIT_INDEX_FILE',
+  'GIT_OBJECT_DIRECTORY',
+  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
+  'GIT_COMMON_DIR',
+  'GIT_NAMESPACE',
+  'GIT_PREFIX',
+  'GIT_CEILING_DIRECTORIES',
+] as const;
+
 export type Env = Record<string, string | undefined>;
 
 /** A copy of `env` without the named variables (and without undefined values). */
@@ -31,12 +48,13 @@ export function withoutVars(env: Env, names: readonly string[]): Record<string, 
 
 /** Environment for an agent process: the server's secrets removed, model credentials kept. */
 export function agentEnv(base: Env, extra: Record<string, string> = {}): Record<string, string> {
-  return { ...withoutVars(base, SERVER_SECRET_ENV), ...withoutVars(extra, SERVER_SECRET_ENV) };
+  const drop = [...SERVER_SECRET_ENV, ...REPOSITORY_ENV];
+  return { ...withoutVars(base, drop), ...withoutVars(extra, drop) };
 }
 
 /** Environment for a gate process: the server's secrets and the agent's model credentials removed. */
 export function gateEnv(base: Env): Record<string, string> {
-  return withoutVars(base, [...SERVER_SECRET_ENV, ...MODEL_SECRET_ENV]);
+  return withoutVars(base, [...SERVER_SECRET_ENV, ...MODEL_SECRET_ENV, ...REPOSITORY_ENV]);
 }
 
 const REDACTED = '[REDACTED]';

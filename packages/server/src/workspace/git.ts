@@ -15,7 +15,7 @@
  */
 import { execFile } from 'node:child_process';
 import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
-import { SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
+import { REPOSITORY_ENV, SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 
 /**
@@ -38,18 +38,6 @@ const BASE_CONFIG: readonly string[] = [
   'tag.gpgSign=false',
 ];
 
-/** Variables that would point git at another repository, index or work tree than the one we name. */
-const REPOSITORY_ENV = [
-  'GIT_DIR',
-  'GIT_WORK_TREE',
-  'GIT_INDEX_FILE',
-  'GIT_OBJECT_DIRECTORY',
-  'GIT_ALTERNATE_OBJECT_DIRECTORIES',
-  'GIT_COMMON_DIR',
-  'GIT_NAMESPACE',
-  'GIT_PREFIX',
-  'GIT_CEILING_DIRECTORIES',
-];
 
 /** Interactive helpers a non-interactive git never needs . */
 const INTERACTIVE_ENV = ['EDITOR', 'VISUAL', 'GIT_EDITOR', 'GIT_SEQUENCE_EDITOR', 'PAGER', 'GIT_PAGER'];
