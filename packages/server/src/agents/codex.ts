@@ -42,7 +42,7 @@ import { isoNow } from '../util/clock.js';
 import { runProcess, type ProcessLine, type ProcessResult } from '../util/process.js';
 import { agentEnv, redact, secretValues, type Env } from '../util/secrets.js';
 import { AGENT_FAILURE_CODES, FEEDBACK_HEADING, MAX_EVENT_LINE_CHARS, OUTPUT_SUMMARY_CHARS, TRANSCRIPT_FILE, composeAgentInput, waitForProcessGroupExit } from './command.js';
-import { AGENT_PROCESS_TAG_ENV, AgentTranscript, killTaggedProcesses, mapJsonStrings, redactJsonLine, truncateText } from './stream-json.js';
+import { AGENT_PROCESS_TAG_ENV, AgentTranscript, boundJsonStrings, killTaggedProcesses, mapJsonStrings, redactJsonLine, truncateText } from './stream-json.js';
 import { cancellationOf, describeProcessEnd, lastLine } from './driver-support.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary, AgentUsage } from './types.js';
 
@@ -355,7 +355,7 @@ export class CodexEventAccumulator {
     const described = describeTool(item);
     if (described === undefined) return undefined;
     this.toolCalls += 1;
-    return { type: 'agent_tool_call', data: { iteration: this.iteration, tool: described.tool, id: item.id, input: mapJsonStrings(described.input, this.clean) } };
+    return { type: 'agent_tool_call', data: { iteration: this.iteration, tool: described.tool, id: item.id, input: boundJsonStrings(mapJsonStrings(described.input, this.clean), MAX_TOOL_OUTPUT_CHARS) } };
   }
 
   private toolResult(item: z.infer<typeof ItemSchema>): CodexEmission | undefined {

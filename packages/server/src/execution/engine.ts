@@ -116,7 +116,7 @@ export class ExecutionEngine {
     const createdAt = new Date(clock.now()).toISOString();
     store.runInTransaction(() => {
       if (store.getWorkOrder(workOrderId) === null) {
-        store.createWorkOrder({ id: workOrderId, source: options.source ?? spec.source, spec, request: options.request ?? null, createdAt });
+        store.createWorkOrder({ id: workOrderId, source: options.source ?? spec.source, spec: storableSpec(spec), request: options.request ?? null, createdAt });
         store.appendWorkOrderEvent(workOrderId, 'work_order_created', { status: 'queued' }, createdAt);
       }
       store.insertRun(createRun({ id: runId, workOrderId, maxIterations: spec.convergence.limits.maxIterations, createdAt }), {
@@ -486,6 +486,15 @@ export class ExecutionEngine {
     this.services.logger.info({ runId, state: run.state, result: run.result, iterations, durationMs }, 'run finished');
     return { runId, workOrderId, state: run.state, result: run.result, iterations, branch, error, unverified: progress.unverified, usage, durationMs };
   }
+}
+
+/**
+ * The spec as persisted: values of `agent.env` (typically model credentials) are not written to the
+ * store; a run that needs them again gets them from its submitter.
+ */
+function storableSpec(spec: ResolvedTaskSpec): ResolvedTaskSpec {
+  const env = Object.fromEntries(Object.keys(spec.agent.env).map((key) => [key, '[REDACTED]']));
+  return { ...spec, agent: { ...spec.agent, env } };
 }
 
 function asAgentSummary(value: unknown): AgentSummary | undefined {

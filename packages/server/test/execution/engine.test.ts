@@ -73,6 +73,19 @@ describe('ExecutionEngine', () => {
     });
   });
 
+  it('passes agent.env to the agent but never writes its values to the store', async () => {
+    const { repo, runtime } = setup();
+    const secret = 'sk-ant-sentinel-in-agent-env-0123456789';
+    const seen = join(repo.root, 'seen');
+    const resolved = spec(repo, writeAgent(repo.root, 'a', `printf '%s' "$ANTHROPIC_API_KEY" > ${seen}\n${AGENTS.correct}`));
+    const outcome = await runtime.engine.run({ ...resolved, agent: { ...resolved.agent, env: { ANTHROPIC_API_KEY: secret } } });
+    expect(outcome.state).toBe('succeeded');
+    expect(readFileSync(seen, 'utf8')).toBe(secret);
+    const stored = JSON.stringify([runtime.store.getWorkOrder(outcome.workOrderId), runtime.store.listEvents(outcome.runId, { limit: 10_000 }), runtime.store.listIterations(outcome.runId)]);
+    expect(stored).not.toContain(secret);
+    expect(runtime.store.getWorkOrder(outcome.workOrderId)?.spec).toMatchObject({ agent: { env: { ANTHROPIC_API_KEY: '[REDACTED]' } } });
+  });
+
   it('runs a legacy WorkOrder through the same resolver and engine path', async () => {
     const { repo, runtime } = setup();
     const body = parseWorkOrderBody({
