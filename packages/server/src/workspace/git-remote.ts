@@ -15,7 +15,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { runGit, withRepositoryLock, type GitEnvConfig } from './git.js';
@@ -180,6 +180,9 @@ export class RemoteRepositoryCache {
   }
 
   private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
+    // Run worktrees share this repository's config file, so an agent may have written to it (url
+    // rewrites, credential helpers, proxies). It is reset before every fetch that carries a token.
+    await writeFile(path.join(repoPath, 'config'), cacheConfig(remote.displayUrl));
     await runGit({
       cwd: repoPath,
       args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
@@ -202,17 +205,15 @@ export class RemoteRepositoryCache {
     try {
       const what = `create the repository cache for ${remote.displayUrl}`;
       await runGit({ cwd: root, args: ['init', '--bare', '--quiet', staging], signal, failAs: 'AG_ERR_WORKSPACE_SETUP', what });
-      await runGit({
-        cwd: staging,
-        args: ['config', 'remote.origin.url', remote.displayUrl],
-        signal,
-        failAs: 'AG_ERR_WORKSPACE_SETUP',
-        what,
-      });
       await this.fetch(remote, staging, refspecs, signal);
       await rename(staging, repoPath);
     } finally {
       await rm(staging, { recursive: true, force: true });
     }
   }
+}
+
+/** The whole config of a cache repository: nothing else is trusted there. */
+function cacheConfig(displayUrl: string): string {
+  return `[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n[remote "origin"]\n\turl = ${JSON.stringify(displayUrl)}\n`;
 }

@@ -34,9 +34,18 @@ const BASE_CONFIG: readonly string[] = [
   `user.name=${AGENTGATE_GIT_IDENTITY.name}`,
   `user.email=${AGENTGATE_GIT_IDENTITY.email}`,
   'core.hooksPath=/dev/null',
+  'core.fsmonitor=false',
   'commit.gpgSign=false',
   'tag.gpgSign=false',
-];
+  // Only real transports: `ext::` (and anything else) would run a command chosen by repository config,
+  // which an agent can write through its worktree. Command-line `-c` beats any config file.
+  'protocol.allow=never',
+  'protocol.https.allow=always',
+  'protocol.http.allow=always',
+  'protocol.ssh.allow=always',
+  'protocol.git.allow=always',
+  'protocol.file.allow=always',
+]
 
 
 /** Interactive helpers a non-interactive git never needs . */
@@ -77,6 +86,8 @@ class GitExitError extends Error {
 function gitEnvironment(envConfig: readonly GitEnvConfig[]): Record<string, string> {
   const env = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
   env['GIT_TERMINAL_PROMPT'] = '0';
+  // Replace refs live in the shared repository, where an agent can create them.
+  env['GIT_NO_REPLACE_OBJECTS'] = '1';
   env['GIT_AUTHOR_NAME'] = AGENTGATE_GIT_IDENTITY.name;
   env['GIT_AUTHOR_EMAIL'] = AGENTGATE_GIT_IDENTITY.email;
   env['GIT_COMMITTER_NAME'] = AGENTGATE_GIT_IDENTITY.name;

@@ -74,6 +74,23 @@ describe('WorkspaceManager with a git remote', () => {
     expect(git(first.path, 'rev-parse', 'HEAD')).toBe(first.baseSha);
   });
 
+  it('drops what an agent wrote into the shared cache config before the next fetch', async () => {
+    const first = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
+    const marker = path.join(root, 'ext-ran');
+    // From inside its worktree, the agent can write the cache's config: a url rewrite to an `ext::`
+    // command would run at the next fetch (with the forge token in its environment).
+    git(first.path, 'config', 'protocol.ext.allow', 'always');
+    git(first.path, 'config', `url.ext::sh -c touch% ${marker}.insteadOf`, remote);
+    const pushed = await commitFile(upstream, 'src/new.txt', 'pushed later\n');
+    git(upstream, 'push', '--quiet', 'origin', 'main');
+
+    const second = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-2', signal: liveSignal() });
+
+    expect(second.baseSha).toBe(pushed);
+    expect(existsSync(marker)).toBe(false);
+    expect(await readFile(path.join(second.repoPath, 'config'), 'utf8')).not.toMatch(/insteadOf|protocol/);
+  });
+
   it('resolves `ref` against the remote’s branches and tags', async () => {
     const base = git(upstream, 'rev-parse', 'HEAD');
     git(upstream, 'tag', 'v1');
