@@ -20,8 +20,7 @@
  * classification ({@link classifyClaudeRun}).
  */
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { ProgressEvents } from '../observability/events.js';
@@ -45,7 +44,7 @@ import {
   truncateText,
   type JsonObject,
 } from './stream-json.js';
-import { cancellationOf, describeProcessEnd } from './driver-support.js';
+import { cancellationOf, describeProcessEnd, resolveExecutable, startBlocker } from './driver-support.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary, AgentUsage } from './types.js';
 
 /** Name under which the driver is registered (`agentType` / `--agent`). */
@@ -627,12 +626,8 @@ export class ClaudeCodeDriver implements AgentDriver {
       return failed(ctx, started, EMPTY_SUMMARY, 'agent_crash', false, toAgentGateError(error, 'AG_ERR_CONFIG_INVALID'));
     }
     if (ctx.signal.aborted) return abortedResult(ctx, started, EMPTY_SUMMARY);
-    if (request.deadline !== undefined && request.deadline <= ctx.clock.now()) {
-      const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_TIMEOUT', `Claude Code was not started: the run deadline passed ${ctx.clock.now() - request.deadline} ms ago.`, {
-        details: { iteration: request.iteration, deadline: request.deadline },
-      });
-      return failed(ctx, started, EMPTY_SUMMARY, 'agent_timeout', false, error);
-    }
+    const blocker = await startBlocker(request, ctx, 'Claude Code');
+    if (blocker !== undefined) return failed(ctx, started, EMPTY_SUMMARY, blocker.failure, false, blocker.error);
 
     const hostEnv = this.config.env ?? process.env;
     const wanted = this.config.binary ?? nonEmpty(hostEnv[CLAUDE_CODE_BIN_ENV]) ?? 'claude';
@@ -640,12 +635,6 @@ export class ClaudeCodeDriver implements AgentDriver {
     if (binary === undefined) {
       const error = new AgentGateError('AG_ERR_AGENT_NOT_INSTALLED', `Claude Code binary "${wanted}" was not found or is not executable. ${CLAUDE_CODE_INSTALL_HINT}`, {
         details: { agent: CLAUDE_CODE_AGENT_NAME, binary: wanted },
-      });
-      return failed(ctx, started, EMPTY_SUMMARY, 'agent_crash', false, error);
-    }
-    if (!(await isDirectory(request.workspacePath))) {
-      const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_CRASH', `Claude Code was not started: the workspace ${request.workspacePath} is not a directory.`, {
-        details: { iteration: request.iteration, workspacePath: request.workspacePath },
       });
       return failed(ctx, started, EMPTY_SUMMARY, 'agent_crash', false, error);
     }
@@ -845,42 +834,5 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value;
 }
 
-/**
- * The absolute path of an executable: `name` itself when it contains a slash, else the first match on
- * `searchPath`. Undefined when there is none — checked up front so a missing CLI is reported as
- * `AG_ERR_AGENT_NOT_INSTALLED` with an install hint rather than as a spawn error.
- */
-export async function resolveExecutable(name: string, searchPath: string | undefined): Promise<string | undefined> {
-  const candidates = name.includes('/')
-    ? [path.resolve(name)]
-    : (searchPath ?? '')
-        .split(path.delimiter)
-        .filter((dir) => dir !== '')
-        .map((dir) => path.join(dir, name));
-  for (const candidate of candidates) {
-    if (await isExecutableFile(candidate)) return candidate;
-  }
-  return undefined;
-}
 
-async function isExecutableFile(file: string): Promise<boolean> {
-  try {
-    if (!(await stat(file)).isFile()) return false;
-    await access(file, constants.X_OK);
-    return true;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR' || code === 'ELOOP') return false;
-    throw error;
-  }
-}
 
-async function isDirectory(dir: string): Promise<boolean> {
-  try {
-    return (await stat(dir)).isDirectory();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw error;
-  }
-}

@@ -32,8 +32,7 @@
  * codex runs each shell command in a session of its own.
  */
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { AgentGateError, toAgentGateError } from '../errors.js';
@@ -43,7 +42,7 @@ import { runProcess, type ProcessLine, type ProcessResult } from '../util/proces
 import { agentEnv, redact, secretValues, type Env } from '../util/secrets.js';
 import { AGENT_FAILURE_CODES, FEEDBACK_HEADING, MAX_EVENT_LINE_CHARS, OUTPUT_SUMMARY_CHARS, TRANSCRIPT_FILE, composeAgentInput, waitForProcessGroupExit } from './command.js';
 import { AGENT_PROCESS_TAG_ENV, AgentTranscript, boundJsonStrings, killTaggedProcesses, mapJsonStrings, redactJsonLine, truncateText } from './stream-json.js';
-import { cancellationOf, describeProcessEnd, lastLine } from './driver-support.js';
+import { cancellationOf, describeProcessEnd, lastLine, resolveExecutable, startBlocker } from './driver-support.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary, AgentUsage } from './types.js';
 
 /** Name under which the driver is registered (`agent.driver: codex`). */
@@ -528,24 +527,13 @@ export class CodexDriver implements AgentDriver {
     }
     if (ctx.signal.aborted) return abortedResult(ctx, started, emptySummary());
 
+    const blocker = await startBlocker(request, ctx, 'codex');
+    if (blocker !== undefined) return failure(ctx, started, emptySummary(), blocker.failure, false, blocker.error);
+
     const timeoutMs = request.deadline === undefined ? undefined : request.deadline - ctx.clock.now();
-    if (timeoutMs !== undefined && timeoutMs <= 0) {
-      const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_TIMEOUT', `codex was not started: the run deadline passed ${-timeoutMs} ms ago.`, {
-        details: { iteration: request.iteration, deadline: request.deadline },
-      });
-      return failure(ctx, started, emptySummary(), 'agent_timeout', false, error);
-    }
-
-    if (!(await isDirectory(request.workspacePath))) {
-      const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_CRASH', `codex was not started: the workspace ${request.workspacePath} is not a directory.`, {
-        details: { iteration: request.iteration, workspacePath: request.workspacePath },
-      });
-      return failure(ctx, started, emptySummary(), 'agent_crash', false, error);
-    }
-
-    const binary = await resolveCodexBinary(this.config.binary ?? nonEmpty(request.env[CODEX_BIN_ENV]) ?? 'codex', request.env.PATH ?? '', process.cwd());
-    const executable = binary.path;
-    if (executable === undefined) return failure(ctx, started, emptySummary(), 'agent_crash', false, notInstalled(binary.wanted));
+    const wanted = this.config.binary ?? nonEmpty(request.env[CODEX_BIN_ENV]) ?? 'codex';
+    const executable = await resolveExecutable(wanted, request.env.PATH ?? '');
+    if (executable === undefined) return failure(ctx, started, emptySummary(), 'agent_crash', false, notInstalled(wanted));
 
     const secrets = [...new Set([...secretValues(this.config.secretEnv ?? process.env), ...secretValues(request.env)])];
     const clean = (text: string): string => redact(text, secrets);
@@ -640,7 +628,7 @@ export class CodexDriver implements AgentDriver {
 
     const listenerError = emitError ?? (result.outcome === 'spawn_error' ? undefined : result.error);
     const extra = listenerError === undefined ? {} : { eventError: listenerError instanceof Error ? listenerError.message : String(listenerError) };
-    const outcome = classify(invocation, request, clean, binary.wanted, extra);
+    const outcome = classify(invocation, request, clean, wanted, extra);
     const aborted = outcome === 'aborted';
     if (survivors.length > 0) {
       const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_CRASH', `codex processes survived SIGKILL: ${survivors.join(', ')}.`, { details: { pids: survivors, ...extra } });
@@ -793,38 +781,8 @@ function notInstalled(binary: string, cause?: unknown): AgentGateError {
   );
 }
 
-/**
- * Resolves the codex executable: a name containing a slash is a path (relative to `cwd`, AgentGate's own
- * working directory); a bare name is looked up on `pathVariable` like a shell would. `path` is undefined when nothing executable was found.
- */
-export async function resolveCodexBinary(wanted: string, pathVariable: string, cwd: string): Promise<{ wanted: string; path: string | undefined }> {
-  const candidates = wanted.includes('/') ? [path.resolve(cwd, wanted)] : pathVariable.split(path.delimiter).filter((dir) => dir !== '').map((dir) => path.join(dir, wanted));
-  for (const candidate of candidates) {
-    if (await isExecutableFile(candidate)) return { wanted, path: candidate };
-  }
-  return { wanted, path: undefined };
-}
 
-async function isDirectory(dir: string): Promise<boolean> {
-  try {
-    return (await stat(dir)).isDirectory();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    throw error;
-  }
-}
 
-async function isExecutableFile(file: string): Promise<boolean> {
-  try {
-    await access(file, fsConstants.X_OK);
-    return (await stat(file)).isFile();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR') return false;
-    throw error;
-  }
-}
 
 function emitOne(ctx: AgentRunContext, emission: CodexEmission): void {
   switch (emission.type) {

@@ -15,7 +15,7 @@ import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { isoNow } from '../util/clock.js';
 import { processGroupAlive, runProcess, type ProcessLine, type ProcessResult } from '../util/process.js';
 import { agentEnv, redact, secretValues, type Env } from '../util/secrets.js';
-import { cancellationOf, describeProcessEnd, lastLine } from './driver-support.js';
+import { cancellationOf, describeProcessEnd, lastLine, startBlocker } from './driver-support.js';
 import { AgentTranscript } from './stream-json.js';
 import type { AgentDriver, AgentFailureKind, AgentOptions, AgentRequest, AgentResult, AgentRunContext, AgentSummary } from './types.js';
 
@@ -113,13 +113,9 @@ export class CommandAgentDriver implements AgentDriver {
     const command = request.options.command ?? '';
     if (ctx.signal.aborted) return abortedResult(ctx, started, empty);
 
+    const blocker = await startBlocker(request, ctx, 'The agent');
+    if (blocker !== undefined) return failed(ctx, started, empty, blocker.failure, false, blocker.error);
     const timeoutMs = request.deadline === undefined ? undefined : request.deadline - ctx.clock.now();
-    if (timeoutMs !== undefined && timeoutMs <= 0) {
-      const error = new AgentGateError('AG_ERR_PHASE_BUILD_AGENT_TIMEOUT', `The agent was not started: the run deadline passed ${-timeoutMs} ms ago.`, {
-        details: { iteration: request.iteration, deadline: request.deadline },
-      });
-      return failed(ctx, started, empty, 'agent_timeout', false, error);
-    }
 
     const secrets = [...new Set([...secretValues(this.config.secretEnv ?? process.env), ...secretValues(request.env)])];
     const clean = (text: string): string => redact(text, secrets);
