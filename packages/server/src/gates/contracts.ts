@@ -91,7 +91,18 @@ export async function listChangedFiles(baseSha: string, git: GitQueryOptions, pr
   try {
     const own: GitQueryOptions = { ...git, env: { ...git.env, GIT_INDEX_FILE: path.join(scratch, 'index') } };
     await gitQuery(['read-tree', baseSha], own);
-    const diff = splitNul(await gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], own));
+    // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
+    // fixture path as an escape); git would refuse the whole query for it.
+    const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
+    // Three read-only queries against the same scratch index: run them together.
+    const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
+      gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], own),
+      gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
+      // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
+      // agent added (a new .gitignore, info/exclude) cannot hide a new conftest.py or test file.
+      pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own),
+    ]);
+    const diff = splitNul(diffOut);
     const out: ChangedFile[] = [];
     const seen = new Set<string>();
     for (let i = 0; i + 1 < diff.length; i += 2) {
@@ -100,13 +111,8 @@ export async function listChangedFiles(baseSha: string, git: GitQueryOptions, pr
       seen.add(file);
       out.push({ path: file, change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
     }
-    const untracked = splitNul(await gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own));
-    // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
-    // agent added (a new .gitignore, info/exclude) cannot hide a new conftest.py or test file.
-    // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
-    // fixture path as an escape); git would refuse the whole query for it.
-    const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
-    const ignored = pathspecs.length === 0 ? [] : splitNul(await gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own));
+    const untracked = splitNul(untrackedOut);
+    const ignored = splitNul(ignoredOut);
     const ignoredByBase = await ignoredByBaseRules(baseSha, ignored, git, scratch);
     for (const file of [...untracked, ...ignored.filter((f) => !ignoredByBase.has(f))]) {
       if (seen.has(file)) continue;
