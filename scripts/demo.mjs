@@ -24,7 +24,7 @@ const agent = join(root, 'examples', 'agents', 'scripted-agent.sh');
 const cli = join(root, 'packages', 'server', 'bin', 'agentgate.js');
 const run = spawnSync(
   process.execPath,
-  [cli, 'exec', '--path', repo, '--prompt', 'Implement add and multiply in src/math.js so that the tests pass.', '--agent', 'command', '--agent-command', `sh ${agent}`, '--max-iterations', '3', '--json'],
+  [cli, 'exec', '--path', repo, '--prompt', 'Implement add and multiply in src/math.js so that the tests pass.', '--agent', 'command', '--agent-command', `sh ${agent}`, '--max-iterations', '3', '--verbose', '--json'],
   { stdio: ['inherit', 'pipe', 'inherit'], env: { ...process.env, AGENTGATE_HOME: home }, encoding: 'utf8' },
 );
 const last = run.stdout.trim().split('\n').pop() ?? '{}';
