@@ -3,16 +3,21 @@
  * The `agentgate` command line (SPEC 12). Exit codes: 0 succeeded, 1 failed, 2 invalid input or
  * configuration, 130 canceled.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { killAllProcessGroups } from '../util/process.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
+/** The package version, read once from package.json next to src/ and dist/. */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('agentgate')
     .description('Run coding agents against a git repository until your gates pass')
+    .version(VERSION)
     .exitOverride()
     .configureOutput({
-      writeOut: (s) => io.stderr.write(s),
+      writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
     })
     .showHelpAfterError('(run agentgate --help for usage)');
