@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
@@ -71,6 +71,12 @@ describe('agentgate exec', () => {
       expect(feedback).toContain('multiply multiplies two numbers');
       expect(feedback).toContain('test/math.test.js:9:1');
       expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-feedback.md'), 'utf8')).toBe('');
+      // What the agent itself received in iteration 2, through AGENTGATE_FEEDBACK and stdin.
+      const received = readFileSync(join(r.home, 'runs', runId, 'received-feedback-2.txt'), 'utf8');
+      expect(received).toContain('multiply multiplies two numbers');
+      expect(received).toContain('test/math.test.js:9:1');
+      expect(readFileSync(join(r.home, 'runs', runId, 'received-stdin-2.txt'), 'utf8')).toContain('multiply multiplies two numbers');
+      expect(readFileSync(join(r.home, 'runs', runId, 'received-feedback-1.txt'), 'utf8')).toBe('');
       const view = readRun(r.home, runId);
       expect(view.transitions).toEqual(passingPath(2));
       expect(view.iterations).toBe(2);
@@ -123,6 +129,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
     });
   });
 
@@ -134,6 +141,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
     });
   });
 
@@ -165,18 +173,25 @@ describe('agentgate exec', () => {
       expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
       expect(existsSync(join(r.home, 'worktrees', String(res.json?.['runId'])))).toBe(false);
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→canceled');
     });
 
     it('during a long gate command: exits 130, state canceled, no gate process left', async () => {
       const marker = `cancel-gate-${Date.now()}`;
-      const r = setup({
-        'verify.yaml': 'version: "1"\ntests:\n  - name: slow\n    command: echo gate-is-running; sleep 600 & sleep 600\n    timeout: 900\n',
-      });
-      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), [], { [CONFORMANCE_MARKER_ENV]: marker }, { interruptWhen: 'verify started' });
+      const r = setup();
+      const started = join(r.root, 'signals', 'gate-started');
+      mkdirSync(join(r.root, 'signals'));
+      // The gate plan comes from the base commit: commit the slow gate into the repository.
+      writeFileSync(join(r.repo, 'verify.yaml'), `version: "1"\ntests:\n  - name: slow\n    command: echo gate-is-running; touch ${started}; sleep 600 & sleep 600\n    timeout: 900\n`);
+      git(r.repo, 'commit', '-qam', 'slow gate');
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), [], { [CONFORMANCE_MARKER_ENV]: marker }, { interruptWhenFile: started });
       expect(res.code).toBe(130);
       expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
+      const runId = String(res.json?.['runId']);
+      // The gate really ran (and was stopped): its log has its first line.
+      expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-gate-slow.log'), 'utf8')).toContain('gate-is-running');
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('verifying→canceled');
+      expect(readRun(r.home, runId).transitions.at(-1)).toBe('verifying→canceled');
     });
   });
 
@@ -191,6 +206,7 @@ describe('agentgate exec', () => {
       const view = readRun(r.home, String(res.json?.['runId']));
       const gates = view.events.filter((e) => e.type === 'gate_checked' && e.data['passed'] === false);
       const messages = gates.map((g) => String(g.data['message']));
+      expect(messages.length).toBeGreaterThan(1);
       expect(messages[0]).toMatch(/tamper.*test\/math\.test\.js/);
       // Later gates are reported as not run: a tampered tree proves nothing.
       expect(messages.slice(1).every((m) => m.startsWith('not run'))).toBe(true);
@@ -204,8 +220,9 @@ describe('agentgate exec', () => {
       const res = await exec(r, writeAgent(r.root, 'agent', `touch ${ran}`));
       expect(res.code).toBe(2);
       expect(res.json).toMatchObject({ state: 'failed', error: { code: 'AG_ERR_VERIFY_CONFIG_INVALID' } });
-      expect(String((res.json?.['error'] as { message: string }).message)).toMatch(/verify\.yaml:5: .*timeout/);
+      expect(String((res.json?.['error'] as { message: string }).message)).toMatch(/verify\.yaml:5: tests\[0\]\.timeout: expected a positive number of seconds .*got "soon"/);
       expect(existsSync(ran)).toBe(false);
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→failed']);
     });
 
     it.each([
@@ -213,7 +230,7 @@ describe('agentgate exec', () => {
       [['exec', '--prompt', 'x'], /--path <repo> or --git <url> is required/],
       [['exec', '--path', '.', '--prompt', 'x', '--max-iterations', 'zero'], /--max-iterations: expected a positive integer/],
       [['exec', '--path', '.', '--prompt', 'x', '--strategy', 'yolo'], /argument 'yolo' is invalid/],
-      [['exec', '--path', '.', '--prompt', 'x', '--agent', 'command'], /command/],
+      [['exec', '--path', '.', '--prompt', 'x', '--agent', 'command'], /agent\.command/],
       [['exec', '--path', '.', '--prompt', 'x', '--agent-command', 'true', '--agent', 'command', '--timeout', 'forever'], /maxWallClock/],
       [['frobnicate'], /unknown command/],
       [['exec', '--path', '.', '--prompt', 'x', '--agent-command', 'true', '--agent', 'command', '--timeout', '30d'], /too long/],
@@ -250,13 +267,19 @@ describe('agentgate exec', () => {
       expect(git(cache, 'show', `${String(res.json?.['branch'])}:src/math.js`)).toContain('a * b');
       // The remote itself is untouched: local delivery does not push.
       expect(git(remote, 'branch', '--list', 'agentgate/*')).toBe('');
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
     });
   });
 
   describe('two runs at once on the same repository', () => {
     it('each gets its own worktree and branch, and both succeed', async () => {
       const r = setup();
-      const agent = writeAgent(r.root, 'agent', `echo "$PWD" > "${r.root}/wt-$AGENTGATE_RUN_ID"\n${AGENTS.correct}`);
+      // Each agent waits (bounded) until both have started: the two runs provably overlap.
+      const agent = writeAgent(
+        r.root,
+        'agent',
+        `echo "$PWD" > "${r.root}/wt-$AGENTGATE_RUN_ID"\ntouch "${r.root}/started-$AGENTGATE_RUN_ID"\nn=0; while [ "$(ls ${r.root} | grep -c '^started-')" -lt 2 ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n[ "$(ls ${r.root} | grep -c '^started-')" -ge 2 ] || { echo "the other run never started" >&2; exit 1; }\n${AGENTS.correct}`,
+      );
       const [a, b] = await Promise.all([exec(r, agent), exec(r, agent)]);
       expect(a?.code).toBe(0);
       expect(b?.code).toBe(0);
@@ -296,6 +319,7 @@ describe('agentgate task run', () => {
     const res = await runCli(['task', 'run', specPath, '--json'], { env: { AGENTGATE_HOME: r.home } });
     expect(res.code).toBe(0);
     expect(res.json).toMatchObject({ state: 'succeeded', iterations: 1 });
+    expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
   });
 
   it('an invalid TaskSpec exits 2 naming the line', async () => {

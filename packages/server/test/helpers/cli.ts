@@ -1,6 +1,7 @@
 /** Runs the real `agentgate` CLI as a child process (through tsx, from source). */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync, watch } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { REPO_ROOT } from './git-repo.js';
 
@@ -22,6 +23,8 @@ export interface CliOptions {
   cwd?: string;
   /** Sends SIGINT once stderr contains this text (event-driven cancel). */
   interruptWhen?: string | RegExp;
+  /** Sends SIGINT once this file exists (for processes whose output the CLI does not show, e.g. gates). */
+  interruptWhenFile?: string;
   /** After the first SIGINT, sends a second one once stderr contains this text. */
   interruptAgainWhen?: string | RegExp;
   onSpawn?: (pid: number) => void;
@@ -52,8 +55,16 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
       }
     });
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
+    const file = options.interruptWhenFile;
+    const watcher = file === undefined ? undefined : watch(dirname(file), () => {
+      if (!interrupted && existsSync(file)) {
+        interrupted = true;
+        child.kill('SIGINT');
+      }
+    });
     child.on('error', reject);
     child.on('close', (code, signal) => {
+      watcher?.close();
       const last = stdout.trim().split('\n').pop() ?? '';
       let json: Record<string, unknown> | undefined;
       if (last.startsWith('{')) json = JSON.parse(last) as Record<string, unknown>;

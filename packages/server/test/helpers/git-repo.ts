@@ -60,8 +60,14 @@ export function add(a, b) { return a + b; }
 export function multiply(a, b) { return a * b; }
 JS
 echo "implemented"`,
-  /** Wrong on iteration 1, fixed on iteration 2; keeps the feedback it got. */
-  failThenPass: `if [ "$AGENTGATE_ITERATION" = "1" ]; then
+  /**
+   * Wrong on iteration 1, fixed on iteration 2. Keeps the feedback it received (environment and stdin)
+   * in the run's artifacts: received-feedback-<n>.txt and received-stdin-<n>.txt.
+   */
+  failThenPass: `artifacts=$(dirname "$AGENTGATE_PROMPT_FILE")
+printf '%s' "$AGENTGATE_FEEDBACK" > "$artifacts/received-feedback-$AGENTGATE_ITERATION.txt"
+cat > "$artifacts/received-stdin-$AGENTGATE_ITERATION.txt"
+if [ "$AGENTGATE_ITERATION" = "1" ]; then
 cat > src/math.js <<'JS'
 export function add(a, b) { return a + b; }
 export function multiply(a, b) { return a + b; }
