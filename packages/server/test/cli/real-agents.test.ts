@@ -9,8 +9,8 @@ import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/confo
 import { bashToolUse, startScriptedAnthropicServer, readToolUse, writeToolUse, type ScriptedAnthropicServer, type ScriptStep } from '../fixtures/anthropic-scripted-server.js';
 import { inputItemText, startScriptedOpenAIServer, type ScriptedOpenAIServer } from '../fixtures/openai-scripted-server.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { makeRepo, type TempRepo } from '../helpers/git-repo.js';
-import { readRun } from '../helpers/store-checks.js';
+import { git, makeRepo, type TempRepo } from '../helpers/git-repo.js';
+import { passingPath, readRun } from '../helpers/store-checks.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
@@ -76,7 +76,7 @@ function exec(s: Setup, agent: 'claude-code' | 'codex', extra: string[] = []): P
 }
 
 /** Every file AgentGate wrote (store, logs, artifacts) must be free of the sentinel secrets. */
-function expectNoSecrets(home: string, runId: string): void {
+function expectNoSecrets(home: string, runId: string, ...shown: string[]): void {
   const store = SqliteRunStore.open({ home });
   const stored = JSON.stringify([store.listEvents(runId, { limit: 100_000 }), store.listIterations(runId), store.getRun(runId)]);
   store.close();
@@ -91,7 +91,7 @@ function expectNoSecrets(home: string, runId: string): void {
   walk(join(home, 'runs'));
   if (existsSync(join(home, 'logs'))) walk(join(home, 'logs'));
   expect(files.some((f) => f.endsWith('agent-transcript.log'))).toBe(true);
-  for (const text of [stored, ...files.map((f) => readFileSync(f, 'utf8'))]) {
+  for (const text of [stored, ...shown, ...files.map((f) => readFileSync(f, 'utf8'))]) {
     for (const secret of [API_KEY, OPENAI_KEY, FORGE_TOKEN]) expect(text).not.toContain(secret);
   }
 }
@@ -143,7 +143,10 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(res.json?.['usage']).toMatchObject({ inputTokens: meta?.usage?.inputTokens, outputTokens: meta?.usage?.outputTokens });
     expect(view.events.some((e) => e.type === 'agent_tool_call' && e.data['tool'] === 'Write')).toBe(true);
     expect(view.events.some((e) => e.type === 'agent_tool_result')).toBe(true);
-    expectNoSecrets(s.repo.home, runId);
+    // The real CLI wrote iteration 1's (wrong) implementation itself.
+    expect(git(s.repo.repo, 'show', `${String(res.json?.['branch'])}~1:src/math.js`)).toBe(WRONG.trimEnd());
+    expect(view.transitions).toEqual(passingPath(2));
+    expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
   });
 
   it('an is_error result (max turns) fails the build as agent_task_failure', async () => {
@@ -170,11 +173,11 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     // The tool result (the agent's real environment) went back to the model in the second request.
     const seen = JSON.stringify(server.modelRequests()[1]?.body?.messages ?? []);
     expect(seen).toContain(`ANTHROPIC_BASE_URL=${server.url}`);
-    expect(seen).toContain('ANTHROPIC_API_KEY=');
+    expect(seen).toContain(`ANTHROPIC_API_KEY=${API_KEY}`);
     expect(seen).not.toContain('AGENTGATE_GITHUB_TOKEN');
     expect(seen).not.toContain(FORGE_TOKEN);
-    // …and AgentGate stored it redacted.
-    expectNoSecrets(s.repo.home, String(res.json?.['runId']));
+    // …and AgentGate stored and showed it redacted.
+    expectNoSecrets(s.repo.home, String(res.json?.['runId']), res.stdout, res.stderr);
   });
 
   it('a model endpoint answering HTTP 500 fails the build as agent_crash naming the status', async () => {
@@ -187,6 +190,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_CRASH' } });
     expect(String((res.json?.['error'] as { message: string }).message)).toContain('500');
     expect(await liveProcessesWithMarker(marker)).toEqual([]);
+    expect(readRun(s.repo.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
   });
 
   it('a CLI that hangs past the idle watchdog is killed: agent_timeout, no process left', async () => {
@@ -198,10 +202,17 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(res.code).toBe(1);
     expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
     expect(await liveProcessesWithMarker(marker)).toEqual([]);
+    expect(readRun(s.repo.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
   });
 
-  it('feeds tokens, cost and turns into the /metrics counters (engine in-process)', async () => {
-    const server = await claudeServer([{ text: 'Writing.', toolUses: [writeToolUse('src/math.js', RIGHT)] }, { text: 'Done.' }]);
+  it('feeds tokens, cost and turns of every iteration into the /metrics counters (engine in-process)', async () => {
+    const server = await claudeServer([
+      { text: 'Implementing.', toolUses: [writeToolUse('src/math.js', WRONG)] },
+      { text: 'Attempt 1 done.' },
+      { text: 'Looking at the failure.', toolUses: [readToolUse('src/math.js')] },
+      { toolUses: [writeToolUse('src/math.js', RIGHT)] },
+      { text: 'Fixed multiply.' },
+    ]);
     const s = setup({});
     Object.assign(s.env, claudeEnv(server));
     const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: s.repo.home }), logger: silentLogger(), baseEnv: { ...process.env, ...s.env } });
@@ -222,14 +233,19 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
       else process.env['AGENTGATE_CLAUDE_BIN'] = previousBin;
     });
     const outcome = await runtime.engine.run(spec);
-    expect(outcome).toMatchObject({ state: 'succeeded', iterations: 1 });
-    expect(outcome.usage.costUsd).toBeGreaterThan(0);
+    expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
+    const agents = runtime.store.listIterations(outcome.runId).map((i) => i.data['agent'] as { usage: { inputTokens: number; outputTokens: number; costUsd: number }; turns: number });
+    expect(agents).toHaveLength(2);
+    const sum = (pick: (a: (typeof agents)[number]) => number): number => agents.reduce((total, a) => total + pick(a), 0);
+    expect(agents.every((a) => a.usage.costUsd > 0 && a.turns > 0)).toBe(true);
     const text = await runtime.metrics.render();
     const value = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? Number.NaN);
-    expect(value(/^agentgate_agent_tokens_total\{direction="input"\} (\S+)$/m)).toBe(outcome.usage.inputTokens);
-    expect(value(/^agentgate_agent_tokens_total\{direction="output"\} (\S+)$/m)).toBe(outcome.usage.outputTokens);
-    expect(value(/^agentgate_agent_cost_usd_total (\S+)$/m)).toBeCloseTo(outcome.usage.costUsd, 10);
-    expect(value(/^agentgate_agent_turns_total (\S+)$/m)).toBeGreaterThan(0);
+    expect(value(/^agentgate_agent_tokens_total\{direction="input"\} (\S+)$/m)).toBe(sum((a) => a.usage.inputTokens));
+    expect(value(/^agentgate_agent_tokens_total\{direction="output"\} (\S+)$/m)).toBe(sum((a) => a.usage.outputTokens));
+    expect(value(/^agentgate_agent_cost_usd_total (\S+)$/m)).toBeCloseTo(sum((a) => a.usage.costUsd), 10);
+    expect(value(/^agentgate_agent_turns_total (\S+)$/m)).toBe(sum((a) => a.turns));
+    expect(value(/^agentgate_iterations_total (\S+)$/m)).toBe(2);
+    expect(outcome.usage.costUsd).toBeCloseTo(sum((a) => a.usage.costUsd), 10);
   });
 });
 
@@ -268,12 +284,16 @@ describe('agentgate exec --agent codex (real codex CLI)', () => {
     const store = SqliteRunStore.open({ home: s.repo.home });
     const agents = store.listIterations(runId).map((i) => i.data['agent'] as { sessionId: string; usage: { inputTokens: number; outputTokens: number }; turns: number });
     store.close();
+    expect(agents).toHaveLength(2);
+    expect(agents[0]?.sessionId).toMatch(/\S/);
     expect(agents[1]?.sessionId).toBe(agents[0]?.sessionId);
+    expect(git(s.repo.repo, 'show', `${String(res.json?.['branch'])}~1:src/math.js`)).toBe(WRONG.trimEnd());
+    expect(readRun(s.repo.home, runId).transitions).toEqual(passingPath(2));
     for (const agent of agents) {
       expect(agent.usage.inputTokens).toBeGreaterThan(0);
       expect(agent.usage.outputTokens).toBeGreaterThan(0);
       expect(agent.turns).toBe(1);
     }
-    expectNoSecrets(s.repo.home, runId);
+    expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
   });
 });

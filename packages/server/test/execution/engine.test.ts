@@ -158,6 +158,32 @@ describe('ExecutionEngine', () => {
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_CONVERGENCE_STRATEGY' } });
   });
 
+  describe('failures are classified', () => {
+    it('an agent exiting non-zero fails the build', async () => {
+      const { repo, runtime } = setup();
+      const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'echo "no idea" >&2\nexit 4')));
+      expect(outcome).toMatchObject({ state: 'failed', result: 'failed_build', iterations: 1, error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE', phase: 'build' } });
+      expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
+    });
+
+    it('a snapshot git cannot make is failed_error with the snapshot code', async () => {
+      const { repo, runtime } = setup();
+      const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'touch "$(git rev-parse --git-dir)/index.lock"')));
+      expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT', phase: 'snapshot' } });
+      expect(readRun(repo.home, outcome.runId).transitions.at(-1)).toBe('snapshotting→failed');
+    });
+
+    it('the wall clock ends a run as failed_timeout and stops the agent', async () => {
+      const { repo, runtime } = setup();
+      const marker = `engine-wallclock-${Date.now()}`;
+      const resolved = spec(repo, writeAgent(repo.root, 'a', 'echo working\nsleep 600'), { maxWallClock: '1s' });
+      const outcome = await runtime.engine.run({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
+      expect(outcome).toMatchObject({ state: 'failed', result: 'failed_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT' } });
+      expect(await liveProcessesWithMarker(marker)).toEqual([]);
+      expect(readRun(repo.home, outcome.runId).transitions.at(-1)).toBe('building→failed');
+    });
+  });
+
   describe('budgets from agent-reported usage', () => {
     /** A driver (test double) that makes a wrong edit and reports usage, as claude-code would. */
     function usageReportingAgents(usage: { inputTokens: number; outputTokens: number; costUsd: number }): AgentDriverRegistry {
@@ -221,13 +247,15 @@ describe('ExecutionEngine', () => {
       const resolved = spec(repo, writeAgent(repo.root, 'a', 'echo running\nsleep 600 & sleep 600'));
       const started = runtime.engine.start({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
       let canceledAt = 0;
+      let accepted: boolean | undefined;
       runtime.emitter.on((e) => {
         if (e.runId === started.runId && e.type === 'agent_output' && canceledAt === 0) {
           canceledAt = Date.now();
-          expect(runtime.engine.cancel(started.runId, 'test cancel')).toBe(true);
+          accepted = runtime.engine.cancel(started.runId, 'test cancel');
         }
       });
       const outcome = await started.done;
+      expect(accepted).toBe(true);
       expect(Date.now() - canceledAt).toBeLessThan(5000);
       expect(outcome).toMatchObject({ state: 'canceled', result: 'canceled', error: { code: 'AG_ERR_RUN_CANCELED', message: 'test cancel' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
