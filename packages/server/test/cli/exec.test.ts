@@ -56,6 +56,7 @@ describe('agentgate exec', () => {
       expect(existsSync(orphan)).toBe(false);
       expect(git(r.repo, 'worktree', 'list')).not.toContain('orphan-run');
       expect(git(r.repo, 'branch', '--list', 'agentgate/orphan-run')).toContain('agentgate/orphan-run');
+      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
     });
   });
 
