@@ -108,7 +108,9 @@ export class ProgressDisplay {
 
   private drawStatus(): void {
     if (this.stopped) return;
-    const width = (this.options.stream as { columns?: number }).columns ?? 100;
+    // A pseudo-terminal may report 0 columns: then assume a common width.
+    const columns = (this.options.stream as { columns?: number }).columns;
+    const width = columns !== undefined && columns > 0 ? columns : 100;
     const spinner = SPINNER[this.frame % SPINNER.length] ?? '';
     const agent = this.lastAgentLine ? ` · ${this.lastAgentLine.replace(/\s+/g, ' ')}` : '';
     const status = `${spinner} iteration ${this.iteration}/${this.options.maxIterations} · ${this.phase} · ${this.elapsed()}${agent}`;

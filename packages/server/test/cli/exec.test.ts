@@ -1,9 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, REPO_ROOT, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
 
 const repos: TempRepo[] = [];
@@ -97,6 +98,22 @@ describe('agentgate exec', () => {
       const view = readRun(r.home, String(res.json?.['runId']));
       expect(view.transitions.at(-1)).toBe('verifying→failed');
       expect(view.transitions.filter((t) => t === 'feedback→building')).toHaveLength(2);
+    });
+  });
+
+  describe('on a terminal', () => {
+    it('shows a live status line (iteration, phase, elapsed) above permanent lines', async () => {
+      const r = setup();
+      const agent = writeAgent(r.root, 'agent', AGENTS.failThenPass);
+      const tsx = join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
+      const main = join(REPO_ROOT, 'packages', 'server', 'src', 'cli', 'main.ts');
+      // util-linux `script` runs the CLI on a real pseudo-terminal.
+      const command = `node --import ${tsx} ${main} exec --path ${r.repo} --prompt x --agent command --agent-command 'sh ${agent}'`;
+      const out = execFileSync('script', ['-qec', command, '/dev/null'], { env: { ...process.env, AGENTGATE_HOME: r.home }, encoding: 'utf8' });
+      expect(out).toContain('\r\x1b[K');
+      expect(out).toMatch(/iteration 2\/3 · (build|snapshot|verify|feedback) · \d\d:\d\d/);
+      expect(out).toMatch(/\r\x1b\[K {2}gate unit-tests \[L1\] FAIL/);
+      expect(out).toMatch(/succeeded \(passed\) after 2 iteration\(s\)/);
     });
   });
 
