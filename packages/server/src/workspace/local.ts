@@ -54,12 +54,33 @@ export async function inspectLocalRepository(spec: LocalSourceSpec, signal: Abor
     });
   }
   const probe = { cwd: requested, signal, failAs: 'AG_ERR_WORKSPACE_NOT_A_REPO', what: `open ${requested} as a git repository` } as const;
+  const quick = spec.ref === undefined ? await workTreeAndHead(requested, signal) : undefined;
+  if (quick !== undefined) {
+    // The common case in one git call: a work tree whose HEAD is a commit.
+    const repoPath = await realpath(quick.top);
+    return { repoPath, baseSha: quick.head, source: repoPath, warnings: await uncommittedChangesWarning(repoPath, quick.head, undefined, signal) };
+  }
   const bare = (await runGitTrimmed({ ...probe, args: ['rev-parse', '--is-bare-repository'] })) === 'true';
   const top = await runGitTrimmed({ ...probe, args: ['rev-parse', bare ? '--absolute-git-dir' : '--show-toplevel'] });
   const repoPath = await realpath(top);
   const baseSha = await resolveCommit(repoPath, spec.ref === undefined ? ['HEAD'] : refCandidates(spec.ref), spec.ref ?? 'HEAD', signal);
   const warnings = bare ? [] : await uncommittedChangesWarning(repoPath, baseSha, spec.ref, signal);
   return { repoPath, baseSha, source: repoPath, warnings };
+}
+
+/**
+ * The work tree's top level and HEAD's commit in one `rev-parse`; undefined when that does not apply
+ * (a bare repository, no commit yet, not a repository) — the caller then takes the step-by-step path,
+ * which produces the precise error.
+ */
+async function workTreeAndHead(dir: string, signal: AbortSignal): Promise<{ top: string; head: string } | undefined> {
+  try {
+    const [top, head] = (await runGitTrimmed({ cwd: dir, args: ['rev-parse', '--show-toplevel', 'HEAD^{commit}'], signal, failAs: 'AG_ERR_WORKSPACE_NOT_A_REPO', what: `open ${dir} as a git repository` })).split('\n');
+    return top !== undefined && head !== undefined && /^[0-9a-f]{40,64}$/.test(head) ? { top, head } : undefined;
+  } catch (error) {
+    if (signal.aborted || !(error instanceof AgentGateError)) throw error;
+    return undefined;
+  }
 }
 
 /**
