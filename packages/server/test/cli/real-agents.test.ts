@@ -96,19 +96,24 @@ function expectNoSecrets(home: string, runId: string, ...shown: string[]): void 
   }
 }
 
+/** The model writes a wrong multiply in iteration 1 and fixes it in iteration 2 (the resumed session). */
+function failThenPassScript(): ScriptStep[] {
+  return [
+    { text: 'Implementing.', toolUses: [writeToolUse('src/math.js', WRONG)] },
+    { text: 'Attempt 1 done.' },
+    { text: 'Looking at the failure.', toolUses: [readToolUse('src/math.js')] },
+    { toolUses: [writeToolUse('src/math.js', RIGHT)] },
+    { text: 'Fixed multiply.' },
+  ];
+}
+
 function messageText(content: unknown): string {
   return typeof content === 'string' ? content : JSON.stringify(content);
 }
 
 describe('agentgate exec --agent claude-code (real claude CLI)', () => {
   it('fails, resumes the same session with the feedback, passes; usage of both iterations is recorded', async () => {
-    const server = await claudeServer([
-      { text: 'Implementing.', toolUses: [writeToolUse('src/math.js', WRONG)] },
-      { text: 'Attempt 1 done.' },
-      { text: 'Looking at the failure.', toolUses: [readToolUse('src/math.js')] },
-      { toolUses: [writeToolUse('src/math.js', RIGHT)] },
-      { text: 'Fixed multiply.' },
-    ]);
+    const server = await claudeServer(failThenPassScript());
     const s = setup({});
     Object.assign(s.env, claudeEnv(server));
     const res = await exec(s, 'claude-code');
@@ -206,13 +211,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
   });
 
   it('feeds tokens, cost and turns of every iteration into the /metrics counters (engine in-process)', async () => {
-    const server = await claudeServer([
-      { text: 'Implementing.', toolUses: [writeToolUse('src/math.js', WRONG)] },
-      { text: 'Attempt 1 done.' },
-      { text: 'Looking at the failure.', toolUses: [readToolUse('src/math.js')] },
-      { toolUses: [writeToolUse('src/math.js', RIGHT)] },
-      { text: 'Fixed multiply.' },
-    ]);
+    const server = await claudeServer(failThenPassScript());
     const s = setup({});
     Object.assign(s.env, claudeEnv(server));
     const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: s.repo.home }), logger: silentLogger(), baseEnv: { ...process.env, ...s.env } });
