@@ -1,104 +1,138 @@
 /**
- * Wires the production services of one AgentGate process: store, logger, event bus, agent drivers,
- * workspaces, snapshotter, verifier and the engine. The CLI and the HTTP server both start here, so
- * there is one way to build an engine.
+ * Wires the production services of one AgentGate process: repositories, logger, event hub,
+ * work-order service, agent drivers, delivery managers, workspaces, snapshotter, verifier and the
+ * engine. The CLI and the HTTP server both start here, so there is one way to build an engine.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { destination, type DestinationStream, type Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
+import { createDeliveryRegistry, type DeliveryRegistry } from './delivery/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import { reconcileInterruptedRuns, runLeaseKey } from './execution/reconcile.js';
+import { WorkOrderService } from './execution/work-order-service.js';
 import { Verifier } from './gates/verifier.js';
+import { EventHub } from './observability/event-hub.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
-import { ProgressEmitter } from './observability/progress-emitter.js';
 import type { AgentGateConfig } from './schemas/config.js';
-import { SqliteRunStore } from './store/run-store.js';
-import { systemClock, type Clock } from './util/clock.js';
+import { openSqliteRepositories, type SqliteRepositories } from './store/sqlite/index.js';
+import { systemClock, type TimerClock } from './util/clock.js';
+import { secretValues } from './util/secrets.js';
 import { WorkspaceManager } from './workspace/manager.js';
 import { Snapshotter } from './workspace/snapshotter.js';
 
 export interface RuntimeOptions {
   config: AgentGateConfig;
   logger?: Logger;
-  clock?: Clock;
+  clock?: TimerClock;
   /** Environment agents and gates start from; defaults to this process's environment. */
   baseEnv?: Record<string, string | undefined>;
   agents?: AgentDriverRegistry;
+  delivery?: DeliveryRegistry;
   strategies?: EngineServices['strategies'];
   /** Fail runs a dead process left open (default true; see execution/reconcile.ts). */
   reconcile?: boolean;
   /** Collect Node.js process metrics too (the server does; tests and the CLI do not). */
   processMetrics?: boolean;
+  /** Run lease TTL (default 60 s). */
+  leaseTtlMs?: number;
 }
 
 export interface Runtime {
   config: AgentGateConfig;
-  store: SqliteRunStore;
-  emitter: ProgressEmitter;
+  repos: SqliteRepositories;
+  hub: EventHub;
+  workOrders: WorkOrderService;
   engine: ExecutionEngine;
   logger: Logger;
   agents: AgentDriverRegistry;
-  /** Prometheus counters fed by the emitter (served by GET /metrics). */
+  delivery: DeliveryRegistry;
+  /** Prometheus counters fed by the hub (served by GET /metrics). */
   metrics: Metrics;
+  /** Closes runs whose owner died (lease expired); returns their ids. Also run at start-up. */
+  reconcile(): Promise<string[]>;
   /**
    * Removes worktrees a dead process left behind (runs without a live lease); returns their run ids.
    * Called by the CLI before it starts a run and by the server at start-up.
    */
   reapStaleWorkspaces(): Promise<string[]>;
   /** Idempotent. */
-  close(): void;
+  close(): Promise<void>;
 }
 
-export function createRuntime(options: RuntimeOptions): Runtime {
+export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
   mkdirSync(config.home, { recursive: true });
   const logger =
     options.logger ??
     createLogger({ level: config.logLevel, destination: pinoFile(join(config.home, 'logs', 'agentgate.log')) });
-  const store = SqliteRunStore.open({ home: config.home, clock: () => new Date(clock.now()) });
-  const emitter = new ProgressEmitter({ log: store, logger });
+  const repos = openSqliteRepositories({ home: config.home, clock: () => new Date(clock.now()) });
+  const hub = new EventHub({ runs: repos.runs, workOrders: repos.workOrders, logger });
+  const workOrders = new WorkOrderService({ workOrders: repos.workOrders, hub, clock, logger });
   const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });
-  metrics.attach(emitter);
-  if (options.reconcile !== false) reconcileInterruptedRuns({ store, emitter, clock, logger });
+  metrics.attach(hub);
   const agents = options.agents ?? createAgentDriverRegistry();
-  const workspaces = new WorkspaceManager({ home: config.home, leases: store, clock });
+  const delivery = options.delivery ?? createDeliveryRegistry();
+  const baseEnv = options.baseEnv ?? process.env;
+  const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock });
   const engine = new ExecutionEngine({
-    store,
-    emitter,
+    repos,
+    hub,
+    workOrders,
     agents,
+    delivery,
     clock,
     logger,
     home: config.home,
-    baseEnv: options.baseEnv ?? process.env,
+    baseEnv,
     workspaces,
     snapshotter: new Snapshotter(),
     verifier: new Verifier(),
     ...(options.strategies !== undefined && { strategies: options.strategies }),
+    ...(options.leaseTtlMs !== undefined && { leaseTtlMs: options.leaseTtlMs }),
   });
-  let closed = false;
+  const reconcile = async (): Promise<string[]> => {
+    const closed = await reconcileInterruptedRuns({
+      repos,
+      hub,
+      workOrders,
+      clock,
+      logger,
+      secrets: secretValues(baseEnv),
+      owner: engine.owner,
+      activeRunIds: engine.activeRunIds(),
+    });
+    return closed.map((run) => run.id);
+  };
+  if (options.reconcile !== false) await reconcile();
+  let closing: Promise<void> | undefined;
   return {
     config,
-    store,
-    emitter,
+    repos,
+    hub,
+    workOrders,
     engine,
     logger,
     agents,
+    delivery,
     metrics,
+    reconcile,
     reapStaleWorkspaces: () =>
       workspaces.reapStale({
-        isLive: (runId) => {
-          const lease = store.getLease(runLeaseKey(runId));
+        isLive: async (runId) => {
+          const lease = await repos.leases.get(runLeaseKey(runId));
           return lease !== null && Date.parse(lease.expiresAt) > clock.now();
         },
         signal: new AbortController().signal,
       }),
     close() {
-      if (closed) return;
-      closed = true;
-      store.close();
+      closing ??= (async () => {
+        hub.close();
+        await repos.close();
+      })();
+      return closing;
     },
   };
 }

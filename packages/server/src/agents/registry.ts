@@ -8,8 +8,8 @@
  * {@link BUILTIN_AGENT_DRIVERS}; anything else (tests, embedders) calls `register()`.
  */
 import { AgentGateError } from '../errors.js';
-import { CLAUDE_CODE_AGENT_NAME, createClaudeCodeDriver, validateClaudeCodeOptions, type ClaudeCodeDriverConfig } from './claude-code.js';
-import { CODEX_AGENT_NAME, createCodexDriver, validateCodexOptions, type CodexDriverConfig } from './codex.js';
+import { CLAUDE_CODE_AGENT_NAME, createClaudeCodeDriver, validateClaudeCodeOptions, type ClaudeCodeDriverConfig } from './claude-code/index.js';
+import { CODEX_AGENT_NAME, createCodexDriver, validateCodexOptions, type CodexDriverConfig } from './codex/index.js';
 import { COMMAND_AGENT_NAME, createCommandAgentDriver, validateCommandOptions, type CommandAgentDriverConfig } from './command.js';
 import type { AgentDriver, AgentOptions } from './types.js';
 

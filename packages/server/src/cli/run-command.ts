@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { AgentGateError, ERROR_CATALOGUE, toAgentGateError } from '../errors.js';
-import type { RunOutcome } from '../execution/engine.js';
+import type { RunOutcome, StartedRun } from '../execution/engine.js';
 import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
@@ -129,6 +129,7 @@ export function outcomeJson(outcome: RunOutcome): string {
     iterations: outcome.iterations,
     branch: outcome.branch,
   };
+  if (outcome.prUrl !== undefined) body['prUrl'] = outcome.prUrl;
   if (outcome.error) body['error'] = { code: outcome.error.code, message: outcome.error.message };
   if (outcome.unverified) body['unverified'] = true;
   body['usage'] = outcome.usage;
@@ -137,7 +138,7 @@ export function outcomeJson(outcome: RunOutcome): string {
 
 /** Runs a resolved spec in-process and returns the exit code. */
 export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; verbose?: boolean }, io: CliIo, config: AgentGateConfig): Promise<number> {
-  const runtime = createRuntime({ config, baseEnv: io.env });
+  const runtime = await createRuntime({ config, baseEnv: io.env });
   try {
     const reaped = await runtime.reapStaleWorkspaces();
     if (reaped.length > 0) io.stderr.write(`removed ${reaped.length} worktree(s) left behind by interrupted runs\n`);
@@ -152,18 +153,18 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     maxIterations: spec.convergence.limits.maxIterations,
     ...(flags.verbose !== undefined && { verbose: flags.verbose }),
   });
-  // Subscribe before starting: the first events are emitted synchronously by start().
+  // Subscribe before starting, so the display sees the run's first event.
   const runId = randomUUID();
-  const unsubscribe = runtime.emitter.on((event) => {
+  const unsubscribe = runtime.hub.on((event) => {
     if (event.runId === runId) display.handle(event);
   });
-  let started: ReturnType<typeof runtime.engine.start>;
+  let started: StartedRun;
   try {
-    started = runtime.engine.start(spec, { runId });
+    started = await runtime.engine.start(spec, { runId });
   } catch (error) {
     display.stop();
     unsubscribe();
-    runtime.close();
+    await runtime.close();
     throw error;
   }
   // First Ctrl-C: cancel cleanly (SIGTERM to the agent's and gates' process groups, then the run ends
@@ -195,7 +196,7 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     unsubscribe();
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
-    runtime.close();
+    await runtime.close();
   }
 }
 

@@ -9,32 +9,28 @@ import type { AgentGateError } from '../errors.js';
 import type { Verifier } from '../gates/verifier.js';
 import type { EmitFn, PhaseName, UsageTotals } from '../observability/events.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
-import type { RunStore } from '../store/types.js';
-import type { Clock } from '../util/clock.js';
+import type { Clock, TimerClock } from '../util/clock.js';
 import type { Snapshotter } from '../workspace/snapshotter.js';
 import type { Workspace } from '../workspace/types.js';
 import type { IterationObservation } from '../convergence/types.js';
-import type { AgentResult } from '../agents/types.js';
+import type { AgentResult, AgentSummary } from '../agents/types.js';
 import type { SnapshotResult } from '../workspace/types.js';
 import type { VerificationReport } from '../gates/types.js';
 import type { GatePlan } from '../gates/loader.js';
+import type { DeliveryProgress } from './steps/delivery.js';
 
 /** Long-lived services shared by all runs of one engine. */
 export interface ExecutionServices {
-  store: RunStore;
   agents: AgentDriverRegistry;
   snapshotter: Snapshotter;
   verifier: Verifier;
-  clock: Clock;
+  clock: TimerClock;
   logger: Logger;
   /** `$AGENTGATE_HOME`: worktrees, cached clones and run artifacts live below it. */
   home: string;
   /** The environment agents and gates start from (before secrets are removed). */
   baseEnv: Record<string, string | undefined>;
 }
-
-/** Why a run's signal was aborted: the engine maps it to `user_canceled` or `timeout`. */
-export type AbortReason = { kind: 'canceled'; reason: string } | { kind: 'timeout'; limitMs: number } | { kind: 'lease_lost' };
 
 /** Mutable per-run state carried from one iteration to the next; owned by the engine. */
 export interface RunProgress {
@@ -48,6 +44,10 @@ export interface RunProgress {
   plan: GatePlan | undefined;
   /** The last verification report (input of the feedback phase). */
   lastReport: VerificationReport | undefined;
+  /** Delivery target, change request and last delivered snapshot. */
+  delivery: DeliveryProgress;
+  /** Feedback from a failed CI run, consumed by the feedback step. */
+  ciFeedback: string | undefined;
 }
 
 /** Everything one run needs; built by the engine when the workspace is acquired. */
@@ -91,8 +91,8 @@ export type PhaseResult<T> =
       ok: false;
       error: AgentGateError;
       cancelled: boolean;
-      /** What is known of the failed phase, kept in the iteration record (e.g. the agent summary). */
-      record?: Record<string, unknown>;
+      /** The agent's summary when a build failed after the agent ran (its usage was paid for). */
+      agent?: AgentSummary;
     };
 
 export interface BuildOutput {

@@ -5,6 +5,7 @@
  * state; the engine does that from the returned result.
  */
 import { toAgentGateError } from '../errors.js';
+import { abortError } from '../util/abort.js';
 import { redact, secretValues } from '../util/secrets.js';
 import { BuildPhase } from './phases/build.js';
 import { FeedbackPhase } from './phases/feedback.js';
@@ -61,6 +62,9 @@ export class PhaseOrchestrator {
     } catch (error) {
       result = { ok: false, error: toAgentGateError(error, UNEXPECTED_CODES[phase]), cancelled: ctx.signal.aborted };
     }
+    // A phase stopped by the run's signal reports the signal's typed reason: a run that timed out says
+    // timeout in this phase's event and in the iteration record, never canceled.
+    if (!result.ok && ctx.signal.aborted) result = { ...result, error: abortError(ctx.signal, phase), cancelled: true };
     const durationMs = this.services.clock.now() - started;
     if (result.ok) {
       ctx.emit('phase_completed', { iteration, phase, ok: true, durationMs });

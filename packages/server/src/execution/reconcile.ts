@@ -1,22 +1,21 @@
 /**
- * Start-up reconciliation (SPEC 13, 14): a run left non-terminal by a process that died (crash,
- * kill -9, power loss) would otherwise stay "building" forever. Every executing run holds a lease
- * (`run:<runId>`, taken in the transaction that creates the run and renewed by its engine); runs that
- * no live lease vouches for and that have not changed for `staleAfterMs` are failed with
- * `AG_ERR_RUN_INTERRUPTED`, followed by `run_failed`. The grace period is a second safety margin for
- * runs written by an older AgentGate that did not lease them.
+ * Reconciliation (SPEC 13, 14): a run left non-terminal by a process that died (crash, kill -9, power
+ * loss) or stopped past its lease (SIGSTOP, laptop sleep) would otherwise stay "building" forever.
+ * Every executing run holds a lease (`run:<runId>`, taken in the transaction that creates the run and
+ * renewed by its engine). A run no live lease vouches for, unchanged for `staleAfterMs`, is taken over:
+ * the reconciler acquires its lease (possible only because it expired), and a {@link RunActor} commits
+ * `system_error` with `AG_ERR_RUN_INTERRUPTED` and the closing `run_failed` event through the same
+ * commit point as the engine. Taking the lease is the fence: when the paused owner resumes, the store
+ * refuses every write it attempts.
  */
-import type { Logger } from 'pino';
-import { isTerminalState } from '../orchestrator/state-machine.js';
-import type { ProgressEmitter } from '../observability/progress-emitter.js';
-import type { RunStore, StoredRun } from '../store/types.js';
-import type { Clock } from '../util/clock.js';
+import type { StoredRun } from '../store/types.js';
+import { RunActor, type RunActorServices } from './run-actor.js';
 
-export interface ReconcileOptions {
-  store: RunStore;
-  emitter: ProgressEmitter;
-  clock: Clock;
-  logger: Logger;
+export interface ReconcileOptions extends RunActorServices {
+  /** Lease owner id of this process (the engine's). */
+  owner: string;
+  /** TTL of the lease held while closing the run. */
+  leaseTtlMs?: number;
   /** Default: 2 × the default lease TTL (120 s). */
   staleAfterMs?: number;
   /** Runs this process is executing right now (never touched). */
@@ -30,39 +29,43 @@ export function runLeaseKey(runId: string): string {
   return `run:${runId}`;
 }
 
-/** Fails interrupted runs; returns the runs it reconciled. */
-export function reconcileInterruptedRuns(options: ReconcileOptions): StoredRun[] {
-  const { store, emitter, clock, logger } = options;
+/** Fails interrupted runs; returns the runs it closed. */
+export async function reconcileInterruptedRuns(options: ReconcileOptions): Promise<StoredRun[]> {
+  const { repos, clock, logger } = options;
   const now = clock.now();
   const staleAfter = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
-  const live = new Set(store.listLiveLeases(new Date(now)).map((lease) => lease.runId));
+  const live = new Set((await repos.leases.listLive(new Date(now))).map((lease) => lease.runId));
   const reconciled: StoredRun[] = [];
-  for (const run of store.listNonTerminalRuns()) {
+  for (const run of await repos.runs.listNonTerminal()) {
     if (live.has(run.id) || options.activeRunIds?.has(run.id)) continue;
     if (now - Date.parse(run.updatedAt) < staleAfter) continue;
-    const outcome = store.runInTransaction(() => {
-      const current = store.getRun(run.id);
-      if (current === null || isTerminalState(current.state)) return null;
-      return store.transition(run.id, 'system_error', {
-        at: new Date(now).toISOString(),
-        error: { code: 'AG_ERR_RUN_INTERRUPTED', message: `the process running this run died while it was ${current.state}; reconciled at start-up`, iteration: current.iteration },
-      });
-    });
-    if (outcome === null) continue;
-    emitter.publish(outcome.event);
-    // A follower waiting for the run's last event gets one.
-    emitter.emit(run.id, 'run_failed', {
-      result: outcome.run.result ?? 'failed_error',
-      iterations: outcome.run.iteration,
-      branch: outcome.run.branch ?? '',
-      durationMs: now - Date.parse(outcome.run.createdAt),
-      error: outcome.run.error,
-      usage: outcome.run.meta.usage ?? { inputTokens: 0, outputTokens: 0, costUsd: 0 },
-    });
-    store.updateWorkOrderStatus(run.workOrderId, 'failed');
-    store.appendWorkOrderEvent(run.workOrderId, 'work_order_updated', { status: 'failed', runId: run.id });
-    logger.warn({ runId: run.id, from: run.state }, 'interrupted run reconciled');
-    reconciled.push(outcome.run);
+    const closed = await takeOverAndFail(options, run, now);
+    if (closed !== null) reconciled.push(closed);
   }
+  if (reconciled.length > 0) logger.warn({ runs: reconciled.map((run) => run.id) }, 'interrupted runs reconciled');
   return reconciled;
+}
+
+async function takeOverAndFail(options: ReconcileOptions, run: StoredRun, now: number): Promise<StoredRun | null> {
+  const { repos } = options;
+  const fence = { leaseKey: runLeaseKey(run.id), owner: options.owner };
+  const ttlMs = options.leaseTtlMs ?? 60_000;
+  // Someone else (another reconciler, the owner waking up in time) holds it: not ours to close.
+  if (!(await repos.leases.acquire({ key: fence.leaseKey, owner: fence.owner, runId: run.id, ttlMs, now: new Date(now) }))) return null;
+  try {
+    const iterations = (await repos.iterations.list(run.id)).length;
+    const totals = { usage: { inputTokens: 0, outputTokens: 0, costUsd: 0, ...run.meta.usage }, unverified: run.meta.unverified ?? false, iterations };
+    const actor = new RunActor(options, run, fence, () => totals);
+    const closed = await actor.commit('system_error', {
+      code: 'AG_ERR_RUN_INTERRUPTED',
+      message: `the process running this run stopped while it was ${run.state} (its lease expired); reconciled`,
+      iteration: run.iteration,
+    });
+    if (actor.ownershipLost !== undefined) return null;
+    await options.workOrders.runFinished(run.workOrderId, run.id, closed.state, 'interrupted');
+    options.logger.warn({ runId: run.id, from: run.state }, 'interrupted run reconciled');
+    return closed;
+  } finally {
+    await repos.leases.release({ key: fence.leaseKey, owner: fence.owner });
+  }
 }

@@ -3,6 +3,7 @@
  * changed and untracked files). They run through {@link runProcess} rather than simple-git so they share
  * its guarantees: an AbortSignal, a timeout and no orphaned child.
  */
+import { abortError } from '../util/abort.js';
 import { AgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { runProcess } from '../util/process.js';
@@ -58,7 +59,7 @@ export async function gitQuery(args: readonly string[], options: GitQueryOptions
         details: { args: [...args], exitCode: result.exitCode },
       });
     case 'aborted':
-      throw new AgentGateError('AG_ERR_RUN_CANCELED', `${what} was canceled`, { cause: options.signal.reason });
+      throw abortError(options.signal, what);
     case 'timeout':
     case 'idle_timeout':
       throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${what} timed out after ${GIT_TIMEOUT_MS / 1000}s`);

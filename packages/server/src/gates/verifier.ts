@@ -18,6 +18,7 @@
  * The Verifier holds no per-run state, so one instance serves every run; the plan is re-read from the
  * base commit for each call, which is cheap and can never pick up the agent's edits.
  */
+import { abortError } from '../util/abort.js';
 import { posix } from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { EmitFn, ProgressEvents } from '../observability/events.js';
@@ -74,10 +75,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /** The error a cancelled verification reports: the engine's typed abort reason is kept as cause. */
 function cancellation(signal: AbortSignal): AgentGateError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof AgentGateError) return reason;
-  if (isRecord(reason) && reason.kind === 'timeout') return new AgentGateError('AG_ERR_RUN_TIMEOUT', 'verification stopped: the run reached its time limit', { cause: reason });
-  return new AgentGateError('AG_ERR_RUN_CANCELED', 'verification was canceled', { cause: reason });
+  return abortError(signal, 'verify');
 }
 
 /** Classifies anything that escaped: a cancellation when the signal aborted, else AG_ERR_PHASE_VERIFY (kept codes pass through). */

@@ -44,7 +44,7 @@ export interface ProgressEvents {
   run_failed: { result: RunResult; iterations: number; branch: string; durationMs: number; error: ErrorPayload | null; usage: UsageTotals };
   run_canceled: { iterations: number; branch: string; durationMs: number; reason: string };
   work_order_created: { status: string };
-  work_order_updated: { status: string; runId?: string };
+  work_order_updated: { status: string; runId?: string; reason?: string };
 }
 
 export type ProgressEventType = keyof ProgressEvents;
@@ -83,3 +83,37 @@ export interface ProgressEnvelope<T extends ProgressEventType = ProgressEventTyp
 
 /** Where a phase or driver sends events; the engine binds it to one run. */
 export type EmitFn = <T extends ProgressEventType>(type: T, data: ProgressEvents[T]) => void;
+
+/** The two types of a work order's own log (its own `seq`, not a run's). */
+export type WorkOrderEventType = 'work_order_created' | 'work_order_updated';
+
+/** Types of a run's log: every {@link ProgressEventType} except the work-order ones. */
+export type RunEventType = Exclude<ProgressEventType, WorkOrderEventType>;
+
+/** One envelope per run event type, keyed by type: `RunEnvelopeMap[T]` is the envelope of `T`. */
+export type RunEnvelopeMap = { [T in RunEventType]: ProgressEnvelope<T> };
+
+/**
+ * A run event as a discriminated union: `switch (event.type)` narrows `event.data` without casts.
+ * Every member is a {@link ProgressEnvelope}, so listeners written for the old emitter accept it.
+ */
+export type RunEventEnvelope = RunEnvelopeMap[RunEventType];
+
+/** An entry of a work order's log: `seq` is the work order's own sequence (1, 2, 3 … no gaps). */
+export interface WorkOrderEnvelope<T extends WorkOrderEventType = WorkOrderEventType> {
+  seq: number;
+  workOrderId: string;
+  type: T;
+  timestamp: string;
+  data: ProgressEvents[T];
+}
+
+export type WorkOrderEnvelopeMap = { [T in WorkOrderEventType]: WorkOrderEnvelope<T> };
+
+/** A work-order event as a discriminated union on `type`. */
+export type WorkOrderEventEnvelope = WorkOrderEnvelopeMap[WorkOrderEventType];
+
+/** A run event to append: `type` and `data` checked together (the store assigns seq and timestamp). */
+export type NewRunEvent = {
+  [T in RunEventType]: { readonly type: T; readonly data: ProgressEvents[T]; readonly timestamp?: string };
+}[RunEventType];

@@ -4,7 +4,12 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ProgressEnvelope } from './events.js';
-import type { ProgressEmitter } from './progress-emitter.js';
+import type { RunEventEnvelope } from './events.js';
+
+/** What metrics subscribe to: the event hub's synchronous in-process listener. */
+export interface RunEventSource {
+  on(listener: (event: RunEventEnvelope) => void): () => void;
+}
 
 export interface MetricsOptions {
   /** Also collect Node.js process metrics (off in tests: they are global). */
@@ -46,9 +51,9 @@ export class Metrics {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Subscribes to an emitter; returns the unsubscribe function. */
-  attach(emitter: ProgressEmitter): () => void {
-    return emitter.on((event) => this.observe(event));
+  /** Subscribes to the hub; returns the unsubscribe function. */
+  attach(hub: RunEventSource): () => void {
+    return hub.on((event) => this.observe(event));
   }
 
   observe(event: ProgressEnvelope): void {

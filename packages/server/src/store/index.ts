@@ -1,8 +1,28 @@
 /**
- * The durable store (SPEC section 13): the {@link RunStore} contract and its SQLite implementation.
+ * The durable store (SPEC section 13): the asynchronous repository contract and its embedded SQLite
+ * implementation.
  */
-export { SqliteRunStore, STORE_FILE_NAME, DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_EVENTS_LIMIT } from './run-store.js';
-export type { SqliteRunStoreOptions } from './run-store.js';
+export { CLOSING_EVENT_TYPES } from './repositories.js';
+export type {
+  CommitOutcome,
+  CommitRequest,
+  CreateRunInput,
+  Fence,
+  IterationRepository,
+  LeaseRepository,
+  Repositories,
+  RunRepository,
+  StoredIterationRecord,
+  WorkOrderRepository,
+} from './repositories.js';
+export type { IterationErrorRecord, IterationRecord } from './records.js';
+export {
+  DEFAULT_BUSY_TIMEOUT_MS,
+  DEFAULT_EVENTS_LIMIT,
+  STORE_FILE_NAME,
+  openSqliteRepositories,
+} from './sqlite/index.js';
+export type { SqliteOpenOptions, SqliteRepositories } from './sqlite/index.js';
 export { migrate, getSchemaVersion, MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 export type { Migration, MigrateOptions, MigrateResult } from './migrations.js';
 export { classifySqliteCode, isSqliteError, translateSqliteError } from './sqlite-errors.js';
@@ -27,13 +47,9 @@ export type {
   RenewLeaseRequest,
   RunMeta,
   RunStateChangedData,
-  RunStore,
   RunUsage,
   StoredEvent,
-  StoredIteration,
   StoredRun,
   StoredWorkOrder,
   StoredWorkOrderEvent,
-  StoreTransitionDetail,
-  TransitionOutcome,
 } from './types.js';

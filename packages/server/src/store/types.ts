@@ -1,21 +1,9 @@
 /**
- * The storage contract of AgentGate (SPEC section 13): work orders, runs, iterations, the durable
- * per-run event log and leases.
- *
- * {@link RunStore} is the one repository interface the engine, the queue and the API talk to. The
- * embedded implementation is `SqliteRunStore`; a PostgreSQL implementation is planned behind the
- * same contract, and both will run one shared conformance suite.
- *
- * The methods are synchronous on purpose. better-sqlite3 is synchronous, and a synchronous store gives
- * the engine the guarantee it needs for "persist, then emit": when `transition()` returns, the run row
- * and its `run_state_changed` event are committed, and no other JavaScript on this thread ran between
- * reading the run and writing it. It also makes `runInTransaction` safe: better-sqlite3 cannot hold a
- * transaction open across an `await`, so a callback-based API that accepted async functions would
- * silently commit early. A network-backed store cannot be synchronous; the PostgreSQL implementation
- * will come with an `AsyncRunStore` twin of this interface (same names, `Promise` results) and the
- * SQLite store will be adapted to it — not a mix of both styles in one interface.
+ * The data types of AgentGate's store (SPEC section 13): work orders, runs, iterations, the durable
+ * per-run event log and leases. The repository interfaces that read and write them are in
+ * `repositories.ts`; the SQLite implementation is in `sqlite/`.
  */
-import type { Run, RunErrorInfo, RunEvent, RunResult, RunState, TransitionDetail } from '../orchestrator/state-machine.js';
+import type { Run, RunErrorInfo, RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';
 
 /** How a work order entered the system: the legacy WorkOrder API or a TaskSpec (SPEC section 2). */
 export const WorkOrderSource = {
@@ -97,7 +85,7 @@ export interface StoredRun extends Run {
   readonly branch: string | null;
   readonly meta: RunMeta;
   /**
-   * Bumped by every write to the run row. Pass it back as `expectedVersion` to `transition()` to make
+   * Bumped by every write to the run row. Pass it back as `expectedVersion` to `runs.commit()` to make
    * a read-decide-write sequence fail with `AG_ERR_STORE_CONFLICT` if someone else wrote in between.
    */
   readonly version: number;
@@ -130,16 +118,7 @@ export interface NewEvent {
   readonly timestamp?: string;
 }
 
-/** The per-iteration record (agent summary, snapshot, verification report, feedback, timings). */
-export interface StoredIteration {
-  readonly runId: string;
-  readonly iteration: number;
-  readonly data: JsonObject;
-  readonly startedAt: string;
-  readonly completedAt: string | null;
-}
-
-/** Payload of the `run_state_changed` event that `transition()` writes with the new run row. */
+/** Payload of the `run_state_changed` event that `runs.commit()` writes with the new run row. */
 export interface RunStateChangedData {
   readonly from: RunState;
   readonly event: RunEvent;
@@ -147,16 +126,6 @@ export interface RunStateChangedData {
   readonly iteration: number;
   readonly result?: RunResult;
   readonly error?: RunErrorInfo;
-}
-
-export interface StoreTransitionDetail extends TransitionDetail {
-  /** When set, the transition fails with `AG_ERR_STORE_CONFLICT` unless the stored run has this version. */
-  readonly expectedVersion?: number;
-}
-
-export interface TransitionOutcome {
-  readonly run: StoredRun;
-  readonly event: StoredEvent;
 }
 
 export interface Page<T> {
@@ -215,72 +184,4 @@ export interface RenewLeaseRequest {
 export interface ReleaseLeaseRequest {
   readonly key: string;
   readonly owner: string;
-}
-
-/**
- * The durable store behind the engine, queue and API. Every write is atomic; every failure is an
- * `AgentGateError` (`AG_ERR_STORE_*`, `AG_ERR_RUN_NOT_FOUND`, `AG_ERR_WORK_ORDER_NOT_FOUND`, or the
- * state machine's `InvalidTransitionError`). See the module comment for why it is synchronous.
- */
-export interface RunStore {
-  /** @throws AG_ERR_STORE_CONFLICT when the id exists. */
-  createWorkOrder(input: NewWorkOrder): StoredWorkOrder;
-  getWorkOrder(id: string): StoredWorkOrder | null;
-  /** Newest first. */
-  listWorkOrders(query: ListWorkOrdersQuery): Page<StoredWorkOrder>;
-  /** @throws AG_ERR_WORK_ORDER_NOT_FOUND */
-  updateWorkOrderStatus(id: string, status: WorkOrderStatus, at?: string): StoredWorkOrder;
-
-  /** @throws AG_ERR_WORK_ORDER_NOT_FOUND when the run's work order does not exist; AG_ERR_STORE_CONFLICT on a duplicate id. */
-  insertRun(run: Run, meta?: NewRunMeta): StoredRun;
-  getRun(id: string): StoredRun | null;
-  /** Newest first. */
-  listRuns(query: ListRunsQuery): Page<StoredRun>;
-  /** Runs not in a terminal state, oldest first: the input of start-up reconciliation. */
-  listNonTerminalRuns(): StoredRun[];
-  /** Shallow-merges `patch` into the run's metadata; a key set to `undefined` is removed. */
-  updateRunMeta(runId: string, patch: Partial<RunMeta>): StoredRun;
-  setRunBranch(runId: string, branch: string | null): StoredRun;
-  /**
-   * Applies one state-machine event and appends its `run_state_changed` event in one transaction.
-   * @throws InvalidTransitionError (unchanged, nothing written) when the table has no row for it.
-   */
-  transition(runId: string, event: RunEvent, detail?: StoreTransitionDetail): TransitionOutcome;
-
-  /** Appends one event with the next seq of the run. */
-  appendEvent(runId: string, type: string, data: object, timestamp?: string): StoredEvent;
-  /** Appends several events with consecutive seqs in one transaction (all or nothing). */
-  appendEvents(runId: string, events: readonly NewEvent[]): StoredEvent[];
-  /** Ordered by seq. */
-  listEvents(runId: string, query?: ListEventsQuery): StoredEvent[];
-  /** The highest seq of the run, 0 when it has no events. */
-  lastSeq(runId: string): number;
-  appendWorkOrderEvent(workOrderId: string, type: string, data: object, timestamp?: string): StoredWorkOrderEvent;
-  listWorkOrderEvents(workOrderId: string, query?: ListEventsQuery): StoredWorkOrderEvent[];
-
-  /** Inserts or replaces the record of one iteration. */
-  saveIteration(runId: string, iteration: number, data: object, startedAt: string, completedAt?: string | null): StoredIteration;
-  /** Ordered by iteration. */
-  listIterations(runId: string): StoredIteration[];
-
-  /** True when the lease was free, expired, or already held by `owner`; false when someone else holds it. */
-  acquireLease(request: AcquireLeaseRequest): boolean;
-  /** False when the lease was lost: expired, released, or taken over. */
-  renewLease(request: RenewLeaseRequest): boolean;
-  /** True when `owner` held the lease and it is now released. */
-  releaseLease(request: ReleaseLeaseRequest): boolean;
-  getLease(key: string): Lease | null;
-  /** Leases whose expiry is at or before `now`: their runs' owners are presumed dead. */
-  listExpiredLeases(now?: Date): Lease[];
-  /** Leases whose expiry is after `now`: their runs have a live owner. */
-  listLiveLeases(now?: Date): Lease[];
-
-  /**
-   * Runs `fn` in one `BEGIN IMMEDIATE` transaction (a savepoint when nested); store calls inside it
-   * join the transaction. `fn` must be synchronous. Whatever it throws rolls everything back and is
-   * rethrown.
-   */
-  runInTransaction<T>(fn: () => T): T;
-  /** Idempotent. */
-  close(): void;
 }

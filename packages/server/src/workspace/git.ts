@@ -13,6 +13,7 @@
  * - ignores `GIT_DIR`/`GIT_WORK_TREE`/`GIT_INDEX_FILE` inherited from a parent git process, which would
  *   otherwise redirect AgentGate's commands into the user's repository and index.
  */
+import { abortError } from '../util/abort.js';
 import { execFile } from 'node:child_process';
 import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { REPOSITORY_ENV, SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
@@ -157,9 +158,7 @@ export function translateGitError(error: unknown, call: Pick<GitCall, 'signal' |
  * timeout abort with a typed AgentGateError), AG_ERR_RUN_CANCELED otherwise.
  */
 export function canceledError(signal: AbortSignal, what: string): AgentGateError {
-  const reason: unknown = signal.reason;
-  if (reason instanceof AgentGateError) return reason;
-  return new AgentGateError('AG_ERR_RUN_CANCELED', `Canceled while trying to ${what}`, { cause: reason });
+  return abortError(signal, what);
 }
 
 /** A signal that never aborts, for cleanup that must finish even when the run was canceled. */

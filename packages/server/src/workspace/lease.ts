@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import { systemClock, type Clock } from '../util/clock.js';
+import type { LeaseRepository } from '../store/repositories.js';
 import { canceledError } from './git.js';
 
 /**
@@ -16,48 +17,11 @@ import { canceledError } from './git.js';
  */
 export const DEFAULT_LEASE_TTL_MS = 60_000;
 
-export interface LeaseAcquireRequest {
-  readonly key: string;
-  readonly owner: string;
-  readonly runId: string;
-  readonly ttlMs: number;
-  readonly now: Date;
-}
-
-export interface LeaseRenewRequest {
-  readonly key: string;
-  readonly owner: string;
-  readonly ttlMs: number;
-  readonly now: Date;
-}
-
-export interface LeaseReleaseRequest {
-  readonly key: string;
-  readonly owner: string;
-}
-
-export interface ExpiredLease {
-  readonly key: string;
-  readonly owner: string;
-  readonly runId: string;
-  readonly expiresAt: string;
-}
-
 /**
- * The part of the run store leases need — exactly the lease methods of `RunStore`, so `SqliteRunStore`
- * satisfies it structurally and workspace code does not depend on the store module. Results may be
- * synchronous (SQLite) or promises (a future network store).
+ * The part of the {@link LeaseRepository} a {@link LeaseKeeper} and the workspace manager use. Any
+ * backend's lease repository satisfies it; tests pass an in-memory one.
  */
-export interface LeaseStore {
-  /** True when the lease was free, expired, or already ours; false when another live owner holds it. */
-  acquireLease(request: LeaseAcquireRequest): boolean | Promise<boolean>;
-  /** False when the lease was lost: expired, released, or taken over. */
-  renewLease(request: LeaseRenewRequest): boolean | Promise<boolean>;
-  /** True when `owner` held the lease and it is now released. */
-  releaseLease(request: LeaseReleaseRequest): boolean | Promise<boolean>;
-  /** Leases whose expiry is at or before `now`: their owners are presumed dead. */
-  listExpiredLeases(now: Date): readonly ExpiredLease[] | Promise<readonly ExpiredLease[]>;
-}
+export type LeaseStore = Pick<LeaseRepository, 'acquire' | 'renew' | 'release' | 'listExpired'>;
 
 /** The lease key of a run branch: `<repoPath>#<branch>`. */
 export function leaseKey(repoPath: string, branch: string): string {
@@ -70,6 +34,7 @@ export function defaultLeaseOwner(): string {
 }
 
 export interface LeaseKeeperOptions {
+  /** Usually `Repositories.leases`. */
   store: LeaseStore;
   key: string;
   owner: string;
@@ -140,7 +105,7 @@ export class LeaseKeeper {
     const now = this.clock.now();
     let acquired: boolean;
     try {
-      acquired = await this.store.acquireLease({ key: this.key, owner: this.owner, runId: this.runId, ttlMs: this.ttlMs, now: new Date(now) });
+      acquired = await this.store.acquire({ key: this.key, owner: this.owner, runId: this.runId, ttlMs: this.ttlMs, now: new Date(now) });
     } catch (error) {
       throw toAgentGateError(error, 'AG_ERR_STORE_WRITE');
     }
@@ -171,7 +136,7 @@ export class LeaseKeeper {
     this.disarm();
     if (!wasAcquired) return;
     try {
-      await this.store.releaseLease({ key: this.key, owner: this.owner });
+      await this.store.release({ key: this.key, owner: this.owner });
     } catch (error) {
       throw toAgentGateError(error, 'AG_ERR_STORE_WRITE');
     }
@@ -194,7 +159,7 @@ export class LeaseKeeper {
     const now = this.clock.now();
     let renewed: boolean;
     try {
-      renewed = await this.store.renewLease({ key: this.key, owner: this.owner, ttlMs: this.ttlMs, now: new Date(now) });
+      renewed = await this.store.renew({ key: this.key, owner: this.owner, ttlMs: this.ttlMs, now: new Date(now) });
     } catch (error) {
       if (this.current !== 'held') return;
       // A store hiccup is not a lost lease while the lease is still ours: try again on the next beat,

@@ -28,7 +28,10 @@ export type WorkspaceSpec =
 export interface WorkspaceManagerOptions {
   /** `$AGENTGATE_HOME`. */
   home: string;
-  /** When given, every workspace holds a lease on `<repoPath>#<branch>` for as long as it exists. */
+  /**
+   * Usually `Repositories.leases`. When given, every workspace holds a lease on `<repoPath>#<branch>`
+   * for as long as it exists.
+   */
   leases?: LeaseStore;
   /** Identifies this process as lease owner; default `<host>:<pid>:<uuid>`. */
   leaseOwner?: string;

@@ -22,8 +22,8 @@ import {
   type ClaudeCodeDriverConfig,
   type ClaudeResult,
   type ClaudeRunOutcome,
-} from '../../src/agents/claude-code.js';
-import { FEEDBACK_HEADING } from '../../src/agents/command.js';
+} from '../../src/agents/claude-code/index.js';
+import { FEEDBACK_HEADING } from '../../src/agents/agent-input.js';
 import type { AgentOptions, AgentRequest, AgentResult } from '../../src/agents/types.js';
 import { AgentGateError } from '../../src/errors.js';
 import { systemClock } from '../../src/util/clock.js';

@@ -19,8 +19,9 @@ import {
   perIterationUsage,
   validateCodexOptions,
   type CodexEmission,
-} from '../../src/agents/codex.js';
-import { FEEDBACK_HEADING, TRANSCRIPT_FILE } from '../../src/agents/command.js';
+} from '../../src/agents/codex/index.js';
+import { FEEDBACK_HEADING } from '../../src/agents/agent-input.js';
+import { TRANSCRIPT_FILE } from '../../src/agents/process-driver/transcript.js';
 import type { AgentRequest, AgentResult } from '../../src/agents/types.js';
 import { AgentGateError } from '../../src/errors.js';
 import type { EmitFn } from '../../src/observability/events.js';

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../../src/store/types.js';
-import { TempStores, seedRun, seedWorkOrder } from './helpers/store-fixture.js';
+import { TempStores, seedRun } from './helpers/store-fixture.js';
 
 const temp = new TempStores();
 const children: ChildProcessWithoutNullStreams[] = [];
@@ -57,14 +57,13 @@ async function startWriter(dbPath: string, runId: string, writer: string, count:
   };
 }
 
-describe('SqliteRunStore under concurrent writers', () => {
+describe('SQLite repositories under concurrent writers', () => {
   it('gives two connections interleaving thousands of appends gapless, unique seqs', async () => {
     const path = await temp.dbPath();
     const one = temp.open(path);
     const two = temp.open(path);
-    seedWorkOrder(one);
-    seedRun(one, 'run-1');
-    seedRun(two, 'run-2');
+    await seedRun(one, 'run-1');
+    await seedRun(two, 'run-2');
 
     // A deterministic but irregular interleaving over two runs and two connections.
     let state = 7;
@@ -73,11 +72,11 @@ describe('SqliteRunStore under concurrent writers', () => {
       state = (state * 1103515245 + 12345) % 2147483648;
       const store = state % 3 === 0 ? one : two;
       const runId = state % 5 < 3 ? 'run-1' : 'run-2';
-      store.appendEvent(runId, 'agent_output', { i });
+      await store.runs.appendEvents(runId, [{ type: 'agent_output', data: { i } }], null);
     }
 
-    const run1 = one.listEvents('run-1', { limit: total });
-    const run2 = two.listEvents('run-2', { limit: total });
+    const run1 = await one.runs.listEvents('run-1', { limit: total });
+    const run2 = await two.runs.listEvents('run-2', { limit: total });
     expectGapless(run1, run1.length);
     expectGapless(run2, run2.length);
     expect(run1.length + run2.length).toBe(total);
@@ -91,9 +90,8 @@ describe('SqliteRunStore under concurrent writers', () => {
   it('loses no row and duplicates no seq when two processes append to one run at once', async () => {
     const path = await temp.dbPath();
     const setup = temp.open(path);
-    seedWorkOrder(setup);
-    seedRun(setup, 'run-1');
-    setup.appendEvent('run-1', 'run_started', {});
+    await seedRun(setup, 'run-1');
+    await setup.runs.appendEvents('run-1', [{ type: 'run_started', data: {} }], null);
 
     const perWriter = 1500;
     const writers = await Promise.all([startWriter(path, 'run-1', 'a', perWriter), startWriter(path, 'run-1', 'b', perWriter)]);
@@ -105,12 +103,12 @@ describe('SqliteRunStore under concurrent writers', () => {
       expect(result.code).toBe(0);
       expect(result.output).toEqual(['ready', `done ${perWriter}`]);
     }
-    const events = setup.listEvents('run-1', { limit: 10_000 });
+    const events = await setup.runs.listEvents('run-1', { limit: 10_000 });
     expectGapless(events, 1 + 2 * perWriter);
     for (const writer of ['a', 'b']) {
       const mine = events.filter((e) => e.data['writer'] === writer).map((e) => Number(e.data['i']));
       expect(mine).toEqual(Array.from({ length: perWriter }, (_, i) => i));
     }
-    expect(setup.lastSeq('run-1')).toBe(1 + 2 * perWriter);
+    expect(await setup.runs.lastSeq('run-1')).toBe(1 + 2 * perWriter);
   });
 });

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, getSchemaVersion, migrate, type Migration } from '../../src/store/migrations.js';
-import { SqliteRunStore } from '../../src/store/run-store.js';
+import { openSqliteRepositories } from '../../src/store/sqlite/index.js';
 import { TempStores } from './helpers/store-fixture.js';
 
 const temp = new TempStores();
@@ -46,7 +46,7 @@ function raw(path: string): Database.Database {
 describe('migrate', () => {
   it('brings a new database to the latest version and records every migration', async () => {
     const store = temp.open(await temp.dbPath());
-    store.close();
+    await store.close();
     const db = raw(store.path);
     try {
       expect(getSchemaVersion(db)).toBe(LATEST_SCHEMA_VERSION);
@@ -89,12 +89,12 @@ describe('migrate', () => {
     }
 
     const store = temp.open(path);
-    expect(store.getWorkOrder('wo-old')).toMatchObject({ status: 'running', source: 'work_order', spec: { prompt: 'old' }, request: null });
-    expect(store.getRun('run-old')).toMatchObject({ state: 'building', iteration: 2, meta: {}, version: 1, branch: null });
-    expect(store.listNonTerminalRuns().map((r) => r.id)).toEqual(['run-old']);
-    expect(store.appendEvent('run-old', 'phase_started', {}).seq).toBe(2);
-    expect(store.acquireLease({ key: 'k', owner: 'a', runId: 'run-old', ttlMs: 1000 })).toBe(true);
-    store.close();
+    expect(await store.workOrders.get('wo-old')).toMatchObject({ status: 'running', source: 'work_order', spec: { prompt: 'old' }, request: null });
+    expect(await store.runs.get('run-old')).toMatchObject({ state: 'building', iteration: 2, meta: {}, version: 1, branch: null });
+    expect((await store.runs.listNonTerminal()).map((r) => r.id)).toEqual(['run-old']);
+    expect((await store.runs.appendEvents('run-old', [{ type: 'phase_started', data: {} }], null))[0]?.seq).toBe(2);
+    expect(await store.leases.acquire({ key: 'k', owner: 'a', runId: 'run-old', ttlMs: 1000 })).toBe(true);
+    await store.close();
 
     const check = raw(path);
     try {
@@ -158,7 +158,7 @@ describe('migrate', () => {
     } finally {
       db.close();
     }
-    const err = caught(() => SqliteRunStore.open({ path }));
+    const err = caught(() => openSqliteRepositories({ path }));
     expect(err.code).toBe('AG_ERR_STORE_MIGRATION');
     expect(err.details).toMatchObject({ version: LATEST_SCHEMA_VERSION + 5 });
   });

@@ -39,6 +39,6 @@ export class BuildPhase implements PhaseHandler<'build'> {
     const result = await driver.run(request, { signal: ctx.signal, emit: ctx.emit, clock: ctx.clock });
     if (result.ok) return { ok: true, value: { agent: result } };
     const { error, aborted, ...summary } = result;
-    return { ok: false, error, cancelled: aborted || ctx.signal.aborted, record: { agent: summary } };
+    return { ok: false, error, cancelled: aborted || ctx.signal.aborted, agent: summary };
   }
 }

@@ -1,13 +1,13 @@
 /**
- * Shared fixtures of the store tests: a unique temp directory per test, a controllable clock, and
- * builders for a work order and a run.
+ * Shared fixtures of the SQLite store tests: a unique temp directory per test, a controllable clock, and
+ * repositories opened on files in those directories.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRun, type Run } from '../../../src/orchestrator/state-machine.js';
-import { SqliteRunStore } from '../../../src/store/run-store.js';
-import type { StoredRun, StoredWorkOrder } from '../../../src/store/types.js';
+import { openSqliteRepositories, type SqliteRepositories } from '../../../src/store/sqlite/index.js';
+import type { StoredRun } from '../../../src/store/types.js';
 
 /** A clock that only moves when told to. */
 export interface ManualClock {
@@ -32,7 +32,7 @@ export function manualClock(start = '2025-01-01T00:00:00.000Z'): ManualClock {
 /** Creates temp directories and closes/removes everything in `cleanup()` (call it from afterEach). */
 export class TempStores {
   private readonly dirs: string[] = [];
-  private readonly stores: SqliteRunStore[] = [];
+  private readonly opened: SqliteRepositories[] = [];
 
   async dir(): Promise<string> {
     const dir = await mkdtemp(join(tmpdir(), 'agentgate-store-'));
@@ -45,31 +45,29 @@ export class TempStores {
     return join(await this.dir(), 'agentgate.db');
   }
 
-  open(path: string, clock: ManualClock = manualClock()): SqliteRunStore {
-    const store = SqliteRunStore.open({ path, clock: clock.now });
-    this.stores.push(store);
-    return store;
+  open(path: string, clock: ManualClock = manualClock(), busyTimeoutMs?: number): SqliteRepositories {
+    const repos = openSqliteRepositories({ path, clock: clock.now, ...(busyTimeoutMs === undefined ? {} : { busyTimeoutMs }) });
+    this.opened.push(repos);
+    return repos;
   }
 
   async cleanup(): Promise<void> {
-    for (const store of this.stores.splice(0)) store.close();
+    for (const repos of this.opened.splice(0)) await repos.close();
     for (const dir of this.dirs.splice(0)) await rm(dir, { recursive: true, force: true });
   }
-}
-
-export function seedWorkOrder(store: SqliteRunStore, id = 'wo-1'): StoredWorkOrder {
-  return store.createWorkOrder({
-    id,
-    source: 'task_spec',
-    spec: { prompt: 'fix the failing test', maxIterations: 3 },
-    request: { taskPrompt: 'fix the failing test' },
-  });
 }
 
 export function newRun(id: string, workOrderId = 'wo-1', createdAt = '2025-01-01T00:00:00.000Z'): Run {
   return createRun({ id, workOrderId, maxIterations: 3, createdAt });
 }
 
-export function seedRun(store: SqliteRunStore, id = 'run-1', workOrderId = 'wo-1', createdAt?: string): StoredRun {
-  return store.insertRun(newRun(id, workOrderId, createdAt), { branch: `agentgate/${id}` });
+/** Creates run `id` (and work order `wo-1` when absent), holding the lease `run:<id>` as `owner-a`. */
+export async function seedRun(repos: SqliteRepositories, id = 'run-1', workOrderId = 'wo-1'): Promise<StoredRun> {
+  const { run } = await repos.runs.create({
+    workOrder: { id: workOrderId, source: 'task_spec', spec: { prompt: 'fix the failing test' } },
+    run: newRun(id, workOrderId),
+    meta: { branch: `agentgate/${id}` },
+    lease: { key: `run:${id}`, owner: 'owner-a', ttlMs: 60_000 },
+  });
+  return run;
 }

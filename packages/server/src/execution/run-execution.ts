@@ -1,0 +1,266 @@
+/**
+ * Executing one run: the run actor driven through the step table. Sets up what the run holds (the
+ * run lease's heartbeat, the wall clock, the iteration tracker, the convergence controller), loops
+ * `state → step → commit` until the run is terminal or this process lost it, and always cleans up
+ * outside the abortable scope with its own time limit.
+ */
+import { join } from 'node:path';
+import type { AgentDriverRegistry } from '../agents/registry.js';
+import { ConvergenceController } from '../convergence/controller.js';
+import type { ConvergenceStrategy, StrategyName } from '../convergence/types.js';
+import type { DeliveryManager } from '../delivery/manager.js';
+import { AgentGateError, toAgentGateError } from '../errors.js';
+import type { Verifier } from '../gates/verifier.js';
+import type { ErrorPayload, UsageTotals } from '../observability/events.js';
+import type { NonTerminalState, RunErrorInfo, RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';
+import type { ResolvedTaskSpec } from '../schemas/resolve.js';
+import { abortOutcome, leaseLost, runTimedOut } from '../util/abort.js';
+import { LeaseKeeper } from '../workspace/lease.js';
+import type { WorkspaceManager } from '../workspace/manager.js';
+import { stripUrlCredentials } from '../workspace/paths.js';
+import type { RunProgress } from './context.js';
+import { IterationTracker } from './iteration-tracker.js';
+import type { PhaseOrchestrator } from './phase-orchestrator.js';
+import type { RunActor, RunActorServices } from './run-actor.js';
+import { STEPS, type RunContext } from './steps/index.js';
+
+export interface RunExecutionServices extends RunActorServices {
+  agents: AgentDriverRegistry;
+  verifier: Verifier;
+  workspaces: WorkspaceManager;
+  orchestrator: PhaseOrchestrator;
+  /** `$AGENTGATE_HOME`: run artifacts live below it. */
+  home: string;
+  /** Custom convergence strategies by name; they replace the built-in one of the same name. */
+  strategies?: Partial<Record<StrategyName, (config: ResolvedTaskSpec['convergence']['config']) => ConvergenceStrategy>>;
+  leaseOwner: string;
+  leaseTtlMs: number;
+  /** Time limit of the cleanup after the run (workspace removal, delivery finalize, lease release). */
+  cleanupTimeoutMs: number;
+}
+
+export interface RunOutcome {
+  runId: string;
+  workOrderId: string;
+  state: RunState;
+  result: RunResult | null;
+  iterations: number;
+  branch: string;
+  prUrl?: string;
+  error: ErrorPayload | null;
+  unverified: boolean;
+  usage: UsageTotals;
+  durationMs: number;
+}
+
+export function newProgress(): RunProgress {
+  return {
+    iteration: 1,
+    sessionId: undefined,
+    feedback: '',
+    usage: { inputTokens: 0, outputTokens: 0, costUsd: 0 },
+    history: [],
+    unverified: false,
+    lastReport: undefined,
+    plan: undefined,
+    delivery: {},
+    ciFeedback: undefined,
+  };
+}
+
+/** Runs `actor`'s run to a terminal state (or until this process loses it). Never rejects. */
+export async function executeRun(
+  actor: RunActor,
+  spec: ResolvedTaskSpec,
+  delivery: DeliveryManager,
+  services: RunExecutionServices,
+  progress: RunProgress,
+  iterations: IterationTracker,
+): Promise<RunOutcome> {
+  const { clock } = services;
+  const startedAt = clock.now();
+  const limits = spec.convergence.limits;
+  const custom = services.strategies?.[spec.convergence.strategy];
+  const convergence = new ConvergenceController({
+    strategy: custom ? custom(spec.convergence.config) : spec.convergence.strategy,
+    config: spec.convergence.config,
+    limits,
+    clock,
+    startedAt,
+  });
+  const run: RunContext = {
+    runId: actor.runId,
+    workOrderId: actor.workOrderId,
+    spec,
+    branch: actor.run.branch ?? `${spec.delivery.branchPrefix}${actor.runId}`,
+    artifactsDir: join(services.home, 'runs', actor.runId),
+    startedAt,
+    deadline: startedAt + limits.maxWallClockMs,
+    signal: actor.signal,
+    logger: actor.logger,
+    emit: actor.emit,
+    clock,
+    progress,
+    iterations,
+    services: { orchestrator: services.orchestrator, workspaces: services.workspaces, verifier: services.verifier, convergence, delivery },
+    workspace: undefined,
+    updateMeta: (patch) => actor.updateMeta(patch),
+    failure: (error, phase) => ({ code: error.code, message: error.message, phase, iteration: progress.iteration }),
+    abort: (reason) => actor.abort(reason),
+  };
+  actor.onBeforeTerminal(() => iterations.closeOpen());
+  const wallClock = clock.setTimeout(() => actor.abort(runTimedOut(limits.maxWallClockMs)), limits.maxWallClockMs);
+  const keeper = new LeaseKeeper({ store: services.repos.leases, key: actor.fence.leaseKey, owner: actor.fence.owner, runId: actor.runId, clock, ttlMs: services.leaseTtlMs });
+  try {
+    await keeper.acquire(actor.signal);
+    keeper.lost.addEventListener('abort', () => actor.abort(leaseLost()), { once: true });
+    await services.workOrders.runStarted(actor.workOrderId, actor.runId);
+    actor.emit('run_started', {
+      maxIterations: limits.maxIterations,
+      strategy: spec.convergence.strategy,
+      agent: spec.agent.driver,
+      workspace: describeWorkspace(spec),
+      branch: run.branch,
+      warnings: [],
+    });
+    actor.logger.info({ agent: spec.agent.driver, strategy: spec.convergence.strategy }, 'run started');
+    for (let state = actor.nonTerminalState(); state !== undefined && actor.ownershipLost === undefined; state = actor.nonTerminalState()) {
+      const outcome = await runStep(state, run);
+      const { event, error } = actor.signal.aborted ? abortOutcome(actor.abortReason(), progress.iteration) : outcome;
+      await actor.commit(event, error);
+      progress.iteration = actor.run.iteration;
+    }
+  } catch (error) {
+    await closeAfterThrow(actor, error, progress.iteration);
+  } finally {
+    clock.clearTimeout(wallClock);
+    await cleanUp(actor, run, keeper, services);
+  }
+  return finish(actor, run, services, startedAt);
+}
+
+async function runStep(state: NonTerminalState, run: RunContext): Promise<{ event: RunEvent; error?: RunErrorInfo }> {
+  try {
+    return await STEPS[state](run);
+  } catch (error) {
+    // The one boundary where an unexpected throw of a step becomes a classified failure.
+    return { event: 'system_error', error: run.failure(toAgentGateError(error), state) };
+  }
+}
+
+/** Something outside the steps threw (store down, lease refused): the run must still end terminal. */
+async function closeAfterThrow(actor: RunActor, thrown: unknown, iteration: number): Promise<void> {
+  const classified = toAgentGateError(thrown);
+  actor.logger.error({ err: classified, code: classified.code }, 'run failed unexpectedly');
+  if (actor.nonTerminalState() === undefined || actor.ownershipLost !== undefined) return;
+  const { event, error } = actor.signal.aborted
+    ? abortOutcome(actor.abortReason(), iteration)
+    : { event: 'system_error' as const, error: { code: classified.code, message: classified.message, iteration } };
+  try {
+    await actor.commit(event, error);
+  } catch (failure) {
+    const again = toAgentGateError(failure, 'AG_ERR_STORE_WRITE');
+    actor.logger.error({ err: again, code: again.code }, 'could not close the run; reconciliation will');
+  }
+}
+
+/** Cleanup outside the run's scope (it must run after a cancel) but with its own time limit. */
+async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, services: RunExecutionServices): Promise<void> {
+  const { clock } = services;
+  const limit = new AbortController();
+  const timer = clock.setTimeout(
+    () => limit.abort(new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `cleanup did not finish within ${services.cleanupTimeoutMs} ms`)),
+    services.cleanupTimeoutMs,
+  );
+  const attempt = async (what: string, work: () => Promise<unknown>): Promise<void> => {
+    try {
+      await bounded(work(), limit.signal);
+    } catch (error) {
+      const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
+      actor.logger.error({ err: classified, code: classified.code, what }, 'run cleanup step failed');
+    }
+  };
+  try {
+    await actor.flush();
+    const workspace = run.workspace;
+    const target = run.progress.delivery.target;
+    if (workspace !== undefined && target !== undefined) {
+      const delivery = run.services.delivery;
+      const result = actor.run.result ?? 'failed_error';
+      const change = run.progress.delivery.change;
+      const delivered = run.progress.delivery.delivered;
+      await attempt('delivery finalize', () =>
+        delivery.finalize(
+          { runId: run.runId, workOrderId: run.workOrderId, spec: run.spec, workspace, branch: workspace.branch, signal: limit.signal, clock, logger: run.logger, emit: run.emit, target },
+          { result, ...(change !== undefined && { change }), ...(delivered !== undefined && { lastIteration: delivered }) },
+        ),
+      );
+    }
+    if (workspace !== undefined) await attempt('workspace release', () => services.workspaces.release(workspace, { signal: limit.signal }));
+    await attempt('run lease release', () => keeper.release());
+  } finally {
+    clock.clearTimeout(timer);
+  }
+}
+
+function bounded<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+async function finish(actor: RunActor, run: RunContext, services: RunExecutionServices, startedAt: number): Promise<RunOutcome> {
+  const stored = actor.run;
+  const lost = actor.ownershipLost;
+  if (lost === undefined && actor.nonTerminalState() === undefined) {
+    try {
+      await services.workOrders.runFinished(actor.workOrderId, actor.runId, stored.state);
+    } catch (error) {
+      const classified = toAgentGateError(error, 'AG_ERR_STORE_WRITE');
+      actor.logger.error({ err: classified, code: classified.code }, 'could not record the end of the run on its work order');
+    }
+  }
+  const durationMs = services.clock.now() - startedAt;
+  const error: ErrorPayload | null = lost !== undefined ? { code: 'AG_ERR_LEASE_LOST', message: lost.message } : stored.error;
+  actor.logger.info({ state: stored.state, result: stored.result, iterations: run.iterations.count, durationMs }, 'run finished');
+  const prUrl = run.progress.delivery.change?.url;
+  return {
+    runId: actor.runId,
+    workOrderId: actor.workOrderId,
+    state: stored.state,
+    result: stored.result,
+    iterations: run.iterations.count,
+    branch: run.branch,
+    ...(prUrl !== undefined && { prUrl }),
+    error,
+    unverified: run.progress.unverified,
+    usage: { ...run.progress.usage },
+    durationMs,
+  };
+}
+
+function describeWorkspace(spec: ResolvedTaskSpec): string {
+  const ws = spec.workspace;
+  switch (ws.source) {
+    case 'local':
+      return ws.path;
+    case 'git':
+      return stripUrlCredentials(ws.url);
+    case 'github':
+      return `github:${ws.repo}`;
+    case 'gitlab':
+      return `gitlab:${ws.project}`;
+  }
+}
