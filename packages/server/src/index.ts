@@ -75,8 +75,21 @@ export type {
 } from './schemas/index.js';
 
 // Store
-export { SqliteRunStore, WorkOrderSource, WorkOrderStatus, migrate, LATEST_SCHEMA_VERSION } from './store/index.js';
-export type { RunMeta, RunStore, StoredEvent, StoredIteration, StoredRun, StoredWorkOrder, TransitionOutcome } from './store/index.js';
+export { openSqliteRepositories, WorkOrderSource, WorkOrderStatus, migrate, LATEST_SCHEMA_VERSION } from './store/index.js';
+export type {
+  Fence,
+  IterationRecord,
+  IterationRepository,
+  LeaseRepository,
+  Repositories,
+  RunMeta,
+  RunRepository,
+  StoredEvent,
+  StoredIterationRecord,
+  StoredRun,
+  StoredWorkOrder,
+  WorkOrderRepository,
+} from './store/index.js';
 
 // Execution
 export { ExecutionEngine } from './execution/engine.js';
@@ -89,6 +102,20 @@ export { VerifyPhase } from './execution/phases/verify.js';
 export { FeedbackPhase } from './execution/phases/feedback.js';
 export type { ExecutionContext, ExecutionServices, PhaseContext, PhaseHandler, PhaseResult } from './execution/context.js';
 export { generateFeedback } from './execution/feedback-generator.js';
+export { RunActor } from './execution/run-actor.js';
+export { STEPS } from './execution/steps/index.js';
+export type { RunContext, Step, StepOutcome, StepTable } from './execution/steps/index.js';
+export { WorkOrderService } from './execution/work-order-service.js';
+export { reconcileInterruptedRuns } from './execution/reconcile.js';
+export { RunAbort, abortError, abortReason } from './util/abort.js';
+export { ManualClock, systemClock } from './util/clock.js';
+export type { Clock, TimerClock } from './util/clock.js';
+
+// Delivery
+export { createDeliveryRegistry } from './delivery/registry.js';
+export type { DeliveryRegistry } from './delivery/registry.js';
+export { LocalDeliveryManager } from './delivery/local.js';
+export type { DeliveryManager, DeliveryCapabilities, DeliveryContext, CiOutcome, ChangeOutcome, PushOutcome } from './delivery/manager.js';
 export { createRuntime } from './runtime.js';
 export type { Runtime, RuntimeOptions } from './runtime.js';
 

@@ -9,6 +9,7 @@ import { destination, type DestinationStream, type Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
 import { createDeliveryRegistry, type DeliveryRegistry } from './delivery/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
+import type { PhaseHandlers } from './execution/phase-orchestrator.js';
 import { reconcileInterruptedRuns, runLeaseKey } from './execution/reconcile.js';
 import { WorkOrderService } from './execution/work-order-service.js';
 import { Verifier } from './gates/verifier.js';
@@ -37,6 +38,8 @@ export interface RuntimeOptions {
   processMetrics?: boolean;
   /** Run lease TTL (default 60 s). */
   leaseTtlMs?: number;
+  /** Phase handlers replacing the default ones (tests inject failing handlers). */
+  handlers?: PhaseHandlers;
 }
 
 export interface Runtime {
@@ -92,7 +95,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     verifier: new Verifier(),
     ...(options.strategies !== undefined && { strategies: options.strategies }),
     ...(options.leaseTtlMs !== undefined && { leaseTtlMs: options.leaseTtlMs }),
-  });
+  }, options.handlers);
   const reconcile = async (): Promise<string[]> => {
     const closed = await reconcileInterruptedRuns({
       repos,

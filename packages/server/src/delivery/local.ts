@@ -30,7 +30,6 @@ import {
   type DeliveryCapabilities,
   type DeliveryContext,
   type DeliveryManager,
-  type DeliveryOutcome,
   type DeliveryResult,
   type DeliverySupport,
   type DeliveryTarget,
@@ -123,8 +122,8 @@ export class LocalDeliveryManager implements DeliveryManager {
     });
   }
 
-  finalize(ctx: PreparedDeliveryContext, outcome: DeliveryOutcome): Promise<DeliveryResult<FinalizeOutcome>> {
-    void outcome;
+  /** Nothing to finish: the branch (and its pushed copy) is the result, whatever the outcome. */
+  finalize(ctx: PreparedDeliveryContext): Promise<DeliveryResult<FinalizeOutcome>> {
     return deliveryStep(ctx.signal, 'finalize local delivery', 'AG_ERR_INTERNAL', () => {
       localTarget(ctx.target);
       return Promise.resolve({ status: 'unchanged' });

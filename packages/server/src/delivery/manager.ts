@@ -90,7 +90,7 @@ export interface LocalPushTarget {
 /** The run-level context (prepare, finalize). Narrow on purpose: never the engine. */
 export interface DeliveryContext {
   readonly runId: string;
-  readonly workOrderId?: string;
+  readonly workOrderId: string;
   readonly spec: ResolvedTaskSpec;
   readonly workspace: Workspace;
   /** The run branch (`workspace.branch`). */

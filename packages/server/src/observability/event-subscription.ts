@@ -175,7 +175,15 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
     return this;
   }
 
-  async next(): Promise<IteratorResult<E, undefined>> {
+  next(): Promise<IteratorResult<E, undefined>> {
+    // Fast path without an async frame: a reader keeping up pays one resolved promise per event.
+    const event = this.ready.shift();
+    if (event === undefined) return this.wait();
+    this.counters.delivered += 1;
+    return Promise.resolve({ value: event, done: false });
+  }
+
+  private async wait(): Promise<IteratorResult<E, undefined>> {
     for (;;) {
       const event = this.ready.shift();
       if (event !== undefined) {
@@ -244,15 +252,17 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
 
   /** Accounts for the next event and queues it when the filter accepts it; false when the filter threw. */
   private take(event: E): boolean {
-    this.lastSeq = event.seq;
     const { accept } = this.options;
+    let accepted: boolean;
     try {
-      if (accept === null || accept(event)) this.ready.push(event);
-      return true;
+      accepted = accept === null || accept(event);
     } catch (error) {
       this.fail(toAgentGateError(error, 'AG_ERR_INTERNAL'));
       return false;
     }
+    this.lastSeq = event.seq;
+    if (accepted) this.ready.push(event);
+    return true;
   }
 
   private fail(error: AgentGateError): void {

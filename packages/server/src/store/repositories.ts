@@ -40,8 +40,8 @@ import type {
 
 /**
  * Proof of ownership carried by every write of an executing run (see the module comment). Methods take
- * `Fence | null`: `null` is an unfenced administrative write — the API, reconciliation of a run whose
- * owner is gone, tests — that no lease vouches for. The engine always passes its fence.
+ * `Fence | null`: `null` is an unfenced administrative write (the API, tests) that no lease vouches for.
+ * The engine and the reconciler (after taking the expired lease over) always pass their fence.
  */
 export interface Fence {
   readonly leaseKey: string;

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { AgentGateError, toAgentGateError } from '../errors.js';
-import { systemClock, type Clock } from '../util/clock.js';
+import { systemClock, type TimerClock, type TimerHandle } from '../util/clock.js';
 import type { LeaseRepository } from '../store/repositories.js';
 import { canceledError } from './git.js';
 
@@ -41,7 +41,8 @@ export interface LeaseKeeperOptions {
   runId: string;
   /** Default {@link DEFAULT_LEASE_TTL_MS}. */
   ttlMs?: number;
-  clock?: Clock;
+  /** Time and timers of the heartbeat (a ManualClock in tests). */
+  clock?: TimerClock;
 }
 
 export type LeaseKeeperState = 'idle' | 'held' | 'lost' | 'released';
@@ -60,10 +61,10 @@ export class LeaseKeeper {
   readonly heartbeatMs: number;
 
   private readonly store: LeaseStore;
-  private readonly clock: Clock;
+  private readonly clock: TimerClock;
   private readonly lostController = new AbortController();
   private current: LeaseKeeperState = 'idle';
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  private timer: TimerHandle | undefined;
   /** Our own view of the expiry: the time of the last successful acquire/renewal plus the TTL. */
   private expiresAt = 0;
   private releasing: Promise<void> | undefined;
@@ -143,13 +144,12 @@ export class LeaseKeeper {
   }
 
   private arm(): void {
-    this.timer = setTimeout(() => void this.beat(), this.heartbeatMs);
-    // The heartbeat alone must not keep a finished process alive.
-    this.timer.unref?.();
+    // The system clock's timers never keep a finished process alive on their own.
+    this.timer = this.clock.setTimeout(() => void this.beat(), this.heartbeatMs);
   }
 
   private disarm(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 

@@ -9,7 +9,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
-import type { Clock } from '../util/clock.js';
+import type { TimerClock } from '../util/clock.js';
 import { withCleanupFailure, withRepositoryLock } from './git.js';
 import { RemoteRepositoryCache, resolveRemoteSource, type ForgeCloneConfig } from './git-remote.js';
 import { KeyedMutex } from './keyed-mutex.js';
@@ -37,7 +37,7 @@ export interface WorkspaceManagerOptions {
   leaseOwner?: string;
   /** Default {@link DEFAULT_LEASE_TTL_MS}. */
   leaseTtlMs?: number;
-  clock?: Clock;
+  clock?: TimerClock;
   /** GitHub clone access; github workspaces are unsupported without it. */
   github?: ForgeCloneConfig;
   /** GitLab clone access; gitlab workspaces are unsupported without it. */

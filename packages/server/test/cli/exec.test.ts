@@ -40,7 +40,7 @@ describe('agentgate exec', () => {
       expect(git(r.repo, 'log', '-1', '--format=%s', `agentgate/${runId}`)).toBe('agentgate: iteration 1');
       expect(userTreeState(r.repo)).toEqual(before);
       expect(readFileSync(join(r.repo, 'src/math.js'), 'utf8')).toContain('not implemented');
-      const view = readRun(r.home, runId);
+      const view = await readRun(r.home, runId);
       expect(view.transitions).toEqual(passingPath(1));
       expect(existsSync(join(r.home, 'worktrees', runId))).toBe(false);
     });
@@ -57,7 +57,7 @@ describe('agentgate exec', () => {
       expect(existsSync(orphan)).toBe(false);
       expect(git(r.repo, 'worktree', 'list')).not.toContain('orphan-run');
       expect(git(r.repo, 'branch', '--list', 'agentgate/orphan-run')).toContain('agentgate/orphan-run');
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(passingPath(1));
     });
   });
 
@@ -79,7 +79,7 @@ describe('agentgate exec', () => {
       expect(received).toContain('test/math.test.js:9:1');
       expect(readFileSync(join(r.home, 'runs', runId, 'received-stdin-2.txt'), 'utf8')).toContain('multiply multiplies two numbers');
       expect(readFileSync(join(r.home, 'runs', runId, 'received-feedback-1.txt'), 'utf8')).toBe('');
-      const view = readRun(r.home, runId);
+      const view = await readRun(r.home, runId);
       expect(view.transitions).toEqual(passingPath(2));
       expect(view.iterations).toBe(2);
       expect(res.stderr).toContain('gate unit-tests [L1] FAIL');
@@ -95,7 +95,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 3, error: { code: 'AG_ERR_VERIFY_FAILED' } });
       expect(readFileSync(counter, 'utf8').trim().split('\n')).toHaveLength(3);
-      const view = readRun(r.home, String(res.json?.['runId']));
+      const view = await readRun(r.home, String(res.json?.['runId']));
       expect(view.transitions.at(-1)).toBe('verifying→failed');
       expect(view.transitions.filter((t) => t === 'feedback→building')).toHaveLength(2);
     });
@@ -124,7 +124,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE' } });
       expect(String((res.json?.['error'] as { message: string }).message)).toContain('cannot do it');
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
     });
   });
 
@@ -135,7 +135,7 @@ describe('agentgate exec', () => {
       const res = await exec(r, writeAgent(r.root, 'agent', 'touch "$(git rev-parse --git-dir)/index.lock"\necho locked'));
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT' } });
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('snapshotting→failed');
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('snapshotting→failed');
     });
   });
 
@@ -147,7 +147,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
     });
   });
 
@@ -159,7 +159,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('building→failed');
     });
   });
 
@@ -173,7 +173,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(130);
       expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      const view = readRun(r.home, String(res.json?.['runId']));
+      const view = await readRun(r.home, String(res.json?.['runId']));
       expect(view.transitions.at(-1)).toBe('building→canceled');
       expect(view.events.at(-1)?.type).toBe('run_canceled');
     });
@@ -191,7 +191,7 @@ describe('agentgate exec', () => {
       expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
       expect(existsSync(join(r.home, 'worktrees', String(res.json?.['runId'])))).toBe(false);
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→canceled');
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('building→canceled');
     });
 
     it('during a long gate command: exits 130, state canceled, no gate process left', async () => {
@@ -209,7 +209,7 @@ describe('agentgate exec', () => {
       // The gate really ran (and was stopped): its log has its first line.
       expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-gate-slow.log'), 'utf8')).toContain('gate-is-running');
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      expect(readRun(r.home, runId).transitions.at(-1)).toBe('verifying→canceled');
+      expect((await readRun(r.home, runId)).transitions.at(-1)).toBe('verifying→canceled');
     });
   });
 
@@ -221,7 +221,7 @@ describe('agentgate exec', () => {
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_verification' });
       expect(res.stderr).toMatch(/tamper.*test\/math\.test\.js/);
-      const view = readRun(r.home, String(res.json?.['runId']));
+      const view = await readRun(r.home, String(res.json?.['runId']));
       const gates = view.events.filter((e) => e.type === 'gate_checked' && e.data['passed'] === false);
       const messages = gates.map((g) => String(g.data['message']));
       expect(messages.length).toBeGreaterThan(1);
@@ -240,7 +240,7 @@ describe('agentgate exec', () => {
       expect(res.json).toMatchObject({ state: 'failed', error: { code: 'AG_ERR_VERIFY_CONFIG_INVALID' } });
       expect(String((res.json?.['error'] as { message: string }).message)).toMatch(/verify\.yaml:5: tests\[0\]\.timeout: expected a positive number of seconds .*got "soon"/);
       expect(existsSync(ran)).toBe(false);
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(['queued→leased', 'leased→failed']);
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(['queued→leased', 'leased→failed']);
     });
 
     it.each([
@@ -285,7 +285,7 @@ describe('agentgate exec', () => {
       expect(git(cache, 'show', `${String(res.json?.['branch'])}:src/math.js`)).toContain('a * b');
       // The remote itself is untouched: local delivery does not push.
       expect(git(remote, 'branch', '--list', 'agentgate/*')).toBe('');
-      expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
+      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(passingPath(1));
     });
   });
 
@@ -307,7 +307,7 @@ describe('agentgate exec', () => {
       expect(worktrees[0]).not.toBe(worktrees[1]);
       for (const id of ids) {
         expect(git(r.repo, 'rev-parse', '--verify', `agentgate/${id}`)).toMatch(/^[0-9a-f]{40}$/);
-        expect(readRun(r.home, id).transitions).toEqual(passingPath(1));
+        expect((await readRun(r.home, id)).transitions).toEqual(passingPath(1));
       }
     });
   });
@@ -337,7 +337,7 @@ describe('agentgate task run', () => {
     const res = await runCli(['task', 'run', specPath, '--json'], { env: { AGENTGATE_HOME: r.home } });
     expect(res.code).toBe(0);
     expect(res.json).toMatchObject({ state: 'succeeded', iterations: 1 });
-    expect(readRun(r.home, String(res.json?.['runId'])).transitions).toEqual(passingPath(1));
+    expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(passingPath(1));
   });
 
   it('an invalid TaskSpec exits 2 naming the line', async () => {

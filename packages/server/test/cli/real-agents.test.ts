@@ -15,7 +15,8 @@ import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
 import { resolveTaskSpec } from '../../src/schemas/resolve.js';
-import { SqliteRunStore } from '../../src/store/run-store.js';
+import { openSqliteRepositories } from '../../src/store/sqlite/index.js';
+import type { IterationRecord } from '../../src/store/records.js';
 
 const BIN = new URL('../../node_modules/.bin/', import.meta.url).pathname;
 const API_KEY = 'sk-ant-sentinel-api-key-0123456789abcdef';
@@ -75,11 +76,18 @@ function exec(s: Setup, agent: 'claude-code' | 'codex', extra: string[] = []): P
   return runCli(['exec', '--path', s.repo.repo, '--prompt', 'Implement add and multiply in src/math.js', '--agent', agent, '--json', ...extra], { env: s.env });
 }
 
+/** The agent summary of an iteration record, with the usage the real CLIs always report. */
+function agentOf(record: IterationRecord): { sessionId: string; usage: { inputTokens: number; outputTokens: number; costUsd: number }; turns: number } {
+  const agent = record.agent;
+  if (agent === undefined || agent.usage === undefined) throw new Error('iteration record without agent usage');
+  return { sessionId: agent.sessionId ?? '', usage: agent.usage, turns: agent.turns ?? 0 };
+}
+
 /** Every file AgentGate wrote (store, logs, artifacts) must be free of the sentinel secrets. */
-function expectNoSecrets(home: string, runId: string, ...shown: string[]): void {
-  const store = SqliteRunStore.open({ home });
-  const stored = JSON.stringify([store.listEvents(runId, { limit: 100_000 }), store.listIterations(runId), store.getRun(runId)]);
-  store.close();
+async function expectNoSecrets(home: string, runId: string, ...shown: string[]): Promise<void> {
+  const repos = openSqliteRepositories({ home });
+  const stored = JSON.stringify([await repos.runs.listEvents(runId, { limit: 100_000 }), await repos.iterations.list(runId), await repos.runs.get(runId)]);
+  await repos.close();
   const files: string[] = [];
   const walk = (dir: string): void => {
     for (const name of readdirSync(dir)) {
@@ -130,11 +138,11 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(resumed).toContain('multiply multiplies two numbers');
     expect(messageText(turns[0]?.body?.messages?.at(-1)?.content)).not.toContain('multiply multiplies two numbers');
 
-    const view = readRun(s.repo.home, runId);
-    const store = SqliteRunStore.open({ home: s.repo.home });
-    const iterations = store.listIterations(runId).map((i) => i.data['agent'] as { sessionId: string; usage: { inputTokens: number; outputTokens: number; costUsd: number }; turns: number });
-    const meta = store.getRun(runId)?.meta;
-    store.close();
+    const view = await readRun(s.repo.home, runId);
+    const repos = openSqliteRepositories({ home: s.repo.home });
+    const iterations = (await repos.iterations.list(runId)).map((i) => agentOf(i.record));
+    const meta = (await repos.runs.get(runId))?.meta;
+    await repos.close();
     expect(iterations).toHaveLength(2);
     expect(iterations[0]?.sessionId).toMatch(/^[0-9a-f-]{36}$/);
     expect(iterations[1]?.sessionId).toBe(iterations[0]?.sessionId);
@@ -151,7 +159,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     // The real CLI wrote iteration 1's (wrong) implementation itself.
     expect(git(s.repo.repo, 'show', `${String(res.json?.['branch'])}~1:src/math.js`)).toBe(WRONG.trimEnd());
     expect(view.transitions).toEqual(passingPath(2));
-    expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
+    await expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
   });
 
   it('an is_error result (max turns) fails the build as agent_task_failure', async () => {
@@ -182,7 +190,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(seen).not.toContain('AGENTGATE_GITHUB_TOKEN');
     expect(seen).not.toContain(FORGE_TOKEN);
     // …and AgentGate stored and showed it redacted.
-    expectNoSecrets(s.repo.home, String(res.json?.['runId']), res.stdout, res.stderr);
+    await expectNoSecrets(s.repo.home, String(res.json?.['runId']), res.stdout, res.stderr);
   });
 
   it('a model endpoint answering HTTP 500 fails the build as agent_crash naming the status', async () => {
@@ -195,7 +203,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_CRASH' } });
     expect(String((res.json?.['error'] as { message: string }).message)).toContain('500');
     expect(await liveProcessesWithMarker(marker)).toEqual([]);
-    expect(readRun(s.repo.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
+    expect((await readRun(s.repo.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('building→failed');
   });
 
   it('a CLI that hangs past the idle watchdog is killed: agent_timeout, no process left', async () => {
@@ -207,14 +215,14 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     expect(res.code).toBe(1);
     expect(res.json).toMatchObject({ state: 'failed', result: 'failed_build', error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TIMEOUT' } });
     expect(await liveProcessesWithMarker(marker)).toEqual([]);
-    expect(readRun(s.repo.home, String(res.json?.['runId'])).transitions.at(-1)).toBe('building→failed');
+    expect((await readRun(s.repo.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('building→failed');
   });
 
   it('feeds tokens, cost and turns of every iteration into the /metrics counters (engine in-process)', async () => {
     const server = await claudeServer(failThenPassScript());
     const s = setup({});
     Object.assign(s.env, claudeEnv(server));
-    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: s.repo.home }), logger: silentLogger(), baseEnv: { ...process.env, ...s.env } });
+    const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: s.repo.home }), logger: silentLogger(), baseEnv: { ...process.env, ...s.env } });
     cleanups.push(() => runtime.close());
     const spec = resolveTaskSpec({
       apiVersion: 'agentgate.io/v1',
@@ -233,7 +241,7 @@ describe('agentgate exec --agent claude-code (real claude CLI)', () => {
     });
     const outcome = await runtime.engine.run(spec);
     expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
-    const agents = runtime.store.listIterations(outcome.runId).map((i) => i.data['agent'] as { usage: { inputTokens: number; outputTokens: number; costUsd: number }; turns: number });
+    const agents = (await runtime.repos.iterations.list(outcome.runId)).map((i) => agentOf(i.record));
     expect(agents).toHaveLength(2);
     const sum = (pick: (a: (typeof agents)[number]) => number): number => agents.reduce((total, a) => total + pick(a), 0);
     expect(agents.every((a) => a.usage.costUsd > 0 && a.turns > 0)).toBe(true);
@@ -280,19 +288,19 @@ describe('agentgate exec --agent codex (real codex CLI)', () => {
     expect(resumed).toContain('Implement add and multiply');
     expect(resumed).toContain('Attempt 1 done.');
     expect(resumed).toContain('multiply multiplies two numbers');
-    const store = SqliteRunStore.open({ home: s.repo.home });
-    const agents = store.listIterations(runId).map((i) => i.data['agent'] as { sessionId: string; usage: { inputTokens: number; outputTokens: number }; turns: number });
-    store.close();
+    const repos = openSqliteRepositories({ home: s.repo.home });
+    const agents = (await repos.iterations.list(runId)).map((i) => agentOf(i.record));
+    await repos.close();
     expect(agents).toHaveLength(2);
     expect(agents[0]?.sessionId).toMatch(/\S/);
     expect(agents[1]?.sessionId).toBe(agents[0]?.sessionId);
     expect(git(s.repo.repo, 'show', `${String(res.json?.['branch'])}~1:src/math.js`)).toBe(WRONG.trimEnd());
-    expect(readRun(s.repo.home, runId).transitions).toEqual(passingPath(2));
+    expect((await readRun(s.repo.home, runId)).transitions).toEqual(passingPath(2));
     for (const agent of agents) {
       expect(agent.usage.inputTokens).toBeGreaterThan(0);
       expect(agent.usage.outputTokens).toBeGreaterThan(0);
       expect(agent.turns).toBe(1);
     }
-    expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
+    await expectNoSecrets(s.repo.home, runId, res.stdout, res.stderr);
   });
 });

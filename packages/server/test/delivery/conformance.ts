@@ -222,7 +222,7 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
     });
 
     /** Acquires a workspace for `spec` and prepares delivery on it. */
-    async function prepared(spec: ResolvedTaskSpec): Promise<PreparedDeliveryContext & { workspace: Workspace }> {
+    async function prepared(spec: ResolvedTaskSpec): Promise<PreparedDeliveryContext & { events: RecordedEvent[] }> {
       runCounter += 1;
       const workspace = await setup.acquire(spec, `conf-${runCounter}`);
       const ctx = deliveryContext(spec, workspace);
@@ -289,6 +289,8 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
         expect(expectOk(await manager.pushIteration(iterationContext(ctx, 2, second)))).toMatchObject({ status: 'pushed', sha: second });
         expect(branchSha(env.bareRemote, ctx.branch)).toBe(second);
         expect(git(env.bareRemote, 'rev-list', '--count', second)).toBe('3');
+        // delivery_started / delivery_completed belong to the caller's delivery step, not the manager.
+        expect(ctx.events.map((event) => event.type).filter((type) => type.startsWith('delivery_'))).toEqual([]);
       });
 
       it('pushes nothing when the task does not push', async (testCtx) => {

@@ -204,7 +204,7 @@ describe('DeliveryRegistry', () => {
 });
 
 describe('LocalDeliveryManager', () => {
-  const manager = createLocalDeliveryManager();
+  const manager: DeliveryManager = createLocalDeliveryManager();
   let env: DeliveryConformanceEnv;
   let runs = 0;
 

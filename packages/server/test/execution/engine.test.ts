@@ -5,7 +5,7 @@ import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/confo
 import { AgentGateError } from '../../src/errors.js';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from '../../src/agents/registry.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import type { ProgressEnvelope } from '../../src/observability/events.js';
+import type { RunEventEnvelope } from '../../src/observability/events.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
 import { resolveTaskSpec, resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
@@ -15,18 +15,18 @@ import type { ConvergenceStrategy } from '../../src/convergence/types.js';
 import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  for (const fn of cleanups.splice(0).reverse()) fn();
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-function setup(files: Record<string, string> = {}): { repo: TempRepo; runtime: Runtime; events: ProgressEnvelope[] } {
+async function setup(files: Record<string, string> = {}): Promise<{ repo: TempRepo; runtime: Runtime; events: RunEventEnvelope[] }> {
   const repo = makeRepo(files);
   cleanups.push(repo.cleanup);
-  const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), baseEnv: { ...process.env } });
+  const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), baseEnv: { ...process.env } });
   cleanups.push(() => runtime.close());
-  const events: ProgressEnvelope[] = [];
-  runtime.emitter.on((e) => events.push(e));
+  const events: RunEventEnvelope[] = [];
+  runtime.hub.on((e) => events.push(e));
   return { repo, runtime, events };
 }
 
@@ -47,11 +47,11 @@ function spec(repo: TempRepo, agentPath: string, limits: Record<string, unknown>
 describe('ExecutionEngine', () => {
   describe('on the happy path', () => {
     it('reaches succeeded through the SPEC sequence and records everything', async () => {
-      const { repo, runtime, events } = setup();
+      const { repo, runtime, events } = await setup();
       const before = userTreeState(repo.repo);
       const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
       expect(outcome).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1, error: null, unverified: false });
-      const view = readRun(repo.home, outcome.runId);
+      const view = await readRun(repo.home, outcome.runId);
       expect(view.transitions).toEqual(passingPath(1));
       expect(view.run.meta.workspacePath).toBe(join(repo.home, 'worktrees', outcome.runId));
       expect(userTreeState(repo.repo)).toEqual(before);
@@ -62,7 +62,7 @@ describe('ExecutionEngine', () => {
       expect(mine[0]?.type).toBe('run_started');
       expect(mine.at(-1)?.type).toBe('run_completed');
       expect(mine.map((e) => e.type)).toEqual(expect.arrayContaining(['phase_started', 'phase_completed', 'gate_checked', 'iteration_started', 'iteration_completed', 'agent_output']));
-      expect(runtime.store.getWorkOrder(outcome.workOrderId)?.status).toBe('succeeded');
+      expect((await runtime.repos.workOrders.get(outcome.workOrderId))?.status).toBe('succeeded');
       const metrics = await runtime.metrics.render();
       expect(metrics).toContain('agentgate_runs_started_total 1');
       expect(metrics).toContain('agentgate_runs_completed_total{result="passed"} 1');
@@ -74,20 +74,20 @@ describe('ExecutionEngine', () => {
   });
 
   it('passes agent.env to the agent but never writes its values to the store', async () => {
-    const { repo, runtime } = setup();
+    const { repo, runtime } = await setup();
     const secret = 'sk-ant-sentinel-in-agent-env-0123456789';
     const seen = join(repo.root, 'seen');
     const resolved = spec(repo, writeAgent(repo.root, 'a', `printf '%s' "$ANTHROPIC_API_KEY" > ${seen}\n${AGENTS.correct}`));
     const outcome = await runtime.engine.run({ ...resolved, agent: { ...resolved.agent, env: { ANTHROPIC_API_KEY: secret } } });
     expect(outcome.state).toBe('succeeded');
     expect(readFileSync(seen, 'utf8')).toBe(secret);
-    const stored = JSON.stringify([runtime.store.getWorkOrder(outcome.workOrderId), runtime.store.listEvents(outcome.runId, { limit: 10_000 }), runtime.store.listIterations(outcome.runId)]);
+    const stored = JSON.stringify([(await runtime.repos.workOrders.get(outcome.workOrderId)), await runtime.repos.runs.listEvents(outcome.runId, { limit: 10_000 }), (await runtime.repos.iterations.list(outcome.runId))]);
     expect(stored).not.toContain(secret);
-    expect(runtime.store.getWorkOrder(outcome.workOrderId)?.spec).toMatchObject({ agent: { env: { ANTHROPIC_API_KEY: '[REDACTED]' } } });
+    expect((await runtime.repos.workOrders.get(outcome.workOrderId))?.spec).toMatchObject({ agent: { env: { ANTHROPIC_API_KEY: '[REDACTED]' } } });
   });
 
   it('runs a legacy WorkOrder through the same resolver and engine path', async () => {
-    const { repo, runtime } = setup();
+    const { repo, runtime } = await setup();
     const body = parseWorkOrderBody({
       taskPrompt: 'Implement add and multiply',
       workspaceSource: { type: 'local', path: repo.repo },
@@ -98,37 +98,39 @@ describe('ExecutionEngine', () => {
     });
     const outcome = await runtime.engine.run(resolveWorkOrder(body), { request: body });
     expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
-    const workOrder = runtime.store.getWorkOrder(outcome.workOrderId);
+    const workOrder = (await runtime.repos.workOrders.get(outcome.workOrderId));
     expect(workOrder).toMatchObject({ source: 'work_order', status: 'succeeded' });
     expect(workOrder?.request).toMatchObject({ taskPrompt: 'Implement add and multiply' });
-    expect(readRun(repo.home, outcome.runId).transitions).toEqual(passingPath(2));
+    expect((await readRun(repo.home, outcome.runId)).transitions).toEqual(passingPath(2));
   });
 
   it('persists every event before listeners see it', async () => {
-    const { repo, runtime } = setup();
-    const checked: boolean[] = [];
-    runtime.emitter.on((e) => checked.push(runtime.store.listEvents(e.runId, { afterSeq: e.seq - 1, limit: 1 })[0]?.type === e.type));
+    const { repo, runtime } = await setup();
+    const checks: Array<Promise<boolean>> = [];
+    runtime.hub.on((e) => checks.push(runtime.repos.runs.listEvents(e.runId, { afterSeq: e.seq - 1, limit: 1 }).then((stored) => stored[0]?.type === e.type)));
     await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
+    const checked = await Promise.all(checks);
     expect(checked.length).toBeGreaterThan(10);
     expect(checked.every(Boolean)).toBe(true);
   });
 
   it('isolates a throwing listener: the run still succeeds', async () => {
-    const { repo, runtime } = setup();
-    runtime.emitter.on(() => {
+    const { repo, runtime } = await setup();
+    runtime.hub.on(() => {
       throw new Error('listener bug');
     });
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)));
     expect(outcome.state).toBe('succeeded');
-    expect(runtime.emitter.listenerErrors).toBeGreaterThan(10);
+    expect(runtime.hub.listenerErrors).toBeGreaterThan(10);
   });
 
   it('fails then passes, giving iteration 2 the feedback of iteration 1', async () => {
-    const { repo, runtime, events } = setup();
+    const { repo, runtime, events } = await setup();
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.failThenPass)));
     expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
-    const iterations = runtime.store.listIterations(outcome.runId);
-    const feedback = iterations[0]?.data['feedback'] as { text: string };
+    const iterations = (await runtime.repos.iterations.list(outcome.runId));
+    const feedback = iterations[0]?.record.feedback;
+    if (feedback === undefined) throw new Error('iteration 1 has no feedback');
     expect(feedback.text).toContain('multiply multiplies two numbers');
     const decision = events.find((e) => e.runId === outcome.runId && e.type === 'convergence_decision');
     expect(decision?.data).toMatchObject({ iteration: 1, strategy: 'fixed', decision: 'continue' });
@@ -136,7 +138,7 @@ describe('ExecutionEngine', () => {
   });
 
   it('stops at maxIterations with failed_verification and no further build', async () => {
-    const { repo, runtime } = setup();
+    const { repo, runtime } = await setup();
     const counter = join(repo.root, 'count');
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', `COUNTER_FILE=${counter}\n${AGENTS.alwaysWrong}`), { maxIterations: 2 }));
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 2, error: { code: 'AG_ERR_VERIFY_FAILED' } });
@@ -152,7 +154,7 @@ describe('ExecutionEngine', () => {
         throw new Error('strategy bug');
       },
     };
-    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), strategies: { fixed: () => exploding } });
+    const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), strategies: { fixed: () => exploding } });
     cleanups.push(() => runtime.close());
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.failThenPass)));
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_CONVERGENCE_STRATEGY' } });
@@ -160,27 +162,27 @@ describe('ExecutionEngine', () => {
 
   describe('failures are classified', () => {
     it('an agent exiting non-zero fails the build', async () => {
-      const { repo, runtime } = setup();
+      const { repo, runtime } = await setup();
       const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'echo "no idea" >&2\nexit 4')));
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_build', iterations: 1, error: { code: 'AG_ERR_PHASE_BUILD_AGENT_TASK_FAILURE', phase: 'build' } });
-      expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
+      expect((await readRun(repo.home, outcome.runId)).transitions).toEqual(['queued→leased', 'leased→building', 'building→failed']);
     });
 
     it('a snapshot git cannot make is failed_error with the snapshot code', async () => {
-      const { repo, runtime } = setup();
+      const { repo, runtime } = await setup();
       const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'touch "$(git rev-parse --git-dir)/index.lock"')));
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT', phase: 'snapshot' } });
-      expect(readRun(repo.home, outcome.runId).transitions.at(-1)).toBe('snapshotting→failed');
+      expect((await readRun(repo.home, outcome.runId)).transitions.at(-1)).toBe('snapshotting→failed');
     });
 
     it('the wall clock ends a run as failed_timeout and stops the agent', async () => {
-      const { repo, runtime } = setup();
+      const { repo, runtime } = await setup();
       const marker = `engine-wallclock-${Date.now()}`;
       const resolved = spec(repo, writeAgent(repo.root, 'a', 'echo working\nsleep 600'), { maxWallClock: '1s' });
       const outcome = await runtime.engine.run({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT' } });
       expect(await liveProcessesWithMarker(marker)).toEqual([]);
-      expect(readRun(repo.home, outcome.runId).transitions.at(-1)).toBe('building→failed');
+      expect((await readRun(repo.home, outcome.runId)).transitions.at(-1)).toBe('building→failed');
     });
   });
 
@@ -204,51 +206,51 @@ describe('ExecutionEngine', () => {
     ])('stops after the iteration that used up %s: failed_verification with AG_ERR_RUN_BUDGET_EXCEEDED', async (_name, limits, usage) => {
       const repo = makeRepo();
       cleanups.push(repo.cleanup);
-      const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), agents: usageReportingAgents(usage) });
+      const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), agents: usageReportingAgents(usage) });
       cleanups.push(() => runtime.close());
       const outcome = await runtime.engine.run(spec(repo, 'unused', { maxIterations: 5, ...limits }));
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 1, error: { code: 'AG_ERR_RUN_BUDGET_EXCEEDED' } });
       expect(outcome.usage).toEqual(usage);
-      expect(runtime.store.getRun(outcome.runId)?.meta.usage).toEqual(usage);
-      const agent = runtime.store.listIterations(outcome.runId)[0]?.data['agent'] as { turns: number };
-      expect(agent.turns).toBe(2);
+      expect((await runtime.repos.runs.get(outcome.runId))?.meta.usage).toEqual(usage);
+      const agent = (await runtime.repos.iterations.list(outcome.runId))[0]?.record.agent;
+      expect(agent?.turns).toBe(2);
     });
   });
 
   it('flags a run without any gate as unverified', async () => {
     const repo = makeRepo({ 'hello.txt': 'hi\n' }, { example: false });
     cleanups.push(repo.cleanup);
-    const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger() });
+    const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger() });
     cleanups.push(() => runtime.close());
     const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'echo changed > hello.txt')));
     expect(outcome).toMatchObject({ state: 'succeeded', unverified: true });
-    expect(runtime.store.getRun(outcome.runId)?.meta.unverified).toBe(true);
+    expect((await runtime.repos.runs.get(outcome.runId))?.meta.unverified).toBe(true);
   });
 
-  it('rejects an unknown agent command before storing anything', () => {
-    const { repo, runtime } = setup();
+  it('rejects an unknown agent command before storing anything', async () => {
+    const { repo, runtime } = await setup();
     const resolved = spec(repo, 'unused');
-    expect(() => runtime.engine.start({ ...resolved, agent: { ...resolved.agent, command: undefined } } as ResolvedTaskSpec)).toThrow(AgentGateError);
-    expect(runtime.store.listRuns({ limit: 10, offset: 0 }).total).toBe(0);
+    await expect(runtime.engine.start({ ...resolved, agent: { ...resolved.agent, command: undefined } } as ResolvedTaskSpec)).rejects.toThrow(AgentGateError);
+    expect((await runtime.repos.runs.list({ limit: 10, offset: 0 })).total).toBe(0);
   });
 
   it('fails with failed_error when the workspace is not a git repository', async () => {
-    const { repo, runtime } = setup();
+    const { repo, runtime } = await setup();
     const resolved = spec(repo, writeAgent(repo.root, 'a', AGENTS.correct));
     const outcome = await runtime.engine.run({ ...resolved, workspace: { source: 'local', path: repo.root } } as ResolvedTaskSpec);
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_WORKSPACE_NOT_A_REPO' } });
-    expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→failed']);
+    expect((await readRun(repo.home, outcome.runId)).transitions).toEqual(['queued→failed']);
   });
 
   describe('cancel', () => {
     it('reaches canceled within 5 s from a long agent and leaves no process', async () => {
-      const { repo, runtime, events } = setup();
+      const { repo, runtime, events } = await setup();
       const marker = `engine-cancel-${Date.now()}`;
       const resolved = spec(repo, writeAgent(repo.root, 'a', 'echo running\nsleep 600 & sleep 600'));
-      const started = runtime.engine.start({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
+      const started = await runtime.engine.start({ ...resolved, agent: { ...resolved.agent, env: { [CONFORMANCE_MARKER_ENV]: marker } } });
       let canceledAt = 0;
       let accepted: boolean | undefined;
-      runtime.emitter.on((e) => {
+      runtime.hub.on((e) => {
         if (e.runId === started.runId && e.type === 'agent_output' && canceledAt === 0) {
           canceledAt = Date.now();
           accepted = runtime.engine.cancel(started.runId, 'test cancel');
@@ -264,12 +266,12 @@ describe('ExecutionEngine', () => {
     });
 
     it('an external AbortSignal cancels too', async () => {
-      const { repo, runtime } = setup();
+      const { repo, runtime } = await setup();
       const controller = new AbortController();
       controller.abort();
       const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.correct)), { signal: controller.signal });
       expect(outcome.state).toBe('canceled');
-      expect(readRun(repo.home, outcome.runId).transitions).toEqual(['queued→canceled']);
+      expect((await readRun(repo.home, outcome.runId)).transitions).toEqual(['queued→canceled']);
     });
   });
 });

@@ -1,18 +1,20 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, leaseKey } from '../../src/workspace/lease.js';
-import type { Clock } from '../../src/util/clock.js';
+import { systemClock, type TimerClock } from '../../src/util/clock.js';
+import { describeLeaseRepositoryContract } from '../store/repository-contract.js';
 import { InMemoryLeaseStore } from './in-memory-lease-store.js';
-import { describeLeaseStoreContract } from './lease-store-contract.js';
 
-describeLeaseStoreContract('InMemoryLeaseStore (test double)', () => new InMemoryLeaseStore());
+// The double runs the lease part of the repository contract, so it cannot drift from the real backends.
+describeLeaseRepositoryContract('InMemoryLeaseStore (test double)', async () => ({ leases: new InMemoryLeaseStore(), cleanup: async () => {} }));
 
 const KEY = leaseKey('/repos/app', 'agentgate/run-1');
 const TTL = 60_000;
 
 describe('LeaseKeeper', () => {
   let store: InMemoryLeaseStore;
-  const clock: Clock = { now: () => Date.now() };
+  // The system clock's time and timers are the ones vitest's fake timers replace.
+  const clock: TimerClock = systemClock;
 
   const keeper = (owner = 'owner-a', ttlMs = TTL): LeaseKeeper => new LeaseKeeper({ store, key: KEY, owner, runId: `run-of-${owner}`, ttlMs, clock });
   const signal = (): AbortSignal => new AbortController().signal;
@@ -50,7 +52,7 @@ describe('LeaseKeeper', () => {
       const a = keeper();
       await a.acquire(signal());
       expect(a.state).toBe('held');
-      expect(store.leases.get(KEY)).toEqual({ owner: 'owner-a', runId: 'run-of-owner-a', expiresAt: TTL });
+      expect(store.leases.get(KEY)).toEqual({ owner: 'owner-a', runId: 'run-of-owner-a', expiresAt: TTL, heartbeatAt: 0 });
     });
   });
 
@@ -67,7 +69,7 @@ describe('LeaseKeeper', () => {
   describe('when the holder died and its lease expired', () => {
     it('lets the next owner take the lease over', async () => {
       // A dead process: it acquired the lease once and never renewed it.
-      store.acquireLease({ key: KEY, owner: 'dead-owner', runId: 'old-run', ttlMs: TTL, now: new Date(0) });
+      await store.acquire({ key: KEY, owner: 'dead-owner', runId: 'old-run', ttlMs: TTL, now: new Date(0) });
       await vi.advanceTimersByTimeAsync(TTL - 1);
       expect((await rejection(keeper('owner-b').acquire(signal()))).code).toBe('AG_ERR_LEASE_HELD');
 

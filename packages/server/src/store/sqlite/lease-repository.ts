@@ -88,7 +88,7 @@ export class SqliteLeaseRepository implements LeaseRepository {
   /**
    * The fencing check (see `repositories.ts`): inside the caller's write transaction, `fence.owner`
    * must hold `fence.leaseKey` and the lease must not have expired at the store's clock. `null` is an
-   * unfenced administrative write (API, reconciliation of a run whose owner is gone, tests) and passes.
+   * unfenced administrative write (API, tests) and passes.
    * @throws AG_ERR_LEASE_LOST
    */
   assertFence(fence: Fence | null, operation: string): void {
