@@ -23,8 +23,6 @@ import { MAX_EVENT_LINE_CHARS, outputTail, truncateText } from './process-driver
 import type { AgentOptions, AgentRequest } from './types.js';
 
 export { FEEDBACK_HEADING, composeAgentInput } from './agent-input.js';
-export { AGENT_FAILURE_CODES } from './process-driver/classification.js';
-export { waitForProcessGroupExit } from './process-driver/reap.js';
 export { MAX_EVENT_LINE_CHARS, OUTPUT_SUMMARY_CHARS } from './process-driver/text.js';
 export { TRANSCRIPT_FILE } from './process-driver/transcript.js';
 
