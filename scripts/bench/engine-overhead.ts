@@ -58,7 +58,7 @@ function mean(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const runtime = createRuntime({ config: loadConfig({ AGENTGATE_HOME: join(root, 'home') }), logger: silentLogger() });
+  const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: join(root, 'home') }), logger: silentLogger() });
   const spec = resolveTaskSpec({
     apiVersion: 'agentgate.io/v1',
     kind: 'TaskSpec',
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     execFileSync('sh', [raw, repo, join(root, `wt-${i}`), `raw/${i}`, root]);
     rawTimes.push(performance.now() - t);
   }
-  runtime.close();
+  await runtime.close();
   rmSync(root, { recursive: true, force: true });
   const e = mean(engineTimes);
   const r = mean(rawTimes);

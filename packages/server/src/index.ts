@@ -137,7 +137,9 @@ export { Snapshotter } from './workspace/snapshotter.js';
 export type { SnapshotResult, Workspace } from './workspace/types.js';
 
 // Observability
+export { EventHub } from './observability/event-hub.js';
 export { ProgressEmitter } from './observability/progress-emitter.js';
+export type { Subscription, SubscriptionEnd } from './observability/event-hub.js';
 export { PROGRESS_EVENT_TYPES } from './observability/events.js';
-export type { ProgressEnvelope, ProgressEventType, ProgressEvents } from './observability/events.js';
+export type { ProgressEnvelope, ProgressEventType, ProgressEvents, RunEventEnvelope, WorkOrderEventEnvelope } from './observability/events.js';
 export { createLogger } from './observability/logger.js';

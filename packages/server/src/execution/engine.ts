@@ -117,9 +117,9 @@ export class ExecutionEngine {
     this.services.workOrders.created(created.workOrderEvent);
 
     const progress = newProgress();
-    let tracker: IterationTracker | undefined;
-    const actor = new RunActor(this.execution, created.run, fence, () => ({ usage: progress.usage, unverified: progress.unverified, iterations: tracker?.count ?? 0 }), { startedAt: now });
-    tracker = new IterationTracker(runId, repos.iterations, fence, actor.emit, clock);
+    // The tracker emits through the actor and the actor's closing event counts the tracker's iterations.
+    const tracker: IterationTracker = new IterationTracker(runId, repos.iterations, fence, (type, data) => actor.emit(type, data), clock);
+    const actor = new RunActor(this.execution, created.run, fence, () => ({ usage: progress.usage, unverified: progress.unverified, iterations: tracker.count }), { startedAt: now });
     const external = options.signal;
     const onExternalAbort = (): void => actor.abort(runCanceled('canceled by caller'));
     if (external?.aborted) onExternalAbort();

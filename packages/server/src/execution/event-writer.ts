@@ -54,7 +54,8 @@ export class RunEventWriter {
     this.pending.push({ type, data } as PendingEvent);
     if (this.scheduled) return;
     this.scheduled = true;
-    queueMicrotask(() => this.schedule());
+    // One batch per turn of the event loop: output lines from several I/O callbacks share one write.
+    setImmediate(() => this.schedule());
   }
 
   /** Resolves once everything emitted so far is persisted (or refused). Never rejects. */

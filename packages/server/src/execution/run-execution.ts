@@ -19,7 +19,7 @@ import { LeaseKeeper } from '../workspace/lease.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
 import { stripUrlCredentials } from '../workspace/paths.js';
 import type { RunProgress } from './context.js';
-import { IterationTracker } from './iteration-tracker.js';
+import type { IterationTracker } from './iteration-tracker.js';
 import type { PhaseOrchestrator } from './phase-orchestrator.js';
 import type { RunActor, RunActorServices } from './run-actor.js';
 import { STEPS, type RunContext } from './steps/index.js';

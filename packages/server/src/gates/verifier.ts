@@ -69,9 +69,6 @@ export interface VerifierOptions {
   maxDiagnostics?: number;
 }
 
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
 
 /** The error a cancelled verification reports: the engine's typed abort reason is kept as cause. */
 function cancellation(signal: AbortSignal): AgentGateError {

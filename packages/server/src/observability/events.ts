@@ -1,5 +1,5 @@
 /**
- * The typed event map of the ProgressEmitter (SPEC 11). Every event is persisted with a per-run `seq`
+ * The typed event map of the event hub (SPEC 11). Every event is persisted with a per-run `seq`
  * before any listener sees it. `docs/events.md` documents each type; a test keeps both in sync.
  */
 import type { RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';

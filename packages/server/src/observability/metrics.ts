@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (SPEC 11), fed only by ProgressEmitter events so they count exactly what the
+ * Prometheus metrics (SPEC 11), fed only by event-hub events so they count exactly what the
  * durable log records. The registry is what `GET /metrics` will serve; `render()` gives the text format.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
-import { toRunEventEnvelope, toWorkOrderEventEnvelope } from '../../src/observability/event-envelope.js';
+import { RUN_EVENT_TYPES, WORK_ORDER_EVENT_TYPES, toRunEventEnvelope, toWorkOrderEventEnvelope } from '../../src/observability/event-envelope.js';
 import { EventHub, type Subscription } from '../../src/observability/event-hub.js';
-import type { NewRunEvent, ProgressEnvelope, RunEventEnvelope, WorkOrderEventEnvelope } from '../../src/observability/events.js';
+import { PROGRESS_EVENT_TYPES, type NewRunEvent, type ProgressEnvelope, type RunEventEnvelope, type WorkOrderEventEnvelope } from '../../src/observability/events.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { createRun } from '../../src/orchestrator/state-machine.js';
 import type { Fence } from '../../src/store/repositories.js';
@@ -372,6 +372,10 @@ describe('EventHub', () => {
 
 describe('stored events as typed envelopes', () => {
   const row = (type: string, data: Record<string, unknown>): StoredEvent => ({ seq: 7, runId: 'r', workOrderId: 'w', type, timestamp: 't', data });
+
+  it('split the event types into run and work-order types, together all of them', () => {
+    expect([...RUN_EVENT_TYPES, ...WORK_ORDER_EVENT_TYPES].sort()).toEqual([...PROGRESS_EVENT_TYPES].sort());
+  });
 
   it('narrow on type without casts', () => {
     const event = toRunEventEnvelope(row('phase_started', { iteration: 2, phase: 'verify' }));

@@ -49,7 +49,7 @@ export const WebSearchItemSchema = z.object({ query: z.string() });
 export type CodexItem = z.infer<typeof ItemSchema>;
 export type CodexUsageJson = z.infer<typeof UsageSchema>;
 
-/** An event for the ProgressEmitter, as data (the accumulator does no I/O). */
+/** An event for the event hub, as data (the accumulator does no I/O). */
 export type CodexEmission = AgentStreamEvent;
 
 /** What one invocation's stream said, for classification and the summary. */
