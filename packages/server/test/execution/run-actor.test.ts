@@ -229,6 +229,45 @@ describe('RunActor', () => {
     });
   });
 
+  describe('event subscriptions during a real run', () => {
+    it('a subscriber joining mid-run with afterSeq gets every later event exactly once, in order; a stalled one is dropped', async () => {
+      const { repo, runtime } = await setup();
+      const started = await runtime.engine.start(spec(repo, AGENTS.failThenPass));
+      // A subscriber that never reads, with a small queue: it must not hold the run back.
+      const stalled = runtime.hub.subscribe({ runId: started.runId, maxQueued: 5 });
+      const joined = await waitFor(runtime, (e) => e.runId === started.runId && e.type === 'iteration_started');
+      const afterSeq = joined.seq - 2;
+      const seen: RunEventEnvelope[] = [];
+      for await (const event of runtime.hub.subscribe({ runId: started.runId, afterSeq })) {
+        seen.push(event);
+        if (event.type === 'run_completed') break;
+      }
+      const outcome = await started.done;
+      expect(outcome).toMatchObject({ state: 'succeeded', iterations: 2 });
+      const stored = (await readRun(repo.home, started.runId)).events.filter((e) => e.seq > afterSeq);
+      expect(seen.map((e) => e.seq)).toEqual(stored.map((e) => e.seq));
+      expect(seen.map((e) => e.type)).toEqual(stored.map((e) => e.type));
+      expect(await stalled.ended).toMatchObject({ reason: 'lagged' });
+      expect(stalled.stats.peakQueued).toBeLessThanOrEqual(5);
+      expect(runtime.hub.stats.queued).toBe(0);
+    });
+
+    it('work-order events reach a work-order subscriber through the same hub, on their own sequence', async () => {
+      const { repo, runtime } = await setup();
+      const outcome = await runtime.engine.run(spec(repo, AGENTS.correct));
+      const events: Array<{ seq: number; type: string; status: string }> = [];
+      for await (const event of runtime.hub.subscribe({ workOrderId: outcome.workOrderId })) {
+        events.push({ seq: event.seq, type: event.type, status: event.data.status });
+        if (event.data.status === 'succeeded') break;
+      }
+      expect(events).toEqual([
+        { seq: 1, type: 'work_order_created', status: 'queued' },
+        { seq: 2, type: 'work_order_updated', status: 'running' },
+        { seq: 3, type: 'work_order_updated', status: 'succeeded' },
+      ]);
+    });
+  });
+
   it('rejects a spec asking for a delivery this build cannot do, before storing anything', async () => {
     const { repo, runtime } = await setup();
     const resolved = spec(repo, AGENTS.correct);

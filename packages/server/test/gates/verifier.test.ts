@@ -1,3 +1,4 @@
+import { runTimedOut } from '../../src/util/abort.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -153,7 +154,7 @@ describe('Verifier', () => {
 
     it('reports a run timeout as AG_ERR_RUN_TIMEOUT, still cancelled', async () => {
       const controller = new AbortController();
-      controller.abort({ kind: 'timeout', limitMs: 1000 });
+      controller.abort(runTimedOut(1000));
       const result = await verifier.verify(inline({ tests: [{ name: 'unit', command: 'true' }] }, { signal: controller.signal }));
       expect(result).toMatchObject({ ok: false, cancelled: true, error: { code: 'AG_ERR_RUN_TIMEOUT' } });
     });
