@@ -42,6 +42,8 @@ export interface RunProgress {
   unverified: boolean;
   /** The gate plan, loaded once from the base commit before the first build. */
   plan: GatePlan | undefined;
+  /** The plan as read alongside the worktree creation, until the `leased` step judges it. */
+  planLoad: { ok: true; plan: GatePlan } | { ok: false; error: AgentGateError } | undefined;
   /** The last verification report (input of the feedback phase). */
   lastReport: VerificationReport | undefined;
   /** Delivery target, change request and last delivered snapshot. */

@@ -63,6 +63,7 @@ export function newProgress(): RunProgress {
     unverified: false,
     lastReport: undefined,
     plan: undefined,
+    planLoad: undefined,
     delivery: {},
     ciFeedback: undefined,
   };

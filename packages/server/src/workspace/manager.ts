@@ -15,6 +15,8 @@ import { RemoteRepositoryCache, resolveRemoteSource, type ForgeCloneConfig } fro
 import { KeyedMutex } from './keyed-mutex.js';
 import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, defaultLeaseOwner, leaseKey, type LeaseStore } from './lease.js';
 import { createRunWorktree, inspectLocalRepository, removeRunWorktree, type PreparedSource } from './local.js';
+
+export type { PreparedSource } from './local.js';
 import { DEFAULT_BRANCH_PREFIX, isInside, runBranchName, validateRunId, worktreePath, worktreesRoot } from './paths.js';
 import type { Workspace } from './types.js';
 
@@ -46,6 +48,8 @@ export interface WorkspaceManagerOptions {
 
 export interface AcquireWorkspaceOptions {
   runId: string;
+  /** The source as {@link WorkspaceManager.resolveSource} returned it; resolved here when absent. */
+  source?: PreparedSource;
   /** Run branches are `<branchPrefix><runId>`; default `agentgate/`. */
   branchPrefix?: string;
   signal: AbortSignal;
@@ -92,7 +96,7 @@ export class WorkspaceManager {
     validateRunId(runId);
     const branch = runBranchName(runId, options.branchPrefix ?? DEFAULT_BRANCH_PREFIX);
     const target = worktreePath(this.home, runId);
-    const prepared = await this.prepare(spec, signal);
+    const prepared = options.source ?? (await this.resolveSource(spec, signal));
     await this.takeLease(prepared.repoPath, branch, runId, signal);
     try {
       await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () =>
@@ -178,7 +182,11 @@ export class WorkspaceManager {
     return reaped;
   }
 
-  private async prepare(spec: WorkspaceSpec, signal: AbortSignal): Promise<PreparedSource> {
+  /**
+   * Resolves the source repository and the base commit without creating anything. The engine uses it to
+   * read the gate plan from the base commit while the worktree is being created.
+   */
+  async resolveSource(spec: WorkspaceSpec, signal: AbortSignal): Promise<PreparedSource> {
     switch (spec.source) {
       case 'local':
         return inspectLocalRepository(spec, signal);

@@ -10,7 +10,8 @@
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { safeJoin } from './paths.js';
@@ -36,6 +37,30 @@ export type SnapshotOutcome = { ok: true; snapshot: SnapshotResult } | { ok: fal
 /** The commit message of an iteration snapshot; fixed, so tools can find snapshots in the log. */
 export function snapshotMessage(iteration: number): string {
   return `agentgate: iteration ${iteration}`;
+}
+
+/**
+ * What the worktree's HEAD points at, read the way git resolves it (`<worktree>/.git` names the
+ * worktree's git directory, whose `HEAD` file holds `ref: <ref>` or a detached sha) without starting a
+ * git process: `refs/heads/<branch>`, or `HEAD` when detached.
+ * @throws AG_ERR_PHASE_SNAPSHOT when the files cannot be read or hold something else.
+ */
+export async function readHeadRef(worktreePath: string): Promise<string> {
+  const fail = (reason: string, cause?: unknown): AgentGateError =>
+    new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Cannot read the HEAD of the worktree ${worktreePath}: ${reason}`, cause === undefined ? {} : { cause });
+  const read = (file: string): Promise<string> =>
+    readFile(file, 'utf8').then(
+      (text) => text.trim(),
+      (error: NodeJS.ErrnoException) => {
+        throw fail(`${file}: ${error.code ?? error.message}`, error);
+      },
+    );
+  const dotGit = await read(path.join(worktreePath, '.git'));
+  if (!dotGit.startsWith('gitdir: ')) throw fail('.git is not a linked-worktree file');
+  const head = await read(path.join(path.resolve(worktreePath, dotGit.slice('gitdir: '.length)), 'HEAD'));
+  if (head.startsWith('ref: ')) return head.slice('ref: '.length);
+  if (/^[0-9a-f]{40,64}$/.test(head)) return 'HEAD';
+  throw fail('HEAD holds neither a ref nor a commit id');
 }
 
 export class Snapshotter {
@@ -71,8 +96,7 @@ export class Snapshotter {
 
     // The agent may have switched branches or detached HEAD; committing there would lose the work
     // from the run branch, so that is a snapshot failure, not something to paper over.
-    const head = await runGitTrimmed(git(['rev-parse', 'HEAD', '--symbolic-full-name', 'HEAD'], 'read the worktree HEAD'));
-    const [headBefore = '', headRef = ''] = head.split('\n');
+    const headRef = await readHeadRef(workspace.path);
     if (headRef !== `refs/heads/${workspace.branch}`) {
       throw new AgentGateError(
         'AG_ERR_PHASE_SNAPSHOT',
@@ -80,7 +104,7 @@ export class Snapshotter {
         { details: { branch: workspace.branch, head: headRef } },
       );
     }
-    const since = request.previousSha ?? (iteration === 1 ? workspace.baseSha : headBefore);
+    const since = request.previousSha ?? (iteration === 1 ? workspace.baseSha : await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the worktree HEAD')));
 
     await runGit(git(['add', '--all'], 'stage the changes'));
     await runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', snapshotMessage(iteration)], 'commit the snapshot'));
@@ -90,9 +114,12 @@ export class Snapshotter {
 
     const diffOptions = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
     await mkdir(request.artifactsDir, { recursive: true });
+    // Measured from the base (the first iteration, or an agent that reset to it), the iteration's
+    // numstat already names every changed file: one git process fewer.
+    const fromBase = since === workspace.baseSha;
     const [numstat, names] = await Promise.all([
       runGit(git(['diff', ...diffOptions, '--numstat', '-z', since, sha], 'compute the iteration stats')),
-      runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
+      fromBase ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here.
       runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
     ]);
@@ -106,7 +133,7 @@ export class Snapshotter {
       filesChanged: stats.filesChanged,
       insertions: stats.insertions,
       deletions: stats.deletions,
-      changedFiles: names.split('\0').filter((name) => name.length > 0),
+      changedFiles: names === undefined ? stats.paths : names.split('\0').filter((name) => name.length > 0),
       patchPath,
     };
   }
@@ -116,16 +143,16 @@ export class Snapshotter {
  * Parses `git diff --numstat -z` (`<added>\t<deleted>\t<path>\0` per file; `-` for binary files, which
  * count as changed with no line counts).
  */
-export function parseNumstat(output: string): { filesChanged: number; insertions: number; deletions: number } {
-  let filesChanged = 0;
+export function parseNumstat(output: string): { filesChanged: number; insertions: number; deletions: number; paths: string[] } {
   let insertions = 0;
   let deletions = 0;
+  const paths: string[] = [];
   for (const record of output.split('\0')) {
     const match = /^(\d+|-)\t(\d+|-)\t/.exec(record);
     if (match === null) continue;
-    filesChanged += 1;
+    paths.push(record.slice(match[0].length));
     insertions += match[1] === '-' || match[1] === undefined ? 0 : Number(match[1]);
     deletions += match[2] === '-' || match[2] === undefined ? 0 : Number(match[2]);
   }
-  return { filesChanged, insertions, deletions };
+  return { filesChanged: paths.length, insertions, deletions, paths };
 }

@@ -207,7 +207,7 @@ describe('Snapshotter', () => {
 
 describe('parseNumstat', () => {
   it('sums text changes and counts binary files without line counts', () => {
-    expect(parseNumstat('3\t1\ta.txt\x000\t2\tb.txt\x00-\t-\timage.png\x00')).toEqual({ filesChanged: 3, insertions: 3, deletions: 3 });
-    expect(parseNumstat('')).toEqual({ filesChanged: 0, insertions: 0, deletions: 0 });
+    expect(parseNumstat('3\t1\ta.txt\x000\t2\tb.txt\x00-\t-\timage.png\x00')).toEqual({ filesChanged: 3, insertions: 3, deletions: 3, paths: ['a.txt', 'b.txt', 'image.png'] });
+    expect(parseNumstat('')).toEqual({ filesChanged: 0, insertions: 0, deletions: 0, paths: [] });
   });
 });

@@ -10,17 +10,18 @@ import { phaseContext } from './types.js';
 
 export async function loadGatePlan(run: RunContext): Promise<StepOutcome<'leased'>> {
   const { workspace } = phaseContext(run);
-  try {
-    run.progress.plan = await run.services.verifier.loadPlan({
-      worktreePath: workspace.path,
-      baseSha: workspace.baseSha,
-      signal: run.signal,
-      clock: run.clock,
-      ...(run.spec.verify !== undefined && { inline: run.spec.verify }),
-    });
-  } catch (error) {
-    return { event: 'system_error', error: { ...run.failure(toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), 'verify'), iteration: 1 } };
-  }
+  // Normally read by the workspace step while the worktree was created; read here otherwise.
+  const loaded =
+    run.progress.planLoad ??
+    (await run.services.verifier
+      .loadPlan({ worktreePath: workspace.path, baseSha: workspace.baseSha, signal: run.signal, clock: run.clock, ...(run.spec.verify !== undefined && { inline: run.spec.verify }) })
+      .then(
+        (plan) => ({ ok: true as const, plan }),
+        (error: unknown) => ({ ok: false as const, error: toAgentGateError(error, 'AG_ERR_PHASE_VERIFY') }),
+      ));
+  run.progress.planLoad = undefined;
+  if (!loaded.ok) return { event: 'system_error', error: { ...run.failure(loaded.error, 'verify'), iteration: 1 } };
+  run.progress.plan = loaded.plan;
   const deliveryError = await prepareDelivery(run);
   if (deliveryError !== undefined) return { event: 'system_error', error: { ...run.failure(deliveryError, 'delivery'), iteration: 1 } };
   return { event: 'build_started' };
