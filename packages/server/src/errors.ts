@@ -38,6 +38,7 @@ export const ERROR_CATALOGUE = {
   AG_ERR_STORE_MIGRATION: { status: 500, retryable: false, description: 'A schema migration failed; the database was left at its previous version.' },
   AG_ERR_STORE_WRITE: { status: 500, retryable: true, description: 'A write to the store failed and was rolled back.' },
   AG_ERR_STORE_BUSY: { status: 503, retryable: true, description: 'The store stayed locked by another writer beyond the busy timeout.' },
+  AG_ERR_DISK_FULL: { status: 507, retryable: true, description: 'A write failed because the disk (or quota) is full: ENOSPC, EDQUOT or SQLITE_FULL. Free space and run again.' },
   AG_ERR_STORE_CONFLICT: { status: 409, retryable: false, description: 'A write conflicted with the stored state (stale run version or duplicate key).' },
 
   // Workspaces and leases
@@ -130,6 +131,14 @@ export function isAgentGateError(value: unknown): value is AgentGateError {
  */
 export function toAgentGateError(value: unknown, fallback: ErrorCode = 'AG_ERR_RUN_UNEXPECTED'): AgentGateError {
   if (value instanceof AgentGateError) return value;
+  // A full disk is its own class whatever operation hit it: the fix is the same (free space, retry).
+  if (isDiskFull(value)) return new AgentGateError('AG_ERR_DISK_FULL', `No space left on device: ${value instanceof Error ? value.message : String(value)}`, { cause: value });
   const message = value instanceof Error ? value.message : typeof value === 'string' ? value : 'Unknown error';
   return new AgentGateError(fallback, message, { cause: value });
+}
+
+/** ENOSPC / EDQUOT from a Node.js file-system call (the structured `code`, never the message). */
+export function isDiskFull(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || !('code' in value)) return false;
+  return value.code === 'ENOSPC' || value.code === 'EDQUOT';
 }

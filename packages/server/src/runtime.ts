@@ -3,9 +3,10 @@
  * work-order service, agent drivers, delivery managers, workspaces, snapshotter, verifier and the
  * engine. The CLI and the HTTP server both start here, so there is one way to build an engine.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { destination, type DestinationStream, type Logger } from 'pino';
+import { accessSync, closeSync, constants, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { AgentGateError, isDiskFull, toAgentGateError } from './errors.js';
+import { dirname, join } from 'node:path';
+import type { DestinationStream, Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
 import { createDeliveryRegistry, type DeliveryRegistry } from './delivery/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
@@ -67,10 +68,9 @@ export interface Runtime {
 export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
-  mkdirSync(config.home, { recursive: true });
-  const logger =
-    options.logger ??
-    createLogger({ level: config.logLevel, destination: pinoFile(join(config.home, 'logs', 'agentgate.log')) });
+  ensureHome(config.home);
+  const logFile = options.logger === undefined ? pinoFile(join(config.home, 'logs', 'agentgate.log')) : undefined;
+  const logger = options.logger ?? createLogger({ level: config.logLevel, ...(logFile !== undefined && { destination: logFile.stream }) });
   const repos = openSqliteRepositories({ home: config.home, clock: () => new Date(clock.now()) });
   const hub = new EventHub({ runs: repos.runs, workOrders: repos.workOrders, logger });
   const workOrders = new WorkOrderService({ workOrders: repos.workOrders, hub, clock, logger });
@@ -134,13 +134,59 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       closing ??= (async () => {
         hub.close();
         await repos.close();
+        logFile?.close();
       })();
       return closing;
     },
   };
 }
 
-/** Synchronous file destination: a CLI run that exits right after finishing loses no log line. */
-function pinoFile(path: string): DestinationStream {
-  return destination({ dest: path, sync: true, mkdir: true });
+/**
+ * `$AGENTGATE_HOME` must be a writable directory (created when missing). Anything else is a
+ * configuration error naming the path — exit 2, not an internal error.
+ */
+function ensureHome(home: string): void {
+  try {
+    mkdirSync(home, { recursive: true });
+    if (!statSync(home).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    accessSync(home, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    if (isDiskFull(error)) throw toAgentGateError(error);
+    const reason = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : String(error);
+    throw new AgentGateError('AG_ERR_CONFIG_INVALID', `AGENTGATE_HOME ${home} is not a writable directory (${reason})`, { cause: error, details: { path: home } });
+  }
+}
+
+/**
+ * Synchronous file destination: a CLI run that exits right after finishing loses no log line. A log
+ * write that fails (a full disk) never fails the run: the line is lost, and the first loss is reported
+ * once on stderr with its reason, so the loss is visible rather than silent.
+ */
+function pinoFile(path: string): { stream: DestinationStream; close(): void } {
+  mkdirSync(dirname(path), { recursive: true });
+  const fd = openSync(path, 'a');
+  let lost = 0;
+  let closed = false;
+  const stream = {
+    write(line: string): void {
+      if (closed) return;
+      try {
+        writeSync(fd, line);
+      } catch (error) {
+        lost += 1;
+        if (lost === 1) {
+          const reason = typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : String(error);
+          process.stderr.write(`warning: cannot write the log file ${path} (${reason}); log lines are being dropped\n`);
+        }
+      }
+    },
+  };
+  return {
+    stream,
+    close() {
+      if (closed) return;
+      closed = true;
+      closeSync(fd);
+    },
+  };
 }

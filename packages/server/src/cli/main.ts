@@ -5,11 +5,33 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { resolveSandboxPolicy } from '../schemas/resolve.js';
+import type { TaskSpec } from '../schemas/task-spec.js';
 import { killAllProcessGroups } from '../util/process.js';
+import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings, setDefaultSandboxPolicy } from '../util/sandbox.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 /** The package version, read once from package.json next to src/ and dist/. */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const SANDBOX_HELP = 'run agents and gates in bubblewrap: auto (when it works here, else warn), bwrap (required), none (default: $AGENTGATE_SANDBOX, else auto)';
+
+/**
+ * Applies `--sandbox` (over the spec's `execution.sandbox.mode`, over `AGENTGATE_SANDBOX`) to the spec,
+ * checks it can be honoured here (`bwrap` without a working bubblewrap: AG_ERR_CONFIG_INVALID, exit 2),
+ * makes it the policy of the processes this CLI run starts, and prints the sandbox warning of `auto`
+ * without bubblewrap.
+ */
+export function applySandboxChoice(spec: TaskSpec, flag: string | undefined, io: CliIo): TaskSpec {
+  const configured = io.env[SANDBOX_ENV]?.trim();
+  const chosen = { ...spec.spec.execution.sandbox, ...(isSandboxMode(flag) && { mode: flag }) };
+  const policy = resolveSandboxPolicy(chosen, isSandboxMode(configured) ? configured : undefined);
+  assertSandboxAvailable(policy, io.env);
+  spec.spec.execution.sandbox = policy;
+  setDefaultSandboxPolicy(policy);
+  for (const warning of sandboxWarnings(policy, io.env)) io.stderr.write(`warning: ${warning}\n`);
+  return spec;
+}
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('agentgate')
@@ -40,8 +62,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--wait-ci', 'wait for CI after opening the PR/MR')
     .option('--json', 'print one final JSON line on stdout (progress stays on stderr)')
     .option('--verbose', 'print every agent output line')
-    .action(async (flags: ExecFlags) => {
-      setExit(await runCommand(io, () => taskSpecFromFlags(flags, io.cwd), flags));
+    .addOption(new Option('--sandbox <mode>', SANDBOX_HELP).choices(SANDBOX_MODES))
+    .action(async (flags: ExecFlags & { sandbox?: string }) => {
+      setExit(await runCommand(io, () => applySandboxChoice(taskSpecFromFlags(flags, io.cwd), flags.sandbox, io), flags));
     });
 
   const task = program.command('task').description('TaskSpec files');
@@ -50,8 +73,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('run a TaskSpec (agentgate.io/v1) YAML file in-process')
     .option('--json', 'print one final JSON line on stdout')
     .option('--verbose', 'print every agent output line')
-    .action(async (file: string, flags: { json?: boolean; verbose?: boolean }) => {
-      setExit(await runCommand(io, () => taskSpecFromFile(file, io.cwd), flags));
+    .addOption(new Option('--sandbox <mode>', SANDBOX_HELP).choices(SANDBOX_MODES))
+    .action(async (file: string, flags: { json?: boolean; verbose?: boolean; sandbox?: string }) => {
+      setExit(await runCommand(io, async () => applySandboxChoice(await taskSpecFromFile(file, io.cwd), flags.sandbox, io), flags));
     });
 
   return program;

@@ -3,9 +3,14 @@
  * elapsed, last agent line) with permanent lines for state changes and gate results. Otherwise:
  * plain, timestamped lines that are easy to grep in CI logs. Never writes to stdout (stdout belongs
  * to `--json`).
+ *
+ * Agent output, gate names and messages, branch names and error messages come from the agent or the
+ * repository: every line passes through `sanitizeForTerminal` (util/terminal), so the only escape
+ * sequences on the terminal are the display's own `\r ESC[K`.
  */
 import type { ProgressEnvelope } from '../observability/events.js';
 import type { Clock } from '../util/clock.js';
+import { sanitizeForTerminal } from '../util/terminal.js';
 
 export interface ProgressDisplayOptions {
   stream: NodeJS.WriteStream | { write(chunk: string): boolean; isTTY?: boolean; columns?: number };
@@ -75,8 +80,10 @@ export class ProgressDisplay {
       }
       case 'agent_output': {
         const data = event.data as ProgressEnvelope<'agent_output'>['data'];
-        this.lastAgentLine = data.text;
-        if (!this.tty && this.options.verbose) this.line(`  │ ${data.text}`);
+        // One event may hold several coalesced lines.
+        const lines = data.text.split('\n');
+        this.lastAgentLine = lines.findLast((l) => l.trim() !== '') ?? '';
+        if (!this.tty && this.options.verbose) for (const text of lines) this.line(`  │ ${text}`);
         break;
       }
       default:
@@ -97,7 +104,8 @@ export class ProgressDisplay {
     return `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`;
   }
 
-  private line(text: string): void {
+  private line(untrusted: string): void {
+    const text = sanitizeForTerminal(untrusted);
     if (this.tty) {
       this.options.stream.write(`\r\x1b[K${text}\n`);
       this.drawStatus();
@@ -112,8 +120,8 @@ export class ProgressDisplay {
     const columns = (this.options.stream as { columns?: number }).columns;
     const width = columns !== undefined && columns > 0 ? columns : 100;
     const spinner = SPINNER[this.frame % SPINNER.length] ?? '';
-    const agent = this.lastAgentLine ? ` · ${this.lastAgentLine.replace(/\s+/g, ' ')}` : '';
-    const status = `${spinner} iteration ${this.iteration}/${this.options.maxIterations} · ${this.phase} · ${this.elapsed()}${agent}`;
+    const agent = this.lastAgentLine ? ` · ${sanitizeForTerminal(this.lastAgentLine).replace(/\s+/g, ' ')}` : '';
+    const status = `${spinner} iteration ${this.iteration}/${this.options.maxIterations} · ${sanitizeForTerminal(this.phase)} · ${this.elapsed()}${agent}`;
     this.options.stream.write(`\r\x1b[K${status.slice(0, Math.max(20, width - 1))}`);
   }
 

@@ -14,6 +14,7 @@ import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } f
 import { createRuntime } from '../runtime.js';
 import { systemClock } from '../util/clock.js';
 import { killAllProcessGroups } from '../util/process.js';
+import { sanitizeForTerminal } from '../util/terminal.js';
 import { ProgressDisplay } from './progress-display.js';
 
 export const EXIT = { succeeded: 0, failed: 1, invalid: 2, canceled: 130 } as const;
@@ -145,7 +146,7 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
   } catch (error) {
     // Not fatal for this run: it gets its own worktree. Reported, never hidden.
     const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
-    io.stderr.write(`warning ${classified.code}: ${classified.message}\n`);
+    io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
   }
   const display = new ProgressDisplay({
     stream: io.stderr,
@@ -191,6 +192,15 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     if (flags.json) io.stdout.write(`${outcomeJson(outcome)}\n`);
     io.stderr.write(summaryLine(outcome));
     return exitCodeForOutcome(outcome);
+  } catch (error) {
+    // The run exists: whatever went wrong, the JSON line names it so the caller can look it up.
+    display.stop();
+    const classified = toAgentGateError(error, 'AG_ERR_INTERNAL');
+    io.stderr.write(`error ${classified.code}: ${terminalText(classified.message)}\n`);
+    if (flags.json) {
+      io.stdout.write(`${JSON.stringify({ workOrderId: started.workOrderId, runId: started.runId, error: { code: classified.code, message: classified.message } })}\n`);
+    }
+    return exitCodeForError(classified);
   } finally {
     display.stop();
     unsubscribe();
@@ -200,11 +210,19 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
   }
 }
 
+/**
+ * Text from the agent, a gate or the repository (error messages quote stderr and verify.yaml) made safe
+ * for the terminal; a multi-line message keeps its lines, indented so none can pass for a line of ours.
+ */
+function terminalText(untrusted: string): string {
+  return sanitizeForTerminal(untrusted, { newlines: 'keep' }).replace(/\n/g, '\n    ');
+}
+
 function summaryLine(outcome: RunOutcome): string {
   const head = `run ${outcome.runId} ${outcome.state}${outcome.result ? ` (${outcome.result})` : ''} after ${outcome.iterations} iteration(s)`;
-  const error = outcome.error ? `\n  ${outcome.error.code}: ${outcome.error.message}` : '';
+  const error = outcome.error ? `\n  ${outcome.error.code}: ${terminalText(outcome.error.message)}` : '';
   const unverified = outcome.unverified ? '\n  WARNING: unverified — no verify.yaml and no test command was found; nothing was checked' : '';
-  return `${head}; branch ${outcome.branch}${error}${unverified}\n`;
+  return `${head}; branch ${sanitizeForTerminal(outcome.branch)}${error}${unverified}\n`;
 }
 
 /** Shared driver of both commands: config → spec → run, with every error mapped to an exit code. */
@@ -215,7 +233,7 @@ export async function runCommand(io: CliIo, build: () => Promise<TaskSpec> | Tas
     return await runSpec(spec, flags, io, config);
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_INTERNAL');
-    io.stderr.write(`error ${classified.code}: ${classified.message}\n`);
+    io.stderr.write(`error ${classified.code}: ${terminalText(classified.message)}\n`);
     if (flags.json) io.stdout.write(`${JSON.stringify({ error: { code: classified.code, message: classified.message } })}\n`);
     return exitCodeForError(classified);
   }

@@ -111,6 +111,7 @@ export async function executeRun(
   };
   actor.onBeforeTerminal(() => iterations.closeOpen());
   const wallClock = clock.setTimeout(() => actor.abort(runTimedOut(limits.maxWallClockMs)), limits.maxWallClockMs);
+  let failure: unknown;
   const keeper = new LeaseKeeper({ store: services.repos.leases, key: actor.fence.leaseKey, owner: actor.fence.owner, runId: actor.runId, clock, ttlMs: services.leaseTtlMs });
   try {
     await keeper.acquire(actor.signal);
@@ -132,10 +133,11 @@ export async function executeRun(
       progress.iteration = actor.run.iteration;
     }
   } catch (error) {
+    failure = error;
     await closeAfterThrow(actor, error, progress.iteration);
   } finally {
     clock.clearTimeout(wallClock);
-    await cleanUp(actor, run, keeper, services);
+    await cleanUp(actor, run, keeper, services, failure);
   }
   return finish(actor, run, services, startedAt);
 }
@@ -165,8 +167,13 @@ async function closeAfterThrow(actor: RunActor, thrown: unknown, iteration: numb
   }
 }
 
-/** Cleanup outside the run's scope (it must run after a cancel) but with its own time limit. */
-async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, services: RunExecutionServices): Promise<void> {
+/**
+ * Cleanup outside the run's scope (it must run after a cancel) but with its own time limit: delivery
+ * finalize, workspace release, then — if closing the run failed (a full disk, a store hiccup) — one more
+ * closing attempt while the run lease is still held (the workspace release may have freed the space the
+ * store needed), and last the run lease.
+ */
+async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, services: RunExecutionServices, failure: unknown): Promise<void> {
   const { clock } = services;
   const limit = new AbortController();
   const timer = clock.setTimeout(
@@ -198,6 +205,9 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
       );
     }
     if (workspace !== undefined) await attempt('workspace release', () => services.workspaces.release(workspace, { signal: limit.signal }));
+    if (actor.nonTerminalState() !== undefined && actor.ownershipLost === undefined) {
+      await closeAfterThrow(actor, failure ?? new AgentGateError('AG_ERR_INTERNAL', `run left in state ${actor.state}`), run.progress.iteration);
+    }
     await attempt('run lease release', () => keeper.release());
   } finally {
     clock.clearTimeout(timer);

@@ -4,7 +4,9 @@
  * - `exitCode: n` — the exit code. Without an exitCode assertion the command must exit 0: a program that
  *   crashes after printing the expected text has not passed.
  * - `contains: text` — stdout contains the text.
- * - `matches: regex` — stdout matches the JavaScript regular expression.
+ * - `matches: regex` — stdout matches the regular expression, in RE2 syntax and run by RE2 in time linear
+ *   in the output (schemas/verify-config `compileMatchPattern`): the output is the agent's, so a
+ *   backtracking engine would let it stall the server with a pathological input.
  * - `jsonEquals: value` — stdout, parsed as JSON, deeply equals the value (key order does not matter).
  *
  * All assertions are evaluated, so the feedback names every expectation that failed.
@@ -13,7 +15,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { AgentGateError } from '../errors.js';
-import type { BlackboxAssertion, BlackboxGate } from '../schemas/verify-config.js';
+import { compileMatchPattern, type BlackboxAssertion, type BlackboxGate } from '../schemas/verify-config.js';
 import type { CommandEnvironment } from './command-gate.js';
 import { executeCommand } from './command-gate.js';
 import { resolveInside } from './contracts.js';
@@ -39,7 +41,7 @@ export function checkAssertion(assertion: BlackboxAssertion, actual: { exitCode:
     return actual.stdout.includes(assertion.contains) ? undefined : `expected stdout to contain ${show(assertion.contains)}`;
   }
   if ('matches' in assertion) {
-    return new RegExp(assertion.matches).test(actual.stdout) ? undefined : `expected stdout to match /${assertion.matches}/`;
+    return compileMatchPattern(assertion.matches).test(actual.stdout) ? undefined : `expected stdout to match /${assertion.matches}/`;
   }
   if (actual.stdoutTruncated) return `stdout is larger than ${STDOUT_BYTES} bytes; cannot compare it as JSON`;
   let parsed: unknown;

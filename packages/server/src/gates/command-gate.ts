@@ -4,14 +4,17 @@
  * Each command runs as `sh -c <command>` in its own process group (util/process.ts), so a timeout or a
  * cancel kills the whole tree — test runners love to leave watchers and workers behind. The environment
  * is the server's minus every secret (`gateEnv`: no AgentGate tokens, no model keys) plus `CI=true`, which
- * makes test runners non-interactive and non-watching. The full output goes to a log file under the
- * run's artifacts directory; the result keeps a bounded tail and parsed diagnostics.
+ * makes test runners non-interactive and non-watching. The output goes to a log file under the run's
+ * artifacts directory — its first and last {@link GATE_LOG_LIMITS} bytes when it is larger; the result
+ * keeps a bounded tail and parsed diagnostics.
  */
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
+import { CappedOutputLog, verbatim, type OutputLogLimits } from '../util/output-log.js';
 import { runProcess } from '../util/process.js';
+import { sandboxOption } from '../util/sandbox.js';
 import type { ProcessResult } from '../util/process.js';
 import { gateEnv, redact, secretValues } from '../util/secrets.js';
 import type { Env } from '../util/secrets.js';
@@ -20,6 +23,12 @@ import type { GateLevel, GateResult } from './types.js';
 
 /** The output tail kept in a GateResult: enough for the last error and summary of any test runner. */
 export const OUTPUT_TAIL_BYTES = 8 * 1024;
+
+/**
+ * A gate's log keeps its first 2 MiB and last 2 MiB (with a marker saying what was dropped between), so a
+ * test suite gone wild cannot fill the disk; lines are cut at 256 KiB characters.
+ */
+export const GATE_LOG_LIMITS: OutputLogLimits = { headBytes: 2 * 1024 * 1024, tailBytes: 2 * 1024 * 1024, maxLineChars: 256 * 1024 };
 
 /** Output kept for the diagnostics parsers: the start (compiler errors come first) and the end (summaries). */
 const PARSE_HEAD_CHARS = 256 * 1024;
@@ -80,12 +89,19 @@ export function buildGateEnv(base: Env): Record<string, string> {
   return env;
 }
 
-/** Keeps the start and the end of a stream of lines within fixed bounds. */
+/**
+ * Keeps the start and the end of a stream of lines within fixed bounds. Lines are kept raw and the text
+ * is redacted when it is read, so lines that are dropped cost no redaction.
+ */
 class OutputCollector {
   private head = '';
+  /** Tail lines from `tailStart` on (an index, not `shift()`: shifting a large array per line is quadratic). */
   private tail: string[] = [];
+  private tailStart = 0;
   private tailChars = 0;
   private droppedLines = 0;
+
+  constructor(private readonly clean: (text: string) => string) {}
 
   push(line: string): void {
     if (this.head.length < PARSE_HEAD_CHARS) {
@@ -94,16 +110,20 @@ class OutputCollector {
     }
     this.tail.push(line);
     this.tailChars += line.length + 1;
-    while (this.tailChars > PARSE_TAIL_CHARS && this.tail.length > 1) {
-      const dropped = this.tail.shift() ?? '';
-      this.tailChars -= dropped.length + 1;
+    while (this.tailChars > PARSE_TAIL_CHARS && this.tail.length - this.tailStart > 1) {
+      this.tailChars -= (this.tail[this.tailStart]?.length ?? 0) + 1;
+      this.tailStart += 1;
       this.droppedLines += 1;
+    }
+    if (this.tailStart > 4096 && this.tailStart * 2 > this.tail.length) {
+      this.tail = this.tail.slice(this.tailStart);
+      this.tailStart = 0;
     }
   }
 
   text(): string {
     const gap = this.droppedLines > 0 ? `… ${this.droppedLines} lines omitted …\n` : '';
-    return `${this.head}${gap}${this.tail.join('\n')}`;
+    return this.clean(`${this.head}${gap}${this.tail.slice(this.tailStart).join('\n')}`);
   }
 
   /** The last `max` characters, starting at a line boundary when possible. */
@@ -141,13 +161,10 @@ export async function executeCommand(spec: CommandSpec, env: CommandEnvironment)
   } catch (error) {
     throw new AgentGateError('AG_ERR_PHASE_VERIFY', `cannot create the artifacts directory ${env.artifactsDir}`, { cause: error });
   }
-  const log = createWriteStream(logPath, { flags: 'w' });
-  let logError: Error | undefined;
-  log.on('error', (error) => {
-    logError ??= error;
-  });
-  const collector = new OutputCollector();
-  log.write(`$ ${redact(spec.command, secrets)}\n`);
+  const clean = (text: string): string => redact(text, secrets);
+  const log = CappedOutputLog.create(logPath, GATE_LOG_LIMITS);
+  const collector = new OutputCollector(clean);
+  log.write(`$ ${clean(spec.command)}`, verbatim);
 
   const gateTimeoutMs = spec.timeoutSeconds * 1000;
   const remaining = env.deadline === undefined ? Number.POSITIVE_INFINITY : Math.max(0, env.deadline - env.clock.now());
@@ -162,10 +179,11 @@ export async function executeCommand(spec: CommandSpec, env: CommandEnvironment)
     clock: env.clock,
     ...(spec.stdin === undefined ? {} : { stdin: spec.stdin }),
     ...(env.killGraceMs === undefined ? {} : { killGraceMs: env.killGraceMs }),
+    // Inside bubblewrap when the run's policy asks for it (util/sandbox.ts): only the workspace and a per-run home writable.
+    ...sandboxOption({ role: 'gate', workspacePath: env.worktreePath, artifactsDir: env.artifactsDir, env: {} }),
     onLine: ({ line }) => {
-      const clean = redact(line, secrets);
-      collector.push(clean);
-      log.write(`${clean}\n`);
+      collector.push(line);
+      log.write(line, clean);
     },
   });
 
@@ -173,8 +191,8 @@ export async function executeCommand(spec: CommandSpec, env: CommandEnvironment)
     result.outcome === 'exited'
       ? `[exit code ${String(result.exitCode)}${result.signal === null ? '' : `, signal ${result.signal}`} after ${result.durationMs} ms]`
       : `[${result.outcome} after ${result.durationMs} ms]`;
-  await new Promise<void>((resolve) => log.end(`${footer}\n`, () => resolve()));
-  if (log.errored !== null) logError ??= log.errored;
+  log.write(footer, verbatim);
+  const logError = await log.close();
 
   if (result.outcome === 'aborted') return { cancelled: true };
   if (result.outcome === 'spawn_error') {

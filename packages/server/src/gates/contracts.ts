@@ -12,6 +12,13 @@
  * Globs use picomatch with `dot: true`, so `**\/.env` matches `.env` and `config/.env`. Files ignored by
  * `.gitignore` are not considered (build output and node_modules would otherwise dominate); protect
  * `.gitignore` itself if an agent hiding files from the check is a concern.
+ *
+ * Every query goes through AgentGate's own git state of the run (`workspace/isolated-git.ts`): its git
+ * directory, its index (the last snapshot's, so unchanged files are not re-read) and a hardened
+ * environment, with the workspace as the work tree only. Nothing in the agent's `.git` — its index and
+ * skip-worktree bits, `info/exclude`, replace refs, config, filters, attributes — is consulted, and the
+ * attributes of the work tree cannot select a filter or change bytes. A directory that is not a run
+ * workspace (tests, tools) gets a scratch git directory of the same kind.
  */
 import { lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,6 +27,7 @@ import picomatch from 'picomatch';
 import { AgentGateError } from '../errors.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
+import { createScratchGitDir, findRunGit } from '../workspace/isolated-git.js';
 import { gitQuery, splitNul } from './git.js';
 import type { GitQueryOptions } from './git.js';
 import type { Diagnostic, GateResult } from './types.js';
@@ -72,34 +80,60 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** Tracked and untracked, non-ignored files of the worktree. */
-export async function listWorktreeFiles(git: GitQueryOptions): Promise<string[]> {
-  return splitNul(await gitQuery(['ls-files', '-z', '--cached', '--others', '--exclude-standard'], git));
+/**
+ * Runs `fn` with query options bound to AgentGate's own git state for `options.cwd`: the one given, the
+ * run's (`findRunGit`), or — for a directory that is not a run workspace — a scratch git directory
+ * borrowing that repository's objects, with `baseSha` read into its index, removed afterwards.
+ */
+export async function withIsolatedGit<T>(options: GitQueryOptions, baseSha: string, fn: (git: GitQueryOptions) => Promise<T>): Promise<T> {
+  if (options.isolated !== undefined) return fn(options);
+  const run = await findRunGit(options.cwd);
+  if (run !== undefined) return fn({ ...options, isolated: run });
+  const commonDir = (await gitQuery(['rev-parse', '--path-format=absolute', '--git-common-dir'], options)).trim();
+  const scratch = await mkdtemp(path.join(tmpdir(), 'agentgate-git-'));
+  try {
+    const isolated = await createScratchGitDir(path.join(scratch, 'git'), path.resolve(options.cwd), path.join(commonDir, 'objects'));
+    const own: GitQueryOptions = { ...options, isolated };
+    await gitQuery(['read-tree', baseSha], own);
+    return await fn(own);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** Tracked and untracked, non-ignored files of the worktree, as AgentGate's own index sees them. */
+export async function listWorktreeFiles(git: GitQueryOptions, baseSha?: string): Promise<string[]> {
+  const list = (own: GitQueryOptions): Promise<string[]> => gitQuery(['ls-files', '-z', '--cached', '--others', '--exclude-standard'], own).then(splitNul);
+  if (git.isolated !== undefined) return list(git);
+  if (baseSha === undefined) {
+    const run = await findRunGit(git.cwd);
+    if (run === undefined) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${git.cwd} is not a run workspace; pass the base commit`);
+    return list({ ...git, isolated: run });
+  }
+  return withIsolatedGit(git, baseSha, list);
 }
 
 /**
- * Files that differ between `baseSha` and the working tree (committed, staged or not), plus files that
- * are not in the base commit. Renames are reported as a deletion and an addition so both paths are checked.
+ * Files that differ between `baseSha` and the working tree, plus files that are not in the base commit.
+ * Renames are reported as a deletion and an addition so both paths are checked.
  *
- * Nothing the agent can write is trusted: the comparison uses a throwaway index read from the base commit
- * (so `update-index --skip-worktree` / `--assume-unchanged` in the worktree's index hide nothing), replace
- * refs and fsmonitor are off (see gitQuery), and files under protected patterns are listed without any
- * ignore rules (so a `.gitignore` or `info/exclude` the agent wrote hides nothing there).
+ * Nothing the agent can write is trusted: the comparison runs on AgentGate's own git directory and index
+ * ({@link withIsolatedGit}), so the agent's index (`update-index --skip-worktree` / `--assume-unchanged`),
+ * its `info/exclude`, replace refs, config and filters play no part; the work tree's attributes are reset
+ * (see `workspace/isolated-git.ts`); and files under protected patterns are listed without any ignore
+ * rules but the base commit's (so a `.gitignore` the agent wrote hides nothing there).
  */
 export async function listChangedFiles(baseSha: string, git: GitQueryOptions, protectedPatterns: readonly string[] = []): Promise<ChangedFile[]> {
-  const scratch = await mkdtemp(path.join(tmpdir(), 'agentgate-index-'));
-  try {
-    const own: GitQueryOptions = { ...git, env: { ...git.env, GIT_INDEX_FILE: path.join(scratch, 'index') } };
-    await gitQuery(['read-tree', baseSha], own);
+  return withIsolatedGit(git, baseSha, async (own) => {
     // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
     // fixture path as an escape); git would refuse the whole query for it.
     const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
-    // Three read-only queries against the same scratch index: run them together.
+    // Three read-only queries against the same index (GIT_OPTIONAL_LOCKS=0: none rewrites it): run them together.
     const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
-      gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', baseSha, '--'], own),
+      gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', baseSha, '--'], own),
       gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
       // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
-      // agent added (a new .gitignore, info/exclude) cannot hide a new conftest.py or test file.
+      // agent added (a new .gitignore) cannot hide a new conftest.py or test file.
       pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own),
     ]);
     const diff = splitNul(diffOut);
@@ -113,36 +147,40 @@ export async function listChangedFiles(baseSha: string, git: GitQueryOptions, pr
     }
     const untracked = splitNul(untrackedOut);
     const ignored = splitNul(ignoredOut);
-    const ignoredByBase = await ignoredByBaseRules(baseSha, ignored, git, scratch);
+    const ignoredByBase = await ignoredByBaseRules(baseSha, ignored, own);
     for (const file of [...untracked, ...ignored.filter((f) => !ignoredByBase.has(f))]) {
       if (seen.has(file)) continue;
       seen.add(file);
       out.push({ path: file, change: 'added' });
     }
     return out;
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+  });
 }
 
 /**
- * Which of `candidates` the base commit's `.gitignore` files (plus the user's global excludes) ignore,
- * evaluated in a scratch repository holding only those rules — the worktree's rules may be the agent's.
- * The repository's `info/exclude` is not consulted (the agent can write it).
+ * Which of `candidates` the base commit's `.gitignore` files (plus the user's default excludes file)
+ * ignore, evaluated in a scratch directory holding only those rules — the worktree's rules may be the
+ * agent's.
  */
-async function ignoredByBaseRules(baseSha: string, candidates: readonly string[], git: GitQueryOptions, scratch: string): Promise<Set<string>> {
+async function ignoredByBaseRules(baseSha: string, candidates: readonly string[], git: GitQueryOptions): Promise<Set<string>> {
   if (candidates.length === 0) return new Set();
-  const rules = path.join(scratch, 'rules');
-  await mkdir(rules);
-  await gitQuery(['init', '-q', rules], { ...git, cwd: scratch });
-  const files = splitNul(await gitQuery(['ls-tree', '-r', '-z', '--name-only', baseSha], git)).filter((f) => path.posix.basename(f) === '.gitignore');
-  for (const file of files) {
-    const target = resolveInside(rules, file);
-    await mkdir(path.dirname(target), { recursive: true });
-    await writeFile(target, await gitQuery(['cat-file', 'blob', `${baseSha}:${file}`], git));
+  const scratch = await mkdtemp(path.join(tmpdir(), 'agentgate-rules-'));
+  try {
+    const rules = path.join(scratch, 'rules');
+    await mkdir(rules);
+    const plain: GitQueryOptions = { cwd: scratch, signal: git.signal, ...(git.clock === undefined ? {} : { clock: git.clock }) };
+    await gitQuery(['init', '-q', '--template=', rules], plain);
+    const files = splitNul(await gitQuery(['ls-tree', '-r', '-z', '--name-only', baseSha], git)).filter((f) => path.posix.basename(f) === '.gitignore');
+    for (const file of files) {
+      const target = resolveInside(rules, file);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeFile(target, await gitQuery(['cat-file', 'blob', `${baseSha}:${file}`], git));
+    }
+    const out = await gitQuery(['check-ignore', '--no-index', '-z', '--stdin'], { ...plain, cwd: rules, stdin: `${candidates.join('\0')}\0`, okExitCodes: [0, 1] });
+    return new Set(splitNul(out));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
-  const out = await gitQuery(['check-ignore', '--no-index', '-z', '--stdin'], { ...git, cwd: rules, stdin: `${candidates.join('\0')}\0`, okExitCodes: [0, 1] });
-  return new Set(splitNul(out));
 }
 
 function summarise(items: readonly string[]): string {
@@ -217,12 +255,14 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
  *   `AG_ERR_WORKSPACE_PATH_ESCAPE` for a required file outside the worktree.
  */
 export async function checkContracts(input: ContractsInput): Promise<GateResult[]> {
-  const git: GitQueryOptions = { cwd: input.worktreePath, signal: input.signal, clock: input.clock };
-  let listing: Promise<string[]> | undefined;
-  const files = (): Promise<string[]> => (listing ??= listWorktreeFiles(git));
-  const out: GateResult[] = [];
-  if (input.contracts.requiredFiles.length > 0) out.push(await requiredFiles(input, files));
-  if (input.contracts.forbiddenPatterns.length > 0) out.push(await forbiddenPatterns(input, files));
-  out.push(await protectedPaths(input, git));
-  return out;
+  const options: GitQueryOptions = { cwd: input.worktreePath, signal: input.signal, clock: input.clock };
+  return withIsolatedGit(options, input.baseSha, async (git) => {
+    let listing: Promise<string[]> | undefined;
+    const files = (): Promise<string[]> => (listing ??= listWorktreeFiles(git));
+    const out: GateResult[] = [];
+    if (input.contracts.requiredFiles.length > 0) out.push(await requiredFiles(input, files));
+    if (input.contracts.forbiddenPatterns.length > 0) out.push(await forbiddenPatterns(input, files));
+    out.push(await protectedPaths(input, git));
+    return out;
+  });
 }

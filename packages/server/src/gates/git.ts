@@ -2,12 +2,17 @@
  * The few read-only git queries the gates need (reading the gate plan from the base commit, listing
  * changed and untracked files). They run through {@link runProcess} rather than simple-git so they share
  * its guarantees: an AbortSignal, a timeout and no orphaned child.
+ *
+ * Every query runs with the hardened environment of `workspace/isolated-git.ts` (no inherited `GIT_*`,
+ * no system or global config, hooks, attributes file and fsmonitor off), and — given `isolated` — against
+ * AgentGate's own git directory and index of the run rather than anything in the workspace's `.git`.
  */
 import { abortError } from '../util/abort.js';
 import { AgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { runProcess } from '../util/process.js';
 import { gateEnv } from '../util/secrets.js';
+import { isolatedConfigArgs, isolatedGitEnv, type IsolatedGit } from '../workspace/isolated-git.js';
 
 /** A git query that takes longer than this on a local worktree is stuck (a lock, a hung filter). */
 const GIT_TIMEOUT_MS = 60_000;
@@ -19,8 +24,10 @@ export interface GitQueryOptions {
   cwd: string;
   signal: AbortSignal;
   clock?: Clock;
-  /** Extra environment for this query (e.g. a throwaway GIT_INDEX_FILE). */
+  /** Extra environment for this query. */
   env?: Record<string, string>;
+  /** Query AgentGate's own git state of the run (git directory, index, work tree) instead of `cwd`'s repository. */
+  isolated?: IsolatedGit;
   /** Written to git's stdin. */
   stdin?: string;
   /** Exit codes that mean success for this query (default: only 0; `check-ignore` exits 1 for "none"). */
@@ -35,12 +42,12 @@ export interface GitQueryOptions {
  * phase's own git commands for `index.lock`.
  */
 export async function gitQuery(args: readonly string[], options: GitQueryOptions): Promise<string> {
-  // Replace refs and an fsmonitor are state the agent can write; the gates must not trust either.
-  const env = { ...gateEnv(process.env), GIT_OPTIONAL_LOCKS: '0', GIT_TERMINAL_PROMPT: '0', GIT_NO_REPLACE_OBJECTS: '1', LC_ALL: 'C', ...options.env };
+  // Replace refs, an fsmonitor, hooks, attributes and config are state the agent can write; the gates trust none.
+  const env = { ...isolatedGitEnv(gateEnv(process.env), options.isolated), GIT_OPTIONAL_LOCKS: '0', LC_ALL: 'C', ...options.env };
   const result = await runProcess({
     command: 'git',
-    args: ['-c', 'core.fsmonitor=false', ...args],
-    cwd: options.cwd,
+    args: [...isolatedConfigArgs(), ...args],
+    cwd: options.isolated?.workTree ?? options.cwd,
     env,
     signal: options.signal,
     timeoutMs: GIT_TIMEOUT_MS,

@@ -19,6 +19,7 @@ import { detectGatePlan } from './detect.js';
 import type { RepoReader } from './detect.js';
 import { listCommitFiles, parseLsTree, gitQuery, readCommitFile } from './git.js';
 import type { GitQueryOptions } from './git.js';
+import { findRunGit } from '../workspace/isolated-git.js';
 
 export type VerifyConfigFileName = (typeof VERIFY_CONFIG_FILE_NAMES)[number];
 
@@ -67,7 +68,11 @@ export async function commitReader(sha: string, options: GitQueryOptions): Promi
 export async function loadGatePlan(options: LoadGatePlanOptions): Promise<GatePlan> {
   if (options.inline !== undefined) return { source: 'inline', config: options.inline };
   assertBaseSha(options.baseSha);
-  const git: GitQueryOptions = { cwd: options.worktreePath, signal: options.signal, ...(options.clock === undefined ? {} : { clock: options.clock }) };
+  const plain: GitQueryOptions = { cwd: options.worktreePath, signal: options.signal, ...(options.clock === undefined ? {} : { clock: options.clock }) };
+  // In a run workspace, the objects are read through AgentGate's own git directory: the agent's `.git`
+  // could hold objects of its own making under the base commit's names.
+  const run = await findRunGit(options.worktreePath);
+  const git: GitQueryOptions = run === undefined ? plain : { ...plain, isolated: run };
 
   const listed = parseLsTree(await gitQuery(['ls-tree', '-z', '--full-tree', options.baseSha, '--', ...VERIFY_CONFIG_FILE_NAMES], git));
   for (const name of VERIFY_CONFIG_FILE_NAMES) {

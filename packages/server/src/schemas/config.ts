@@ -11,6 +11,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { AgentGateError } from '../errors.js';
+import { SANDBOX_ENV, SANDBOX_MODES, type SandboxMode } from '../util/sandbox.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -29,6 +30,11 @@ export interface AgentGateConfig {
   logLevel: LogLevel;
   port: number;
   host: string;
+  /**
+   * Default sandbox mode of tasks that name none (`AGENTGATE_SANDBOX`: auto | bwrap | none); absent means
+   * `auto`. See util/sandbox.ts and docs/security.md.
+   */
+  sandbox?: SandboxMode;
 }
 
 /** Values from command-line flags. Numbers may arrive as strings, exactly as the CLI parser gives them. */
@@ -43,6 +49,7 @@ export interface ConfigOverrides {
   logLevel?: string;
   port?: number | string;
   host?: string;
+  sandbox?: string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -110,6 +117,11 @@ const FIELDS = {
     flag: '--host',
     schema: z.string().regex(/^\S+$/, { error: (issue) => `expected a host name or address, got ${JSON.stringify(issue.input)}` }),
   },
+  sandbox: {
+    env: SANDBOX_ENV,
+    flag: '--sandbox',
+    schema: z.string().pipe(z.enum(SANDBOX_MODES, { error: (issue) => `expected one of ${SANDBOX_MODES.join(', ')}, got ${JSON.stringify(issue.input)}` })),
+  },
 } as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
 
 /** Environment variable names, e.g. for `--help` text and docs. */
@@ -165,6 +177,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const logLevel = read(FIELDS.logLevel, overrides.logLevel);
   const port = read(FIELDS.port, overrides.port);
   const host = read(FIELDS.host, overrides.host);
+  const sandbox = read(FIELDS.sandbox, overrides.sandbox);
 
   if (issues.length > 0) {
     throw new AgentGateError('AG_ERR_CONFIG_INVALID', issues.map((issue) => `${issue.variable}: ${issue.message}`).join('; '), {
@@ -184,5 +197,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (apiKey !== undefined) config.apiKey = apiKey;
   if (githubToken !== undefined) config.githubToken = githubToken;
   if (gitlabToken !== undefined) config.gitlabToken = gitlabToken;
+  if (sandbox !== undefined) config.sandbox = sandbox;
   return config;
 }

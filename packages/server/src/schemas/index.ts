@@ -31,12 +31,12 @@ export {
   parseTaskSpec,
   parseTaskSpecYaml,
 } from './task-spec.js';
-export type { AgentDriverName, ConvergenceStrategyName, TaskSpec, TaskSpecConvergence, TaskSpecInput, TaskSpecWorkspace } from './task-spec.js';
+export type { AgentDriverName, ConvergenceStrategyName, TaskSpec, TaskSpecConvergence, TaskSpecInput, TaskSpecSandbox, TaskSpecWorkspace } from './task-spec.js';
 
 export { GIT_OPS_MODES, HarnessSchema, LEGACY_AGENT_TYPES, WorkOrderBodySchema, WorkspaceSourceSchema, parseWorkOrderBody } from './work-order.js';
 export type { GitOpsMode, WorkOrderAgentType, WorkOrderBody, WorkOrderBodyInput, WorkOrderHarness, WorkOrderWorkspaceSource } from './work-order.js';
 
-export { HARNESS_PROFILE_LABEL, WORK_ORDER_SOURCE_LABEL, resolveTaskSpec, resolveWorkOrder, workOrderToTaskSpec } from './resolve.js';
+export { HARNESS_PROFILE_LABEL, WORK_ORDER_SOURCE_LABEL, resolveSandboxPolicy, resolveTaskSpec, resolveWorkOrder, workOrderToTaskSpec } from './resolve.js';
 export type {
   DeliveryKind,
   ResolveOptions,

@@ -13,6 +13,7 @@ import { MAX_ITERATIONS_CAP, TASK_SPEC_API_VERSION, TASK_SPEC_KIND, hasControlCh
 import type { AgentDriverName, TaskSpec, TaskSpecInput } from './task-spec.js';
 import type { VerifyConfig } from './verify-config.js';
 import type { WorkOrderBody, WorkOrderWorkspaceSource } from './work-order.js';
+import { assertSandboxAvailable, DEFAULT_SANDBOX_POLICY, type SandboxMode, type SandboxPolicy } from '../util/sandbox.js';
 
 /** Where a resolved task came from; recorded on the run for audit and shown by `agentgate status`. */
 export type TaskSource = 'task_spec' | 'work_order';
@@ -73,6 +74,8 @@ export interface ResolvedTaskSpec {
   context?: string;
   workspace: ResolvedWorkspace;
   agent: ResolvedAgent;
+  /** Where agents and gates run: bubblewrap (`auto` when available, `bwrap` required) or not (`none`). */
+  sandbox: SandboxPolicy;
   convergence: ResolvedConvergence;
   delivery: ResolvedDelivery;
   /** Inline gates; when absent the gates read the repository's verify.yaml (or detect commands). */
@@ -83,6 +86,21 @@ export interface ResolvedTaskSpec {
 export interface ResolveOptions {
   /** Defaults to `task_spec`; `resolveWorkOrder()` passes `work_order`. */
   source?: TaskSource;
+  /** The sandbox mode when the spec names none (the configuration's `AGENTGATE_SANDBOX`); default `auto`. */
+  sandboxMode?: SandboxMode;
+  /**
+   * Checks that the resolved sandbox can be honoured on this host (default: {@link assertSandboxAvailable},
+   * which probes bubblewrap once per process, only when `bwrap` is required). Tests inject a probe.
+   */
+  checkSandbox?: (policy: SandboxPolicy) => void;
+}
+
+/** The TaskSpec's sandbox with defaults: `mode` from the spec, else `defaultMode`, else `auto`; network on. */
+export function resolveSandboxPolicy(sandbox: TaskSpec['spec']['execution']['sandbox'], defaultMode?: SandboxMode): SandboxPolicy {
+  return {
+    mode: sandbox?.mode ?? defaultMode ?? DEFAULT_SANDBOX_POLICY.mode,
+    network: sandbox?.network ?? DEFAULT_SANDBOX_POLICY.network,
+  };
 }
 
 function resolveWorkspace(workspace: TaskSpec['spec']['execution']['workspace']): ResolvedWorkspace {
@@ -139,7 +157,8 @@ function deliveryKind(spec: TaskSpec['spec']): DeliveryKind {
 /**
  * Validates a TaskSpec (again, if it was already parsed: parsing is idempotent) and resolves it into the
  * engine's shape. Accepts the input form too, so callers that build a spec in code need not spell out
- * every default. Throws AG_ERR_SCHEMA_INVALID for an invalid spec.
+ * every default. Throws AG_ERR_SCHEMA_INVALID for an invalid spec, AG_ERR_CONFIG_INVALID when the
+ * sandbox it requires (`bwrap`) is unavailable here.
  */
 export function resolveTaskSpec(spec: TaskSpecInput, options: ResolveOptions = {}): ResolvedTaskSpec {
   const parsed = parseTaskSpec(spec);
@@ -162,6 +181,7 @@ export function resolveTaskSpec(spec: TaskSpecInput, options: ResolveOptions = {
       ...(agent.allowedTools === undefined ? {} : { allowedTools: [...agent.allowedTools] }),
       ...(agent.baseUrl === undefined ? {} : { baseUrl: agent.baseUrl }),
     },
+    sandbox: resolveSandboxPolicy(execution.sandbox, options.sandboxMode),
     convergence: resolveConvergence(parsed.spec.convergence),
     delivery: {
       kind,
@@ -186,6 +206,8 @@ export function resolveTaskSpec(spec: TaskSpecInput, options: ResolveOptions = {
   };
   if (goal.context !== undefined) resolved.context = goal.context;
   if (verify !== undefined) resolved.verify = verify;
+  // `bwrap` required on a host where it does not work is a configuration error at submission (exit 2 / 400).
+  (options.checkSandbox ?? ((policy: SandboxPolicy) => assertSandboxAvailable(policy)))(resolved.sandbox);
   return resolved;
 }
 

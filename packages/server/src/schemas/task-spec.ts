@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 import { parseWithSchema, parseYamlWithSchema } from './errors.js';
 import { VerifyConfigSchema } from './verify-config.js';
+import { SANDBOX_MODES } from '../util/sandbox.js';
 
 export const TASK_SPEC_API_VERSION = 'agentgate.io/v1';
 export const TASK_SPEC_KIND = 'TaskSpec';
@@ -128,6 +129,18 @@ const AgentSchema = z
     }
   });
 
+/**
+ * Where agents and gates run (SPEC 8, docs/security.md). Both fields are optional: an absent `mode`
+ * takes the configured default (`AGENTGATE_SANDBOX`, else `auto`), an absent `network` is `true`.
+ */
+const SandboxSchema = z.strictObject({
+  mode: z.enum(SANDBOX_MODES).optional(),
+  /** `false` cuts the sandbox off every network, loopback of the host included. */
+  network: z.boolean().optional(),
+});
+
+export type TaskSpecSandbox = z.output<typeof SandboxSchema>;
+
 const LimitsSchema = z.strictObject({
   maxIterations: z.number().int().min(1).max(MAX_ITERATIONS_CAP).default(TASK_SPEC_DEFAULTS.maxIterations),
   maxWallClock: DurationSchema.default(TASK_SPEC_DEFAULTS.maxWallClock),
@@ -224,6 +237,7 @@ const SpecSchema = z
     execution: z.strictObject({
       workspace: WorkspaceSchema,
       agent: AgentSchema.prefault({}),
+      sandbox: SandboxSchema.optional(),
     }),
     delivery: DeliverySchema.prefault({}),
     /** Inline gates; when present they replace the repository's verify.yaml. */

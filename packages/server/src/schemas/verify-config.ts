@@ -7,6 +7,8 @@
  * agent pass checks the team thinks are in place.
  */
 
+import { createRequire } from 'node:module';
+import type RE2 from 're2';
 import { z } from 'zod';
 import { tryParseDuration } from './duration.js';
 import { parseWithSchema, parseYamlWithSchema } from './errors.js';
@@ -91,13 +93,32 @@ const TestGateSchema = z.strictObject({
   expectedExit: z.number().int().min(0).max(255).default(0),
 });
 
+type Re2Constructor = typeof RE2;
+let re2: Re2Constructor | undefined;
+
+/**
+ * Compiles a verify.yaml pattern with RE2 (https://github.com/google/re2/wiki/Syntax), whose matching
+ * time is linear in the input: the repository's patterns run against output the agent controls, and a
+ * backtracking pattern such as `^(a+)+$` held the event loop for minutes on 61 characters. RE2 has no
+ * backreferences and no lookaround. The native module is loaded on first use, not at CLI start-up.
+ *
+ * @throws Error (RE2's syntax error) when RE2 cannot compile `source`.
+ */
+export function compileMatchPattern(source: string): RE2 {
+  re2 ??= createRequire(import.meta.url)('re2') as Re2Constructor;
+  return new re2(source, 'u');
+}
+
 /** A regular expression given as a string; compiled here so a bad pattern fails at load, not mid-run. */
 const RegexSource = z.string().superRefine((source, ctx) => {
   try {
-    new RegExp(source);
+    compileMatchPattern(source);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression ${JSON.stringify(source)}: ${reason}` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `invalid regular expression ${JSON.stringify(source)}: ${reason} (patterns use RE2 syntax, which runs in linear time: no backreferences, no lookaround)`,
+    });
   }
 });
 

@@ -11,12 +11,14 @@ import { AgentGateError, type ErrorCode } from '../errors.js';
 /**
  * `SQLITE_BUSY*` / `SQLITE_LOCKED*`: another writer held the lock beyond the busy timeout (retryable).
  * `SQLITE_CONSTRAINT*`: duplicate key, foreign key, CHECK or trigger abort (the write conflicts).
- * Anything else (I/O error, full disk, corrupt file …): a failed write that was rolled back.
+ * `SQLITE_FULL`: the disk is full (its own class, AG_ERR_DISK_FULL).
+ * Anything else (I/O error, corrupt file …): a failed write that was rolled back.
  */
 export function classifySqliteCode(code: string): ErrorCode {
   const primary = primaryResultCode(code);
   if (primary === 'SQLITE_BUSY' || primary === 'SQLITE_LOCKED') return 'AG_ERR_STORE_BUSY';
   if (primary === 'SQLITE_CONSTRAINT') return 'AG_ERR_STORE_CONFLICT';
+  if (primary === 'SQLITE_FULL') return 'AG_ERR_DISK_FULL';
   return 'AG_ERR_STORE_WRITE';
 }
 

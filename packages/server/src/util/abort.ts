@@ -21,8 +21,8 @@ const CODES = {
 export class RunAbort extends AgentGateError {
   readonly kind: AbortKind;
 
-  constructor(kind: AbortKind, message: string, cause?: unknown) {
-    super(CODES[kind], message, cause === undefined ? {} : { cause });
+  constructor(kind: AbortKind, message: string, cause?: unknown, code: ErrorCode = CODES[kind]) {
+    super(code, message, cause === undefined ? {} : { cause });
     this.kind = kind;
   }
 }
@@ -41,7 +41,9 @@ export function leaseLost(detail = 'the run lost its lease (expired or taken ove
 
 export function storeFailed(cause: unknown): RunAbort {
   const message = cause instanceof Error ? cause.message : String(cause);
-  return new RunAbort('store_failed', `the store refused a write of this run: ${message}`, cause);
+  // A full disk keeps its own code, so the run's error says what to fix.
+  const code = cause instanceof AgentGateError && cause.code === 'AG_ERR_DISK_FULL' ? cause.code : CODES.store_failed;
+  return new RunAbort('store_failed', `the store refused a write of this run: ${message}`, cause, code);
 }
 
 /** The reason a signal was aborted with, as a {@link RunAbort} (a foreign reason counts as a cancel). */

@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { systemClock, type Clock } from './clock.js';
+import { sandboxCommand, type SandboxSpec } from './sandbox.js';
 
 /** How long pipes may stay open after the child exited before we stop reading them. */
 const PIPE_DRAIN_MS = 1000;
@@ -40,6 +41,11 @@ export interface RunProcessOptions {
   /** Time between SIGTERM and SIGKILL. Default 2 s. */
   killGraceMs?: number;
   clock?: Clock;
+  /**
+   * Run the command inside this bubblewrap sandbox (util/sandbox.ts). bwrap leads the process group, so
+   * every kill below (timeout, watchdog, abort, normal exit) takes the whole sandbox with it.
+   */
+  sandbox?: SandboxSpec;
 }
 
 export interface ProcessResult {
@@ -163,9 +169,9 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
 
     let child: ChildProcessWithoutNullStreams;
     try {
-      child = options.args
-        ? spawn(options.command, [...options.args], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
-        : spawn('sh', ['-c', options.command], { cwd: options.cwd, env: options.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      const argv = options.args ? [options.command, ...options.args] : ['sh', '-c', options.command];
+      const launch = options.sandbox ? sandboxCommand(options.sandbox, argv, options.env, options.cwd) : { file: argv[0] ?? options.command, args: argv.slice(1), env: options.env };
+      child = spawn(launch.file, launch.args, { cwd: options.cwd, env: launch.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (error) {
       // spawn throws synchronously for some errors (E2BIG: arguments or environment too large).
       resolve({ outcome: 'spawn_error', exitCode: null, signal: null, durationMs: clock.now() - started, stdout: '', stderr: '', pid: undefined, error: error instanceof Error ? error : new Error(String(error)) });

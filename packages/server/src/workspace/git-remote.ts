@@ -1,13 +1,12 @@
 /**
  * Remote repositories (SPEC section 8: `git { url }`, `github { repo }`, `gitlab { project }`): one
  * cached bare repository per remote under `$AGENTGATE_HOME/repos/<sha256(url)>.git`, fetched before each
- * run; every run then gets its own worktree from the cache.
+ * run; every run then gets its own workspace borrowing the cache's objects, and its run branch is
+ * fetched back into the cache after every snapshot.
  *
  * The cache fetches the remote's branches into `refs/remotes/origin/*`, not into `refs/heads/*`: run
- * branches (`agentgate/<runId>`) live in `refs/heads/` of the cache and are checked out in run
- * worktrees, and a `+refs/heads/*:refs/heads/*` fetch with `--prune` would delete them (corrupting a
- * running worktree) or refuse to run at all once a run branch was pushed ("refusing to fetch into
- * branch checked out at …").
+ * branches (`agentgate/<runId>`) live in `refs/heads/` of the cache, and a `+refs/heads/*:refs/heads/*`
+ * fetch with `--prune` would delete them.
  *
  * Forge tokens never touch disk or argv: the cache's `remote.origin.url` holds the plain URL, and the
  * token reaches git as an `http.<base>/.extraHeader` through `GIT_CONFIG_KEY_n` environment variables of
@@ -175,13 +174,13 @@ export class RemoteRepositoryCache {
       if (existsSync(path.join(repoPath, 'HEAD'))) await this.fetch(remote, repoPath, refspecs, signal);
       else await this.createCache(remote, repoPath, refspecs, signal);
       const baseSha = await resolveCommit(repoPath, candidates, ref ?? 'the default branch', signal);
-      return { repoPath, baseSha, source: remote.displayUrl, warnings: [] };
+      return { repoPath, baseSha, objectsDir: path.join(repoPath, 'objects'), source: remote.displayUrl, warnings: [] };
     });
   }
 
   private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
-    // Run worktrees share this repository's config file, so an agent may have written to it (url
-    // rewrites, credential helpers, proxies). It is reset before every fetch that carries a token.
+    // Run workspaces no longer share this repository (they borrow its objects read-only), but the config is
+    // still reset before every fetch that carries a token: nothing but this file is trusted here.
     await writeFile(path.join(repoPath, 'config'), cacheConfig(remote.displayUrl));
     await runGit({
       cwd: repoPath,

@@ -17,6 +17,7 @@ import { abortError } from '../util/abort.js';
 import { execFile } from 'node:child_process';
 import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
 import { REPOSITORY_ENV, SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
+import { isolatedConfigArgs, isolatedGitEnv, type IsolatedGit } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 
 /**
@@ -46,7 +47,7 @@ const BASE_CONFIG: readonly string[] = [
   'protocol.ssh.allow=always',
   'protocol.git.allow=always',
   'protocol.file.allow=always',
-]
+];
 
 
 /** Interactive helpers a non-interactive git never needs . */
@@ -71,6 +72,17 @@ export interface GitCall {
   readonly envConfig?: readonly GitEnvConfig[];
   /** Values to scrub from error messages (tokens, URL passwords). */
   readonly secrets?: readonly string[];
+  /**
+   * Run against AgentGate's own git state of a run (`GIT_DIR`, `GIT_WORK_TREE`, `GIT_INDEX_FILE`) with the
+   * hardened environment of `isolated-git.ts`; `cwd` should be the work tree.
+   */
+  readonly isolated?: IsolatedGit;
+  /**
+   * The hardened environment without a git directory of AgentGate's (for calls in the user's repository
+   * whose own config is the user's): no inherited `GIT_*`, no system or global config, the isolation `-c`
+   * settings. Implied by `isolated`.
+   */
+  readonly hardened?: boolean;
 }
 
 /** A git process that exited non-zero. Internal: it never leaves this module except as a `cause`. */
@@ -84,8 +96,9 @@ class GitExitError extends Error {
   }
 }
 
-function gitEnvironment(envConfig: readonly GitEnvConfig[]): Record<string, string> {
-  const env = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
+function gitEnvironment(envConfig: readonly GitEnvConfig[], isolation: { git: IsolatedGit | undefined } | undefined): Record<string, string> {
+  const inherited = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
+  const env = isolation === undefined ? inherited : isolatedGitEnv(inherited, isolation.git);
   env['GIT_TERMINAL_PROMPT'] = '0';
   // Replace refs live in the shared repository, where an agent can create them.
   env['GIT_NO_REPLACE_OBJECTS'] = '1';
@@ -113,8 +126,9 @@ function gitEnvironment(envConfig: readonly GitEnvConfig[]): Record<string, stri
  */
 export async function runGit(call: GitCall): Promise<string> {
   if (call.signal.aborted) throw canceledError(call.signal, call.what);
-  const env = gitEnvironment(call.envConfig ?? []);
-  const config = BASE_CONFIG.flatMap((entry) => ['-c', entry]);
+  const isolation = call.isolated !== undefined ? { git: call.isolated } : call.hardened === true ? { git: undefined } : undefined;
+  const env = gitEnvironment(call.envConfig ?? [], isolation);
+  const config = [...BASE_CONFIG.flatMap((entry) => ['-c', entry]), ...(isolation === undefined ? [] : isolatedConfigArgs())];
   try {
     return await new Promise<string>((resolve, reject) => {
       execFile('git', [...config, ...call.args], { cwd: call.cwd, env, signal: call.signal, maxBuffer: MAX_GIT_OUTPUT, encoding: 'utf8' }, (error, stdout, stderr) => {

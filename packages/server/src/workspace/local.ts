@@ -1,17 +1,20 @@
 /**
- * Local repositories (SPEC section 8, `local { path, ref? }`) and the worktree operations shared by
+ * Local repositories (SPEC section 8, `local { path, ref? }`) and the workspace operations shared by
  * every workspace kind.
  *
  * The user's repository is never modified in place: AgentGate only reads it (`rev-parse`, a status
- * that takes no optional locks, so not even the index's stat cache is rewritten) and then adds a
- * *linked worktree* on a new branch. The user's working tree, index, HEAD and current branch stay
- * exactly as they were; the run's result is the branch `agentgate/<runId>` in their repository.
+ * that takes no optional locks, so not even the index's stat cache is rewritten), creates the run branch
+ * in it, and later fetches the snapshot commits onto that branch. The workspace is a repository of its
+ * own (see `isolated-git.ts`), not a linked worktree: the user's `.git` gains no worktree entry and is
+ * never shared with the agent. The user's working tree, index, HEAD and current branch stay exactly as
+ * they were; the run's result is the branch `agentgate/<runId>` in their repository.
  */
-import { realpath, rm, stat, mkdir } from 'node:fs/promises';
+import { realpath, stat, mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { canceledError, neverAborted, runGit, runGitTrimmed, withCleanupFailure } from './git.js';
+import { createRunRepositories, recordBaseGitlinks, removeTree, shareIndexWithAgent, type IsolatedGit } from './isolated-git.js';
 import { isInside } from './paths.js';
 
 /** What a source resolves to before the run's worktree is created. */
@@ -20,6 +23,8 @@ export interface PreparedSource {
   repoPath: string;
   /** The commit the run starts from. */
   baseSha: string;
+  /** The repository's object directory (absolute); the run's repositories borrow it read-only. */
+  objectsDir: string;
   /** Human-readable, credential-free description of the source. */
   source: string;
   warnings: string[];
@@ -57,15 +62,16 @@ export async function inspectLocalRepository(spec: LocalSourceSpec, signal: Abor
   const quick = spec.ref === undefined ? await workTreeAndHead(requested, signal) : undefined;
   if (quick !== undefined) {
     // The common case in one git call: a work tree whose HEAD is a commit.
-    const repoPath = await realpath(quick.top);
-    return { repoPath, baseSha: quick.head, source: repoPath, warnings: await uncommittedChangesWarning(repoPath, quick.head, undefined, signal) };
+    const [repoPath, objectsDir] = await Promise.all([realpath(quick.top), realpath(path.join(quick.commonDir, 'objects'))]);
+    return { repoPath, baseSha: quick.head, objectsDir, source: repoPath, warnings: await uncommittedChangesWarning(repoPath, quick.head, undefined, signal) };
   }
-  const bare = (await runGitTrimmed({ ...probe, args: ['rev-parse', '--is-bare-repository'] })) === 'true';
+  const [bareFlag = '', commonDir = ''] = (await runGitTrimmed({ ...probe, args: ['rev-parse', '--is-bare-repository', '--path-format=absolute', '--git-common-dir'] })).split('\n');
+  const bare = bareFlag === 'true';
   const top = await runGitTrimmed({ ...probe, args: ['rev-parse', bare ? '--absolute-git-dir' : '--show-toplevel'] });
-  const repoPath = await realpath(top);
+  const [repoPath, objectsDir] = await Promise.all([realpath(top), realpath(path.join(commonDir, 'objects'))]);
   const baseSha = await resolveCommit(repoPath, spec.ref === undefined ? ['HEAD'] : refCandidates(spec.ref), spec.ref ?? 'HEAD', signal);
   const warnings = bare ? [] : await uncommittedChangesWarning(repoPath, baseSha, spec.ref, signal);
-  return { repoPath, baseSha, source: repoPath, warnings };
+  return { repoPath, baseSha, objectsDir, source: repoPath, warnings };
 }
 
 /**
@@ -73,10 +79,11 @@ export async function inspectLocalRepository(spec: LocalSourceSpec, signal: Abor
  * (a bare repository, no commit yet, not a repository) — the caller then takes the step-by-step path,
  * which produces the precise error.
  */
-async function workTreeAndHead(dir: string, signal: AbortSignal): Promise<{ top: string; head: string } | undefined> {
+async function workTreeAndHead(dir: string, signal: AbortSignal): Promise<{ top: string; commonDir: string; head: string } | undefined> {
   try {
-    const [top, head] = (await runGitTrimmed({ cwd: dir, args: ['rev-parse', '--show-toplevel', 'HEAD^{commit}'], signal, failAs: 'AG_ERR_WORKSPACE_NOT_A_REPO', what: `open ${dir} as a git repository` })).split('\n');
-    return top !== undefined && head !== undefined && /^[0-9a-f]{40,64}$/.test(head) ? { top, head } : undefined;
+    const args = ['rev-parse', '--show-toplevel', '--path-format=absolute', '--git-common-dir', 'HEAD^{commit}'];
+    const [top, commonDir, head] = (await runGitTrimmed({ cwd: dir, args, signal, failAs: 'AG_ERR_WORKSPACE_NOT_A_REPO', what: `open ${dir} as a git repository` })).split('\n');
+    return top !== undefined && commonDir !== undefined && head !== undefined && /^[0-9a-f]{40,64}$/.test(head) ? { top, commonDir, head } : undefined;
   } catch (error) {
     if (signal.aborted || !(error instanceof AgentGateError)) throw error;
     return undefined;
@@ -146,118 +153,140 @@ async function uncommittedChangesWarning(repoPath: string, baseSha: string, ref:
   ];
 }
 
-export interface CreateWorktreeRequest {
+export interface CreateWorkspaceRequest {
+  /** The repository that receives the run branch. */
   repoPath: string;
+  /** Its object directory, borrowed read-only. */
+  objectsDir: string;
+  /** `$AGENTGATE_HOME/worktrees/<runId>`. */
   worktreePath: string;
+  /** `$AGENTGATE_HOME/runs/<runId>/git`. */
+  gitDir: string;
   branch: string;
   baseSha: string;
   signal: AbortSignal;
 }
 
 /**
- * `git worktree add -b <branch> <worktreePath> <baseSha>` in `repoPath`. Only adds a branch and the
- * worktree's administrative files to the repository; the repository's own checkout is not touched. A
- * failed or canceled add is rolled back (directory removed, branch deleted if it still points at the
- * base commit) so a retry starts clean.
+ * Creates the run's workspace: the branch `refs/heads/<branch>` at the base commit in `repoPath` (refused
+ * when it exists), AgentGate's git directory and the agent's repository (both borrowing `objectsDir`), and
+ * the checked-out files — written by AgentGate's own `read-tree -u`, so no attribute, filter or hook of
+ * anyone runs, and the files are the base commit's bytes. A failed or canceled creation is rolled back
+ * (directories removed, the branch deleted if this call created it and it still points at the base).
  *
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
-export async function createRunWorktree(request: CreateWorktreeRequest): Promise<void> {
-  const { repoPath, worktreePath, branch, baseSha, signal } = request;
-  if (existsSync(worktreePath)) {
-    throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The run worktree ${worktreePath} already exists`, {
-      retryable: false,
-      details: { path: worktreePath },
-    });
+export async function createRunWorkspace(request: CreateWorkspaceRequest): Promise<IsolatedGit> {
+  const { repoPath, worktreePath, gitDir, branch, baseSha, signal } = request;
+  for (const existing of [worktreePath, gitDir]) {
+    if (existsSync(existing)) {
+      throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The run directory ${existing} already exists`, { retryable: false, details: { path: existing } });
+    }
   }
-  await mkdir(path.dirname(worktreePath), { recursive: true });
+  let branchCreated = false;
   try {
+    // An empty old value makes update-ref refuse an existing branch: a run never takes over a branch.
     await runGit({
       cwd: repoPath,
-      args: ['worktree', 'add', '--quiet', '-b', branch, worktreePath, baseSha],
+      args: ['update-ref', '-m', 'agentgate: create run branch', `refs/heads/${branch}`, baseSha, ''],
       signal,
       failAs: 'AG_ERR_WORKSPACE_SETUP',
-      what: `create the run worktree on branch ${branch}`,
+      what: `create the run branch ${branch}`,
+      hardened: true,
     });
+    branchCreated = true;
+    const git = await createRunRepositories({ gitDir, workTree: worktreePath, objectsDir: request.objectsDir, branch, baseSha });
+    const setup = { cwd: worktreePath, signal, failAs: 'AG_ERR_WORKSPACE_SETUP', isolated: git } as const;
+    await runGit({ ...setup, args: ['read-tree', '--reset', '-u', baseSha], what: 'check out the base commit' });
+    const [stage] = await Promise.all([runGit({ ...setup, args: ['ls-files', '-z', '--stage'], what: 'list the submodules of the base commit' }), shareIndexWithAgent(git)]);
+    await recordBaseGitlinks(git, stage);
+    return git;
   } catch (error) {
-    const rollbackFailure = await rollbackWorktree(request).then(
+    const rollbackFailure = await rollbackWorkspace(request, branchCreated).then(
       () => undefined,
       (rollbackError: unknown) => rollbackError,
     );
-    throw withCleanupFailure(error, rollbackFailure, 'rolling back the worktree');
+    throw withCleanupFailure(error, rollbackFailure, 'rolling back the workspace');
   }
 }
 
-async function rollbackWorktree({ repoPath, worktreePath, branch, baseSha }: CreateWorktreeRequest): Promise<void> {
-  // Runs outside the run's (possibly aborted) scope: a half-created worktree must not survive.
+async function rollbackWorkspace({ repoPath, worktreePath, gitDir, branch, baseSha }: CreateWorkspaceRequest, branchCreated: boolean): Promise<void> {
+  // Runs outside the run's (possibly aborted) scope: a half-created workspace must not survive.
   const cleanup = neverAborted();
-  const what = `roll back the worktree ${worktreePath}`;
-  await rm(worktreePath, { recursive: true, force: true });
-  await runGit({ cwd: repoPath, args: ['worktree', 'prune'], signal: cleanup, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what });
-  const current = await runGitTrimmed({
-    cwd: repoPath,
-    args: ['for-each-ref', '--format=%(objectname)', `refs/heads/${branch}`],
-    signal: cleanup,
-    failAs: 'AG_ERR_WORKSPACE_CLEANUP',
-    what,
-  });
-  // Only a branch that still points at the base commit is ours and holds no work; compare-and-delete.
-  if (current === baseSha) {
-    await runGit({ cwd: repoPath, args: ['update-ref', '-d', `refs/heads/${branch}`, baseSha], signal: cleanup, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what });
-  }
+  const what = `roll back the workspace ${worktreePath}`;
+  await Promise.all([removeTree(worktreePath), removeTree(gitDir)]);
+  if (!branchCreated) return;
+  // Only a branch that still points at the base commit holds no work; compare-and-delete.
+  await runGit({ cwd: repoPath, args: ['update-ref', '-d', `refs/heads/${branch}`, baseSha], signal: cleanup, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what, hardened: true });
 }
 
-export interface RemoveWorktreeRequest {
-  /** The repository the worktree belongs to; undefined when unknown (the directory is simply deleted). */
-  repoPath: string | undefined;
+export interface RemoveWorkspaceRequest {
+  /**
+   * The repository of a linked worktree made by an earlier AgentGate version (undefined otherwise or
+   * when unknown): its worktree entry is removed as well.
+   */
+  legacyRepoPath?: string | undefined;
   worktreePath: string;
-  /** The directory all run worktrees live in; a fallback `rm -rf` never goes outside it. */
+  /** The directory all run workspaces live in; nothing outside it is ever deleted. */
   worktreesRoot: string;
+  /** AgentGate's git directory of the run, removed too (the branch already reached the repository). */
+  gitDir?: string | undefined;
   signal: AbortSignal;
 }
 
 /**
- * Removes a run worktree (`git worktree remove --force`; `git worktree prune` when that fails); the branch and its
- * commits stay in the repository. When git cannot remove it — the agent deleted or corrupted the
- * worktree's `.git` file, for example — the directory is deleted directly (only below
- * `worktreesRoot`) and the stale registration is pruned, so cleanup cannot be skipped. Idempotent.
+ * Removes a run's workspace and AgentGate's git directory of the run; the run branch and its commits stay
+ * in the repository. Works whatever the agent did to the workspace: a deleted or corrupted `.git`, a
+ * `git worktree lock`, files and directories made read-only. Idempotent.
  *
- * @throws AG_ERR_WORKSPACE_CLEANUP.
+ * @throws AG_ERR_WORKSPACE_PATH_ESCAPE for a path outside `worktreesRoot`; AG_ERR_WORKSPACE_CLEANUP.
  */
-export async function removeRunWorktree(request: RemoveWorktreeRequest): Promise<void> {
-  const { repoPath, worktreePath, worktreesRoot, signal } = request;
+export async function removeRunWorkspace(request: RemoveWorkspaceRequest): Promise<void> {
+  const { legacyRepoPath, worktreePath, worktreesRoot, gitDir, signal } = request;
   if (!isInside(worktreesRoot, worktreePath) || path.resolve(worktreesRoot) === path.resolve(worktreePath)) {
-    throw new AgentGateError('AG_ERR_WORKSPACE_PATH_ESCAPE', `Refusing to remove ${worktreePath}: it is not a run worktree below ${worktreesRoot}`);
+    throw new AgentGateError('AG_ERR_WORKSPACE_PATH_ESCAPE', `Refusing to remove ${worktreePath}: it is not a run workspace below ${worktreesRoot}`);
   }
-  const repoExists = repoPath !== undefined && existsSync(repoPath);
-  // `worktree remove` deregisters what it removes; a prune is only needed when it could not run.
-  let needPrune = true;
-  if (existsSync(worktreePath)) {
-    let gitFailure: unknown;
-    if (repoPath !== undefined && repoExists) {
-      gitFailure = await runGit({
-        cwd: repoPath,
-        args: ['worktree', 'remove', '--force', worktreePath],
-        signal,
-        failAs: 'AG_ERR_WORKSPACE_CLEANUP',
-        what: `remove the worktree ${worktreePath}`,
-      }).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      if (signal.aborted) throw canceledError(signal, `remove the worktree ${worktreePath}`);
-      needPrune = gitFailure !== undefined;
-    }
-    if (!repoExists || gitFailure !== undefined) {
-      await rm(worktreePath, { recursive: true, force: true }).catch((error: unknown) => {
-        throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Could not delete the worktree directory ${worktreePath}`, {
-          cause: gitFailure ?? error,
-          details: { path: worktreePath },
-        });
-      });
-    }
+  if (signal.aborted) throw canceledError(signal, `remove the workspace ${worktreePath}`);
+  const legacy = legacyRepoPath !== undefined && existsSync(legacyRepoPath) ? legacyRepoPath : undefined;
+  let legacyRemoved = false;
+  if (legacy !== undefined && existsSync(worktreePath)) {
+    // A linked worktree of the user's repository (earlier versions). `--force` twice also removes a
+    // worktree the agent locked; when git cannot (a corrupted .git file), the directory is deleted below
+    // and the registration pruned.
+    const what = `remove the worktree ${worktreePath}`;
+    legacyRemoved = await runGit({ cwd: legacy, args: ['worktree', 'remove', '--force', '--force', worktreePath], signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what, hardened: true }).then(
+      () => true,
+      (error: unknown) => {
+        if (signal.aborted) throw canceledError(signal, what);
+        return false;
+      },
+    );
   }
-  if (repoPath !== undefined && repoExists && needPrune) {
-    await runGit({ cwd: repoPath, args: ['worktree', 'prune'], signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what: 'prune worktrees' });
+  const remove = (dir: string): Promise<void> =>
+    removeTree(dir).catch((error: unknown) => {
+      throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Could not delete ${dir}`, { cause: error, details: { path: dir } });
+    });
+  await Promise.all([remove(worktreePath), gitDir === undefined ? Promise.resolve() : remove(gitDir)]);
+  if (legacy !== undefined && !legacyRemoved) {
+    await runGit({ cwd: legacy, args: ['worktree', 'prune'], signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what: 'prune worktrees', hardened: true });
   }
+}
+
+/**
+ * The repository a linked worktree of an earlier AgentGate version belongs to, read from its `.git` file
+ * (`gitdir: <repo>/.git/worktrees/<name>` or `<bare>/worktrees/<name>`); undefined for today's
+ * workspaces (`.git` is a directory) and when unreadable.
+ */
+export async function legacyOwningRepository(worktreeDir: string, root: string): Promise<string | undefined> {
+  const content = await readFile(path.join(worktreeDir, '.git'), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'EISDIR' || error.code === 'ENOTDIR') return undefined;
+    throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Cannot read ${worktreeDir}/.git`, { cause: error });
+  });
+  const match = content === undefined ? null : /^gitdir:\s*(.+)$/m.exec(content);
+  if (match?.[1] === undefined) return undefined;
+  const adminDir = path.resolve(worktreeDir, match[1].trim());
+  const commonDir = path.dirname(path.dirname(adminDir));
+  const repo = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : commonDir;
+  // Never treat something inside our own worktrees as the owning repository.
+  return isInside(root, repo) ? undefined : repo;
 }

@@ -2,22 +2,26 @@
  * Gives every run an isolated workspace (SPEC section 8) and takes it away again.
  *
  * `acquire` resolves the source (the user's repository, or a cached clone of a remote), takes the
- * lease on `<repository>#<run branch>` when a lease store is configured, and adds a worktree at
- * `$AGENTGATE_HOME/worktrees/<runId>` on the new branch `agentgate/<runId>`. `release` removes the
- * worktree and releases the lease; the branch — the run's result — stays.
+ * lease on `<repository>#<run branch>` when a lease store is configured, creates the branch
+ * `agentgate/<runId>` there and the run's two repositories: the workspace at
+ * `$AGENTGATE_HOME/worktrees/<runId>` (a repository of the agent's own) and AgentGate's git directory at
+ * `$AGENTGATE_HOME/runs/<runId>/git` (see `isolated-git.ts`). `release` removes both and releases the
+ * lease; the branch — the run's result, fetched into the repository after every snapshot — stays.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import type { TimerClock } from '../util/clock.js';
 import { withCleanupFailure, withRepositoryLock } from './git.js';
 import { RemoteRepositoryCache, resolveRemoteSource, type ForgeCloneConfig } from './git-remote.js';
+import { removeTree } from './isolated-git.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, defaultLeaseOwner, leaseKey, type LeaseStore } from './lease.js';
-import { createRunWorktree, inspectLocalRepository, removeRunWorktree, type PreparedSource } from './local.js';
+import { createRunWorkspace, inspectLocalRepository, legacyOwningRepository, removeRunWorkspace, type PreparedSource } from './local.js';
 
 export type { PreparedSource } from './local.js';
-import { DEFAULT_BRANCH_PREFIX, isInside, runBranchName, validateRunId, worktreePath, worktreesRoot } from './paths.js';
+import { DEFAULT_BRANCH_PREFIX, runBranchName, runGitDir, runsRoot, validateRunId, worktreePath, worktreesRoot } from './paths.js';
 import type { Workspace } from './types.js';
 
 /** The resolved workspace of a task (structurally the same as `ResolvedWorkspace` of the schemas). */
@@ -96,12 +100,13 @@ export class WorkspaceManager {
     validateRunId(runId);
     const branch = runBranchName(runId, options.branchPrefix ?? DEFAULT_BRANCH_PREFIX);
     const target = worktreePath(this.home, runId);
+    const gitDir = runGitDir(this.home, runId);
     const prepared = options.source ?? (await this.resolveSource(spec, signal));
     await this.takeLease(prepared.repoPath, branch, runId, signal);
+    let indexFile: string;
     try {
-      await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () =>
-        createRunWorktree({ repoPath: prepared.repoPath, worktreePath: target, branch, baseSha: prepared.baseSha, signal }),
-      );
+      const request = { repoPath: prepared.repoPath, objectsDir: prepared.objectsDir, worktreePath: target, gitDir, branch, baseSha: prepared.baseSha, signal };
+      ({ indexFile } = await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => createRunWorkspace(request)));
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(runId), 'releasing the lease');
     }
@@ -112,27 +117,28 @@ export class WorkspaceManager {
       branch,
       baseSha: prepared.baseSha,
       repoPath: prepared.repoPath,
+      gitDir,
+      indexFile,
       source: prepared.source,
       warnings: prepared.warnings,
     };
   }
 
   /**
-   * Removes the run's worktree (`git worktree remove --force`, then prune) and releases its lease. The
-   * branch and its commits stay. Idempotent.
+   * Deletes the run's workspace and AgentGate's git directory of the run (whatever the agent did to
+   * them: read-only files, a locked or corrupted `.git`) and releases its lease. The branch and its
+   * commits stay in the repository. Idempotent.
    *
    * @throws AG_ERR_WORKSPACE_CLEANUP (the lease is released anyway).
    */
   async release(workspace: Workspace, options: ReleaseWorkspaceOptions): Promise<void> {
     try {
-      await withRepositoryLock(repositoryLocks, workspace.repoPath, options.signal, () =>
-        removeRunWorktree({
-          repoPath: workspace.repoPath,
-          worktreePath: workspace.path,
-          worktreesRoot: worktreesRoot(this.home),
-          signal: options.signal,
-        }),
-      );
+      await removeRunWorkspace({
+        worktreePath: workspace.path,
+        worktreesRoot: worktreesRoot(this.home),
+        gitDir: runGitDir(this.home, workspace.runId),
+        signal: options.signal,
+      });
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(workspace.runId), 'releasing the lease');
     }
@@ -160,24 +166,38 @@ export class WorkspaceManager {
   }
 
   /**
-   * Removes worktrees left behind by runs that are no longer live (a crash between acquire and
-   * release). Returns the run ids whose worktrees were removed.
+   * Removes workspaces and AgentGate git directories left behind by runs that are no longer live (a crash
+   * between acquire and release), including linked worktrees made by earlier versions. Returns the run
+   * ids whose workspaces were removed.
    */
   async reapStale(options: ReapStaleOptions): Promise<string[]> {
     const root = worktreesRoot(this.home);
-    const entries = await readdir(root, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [];
-      throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Cannot list ${root}`, { cause: error });
-    });
-    const reaped: string[] = [];
-    for (const entry of entries) {
-      if (!entry.isDirectory() || this.leasesByRun.has(entry.name) || (await options.isLive(entry.name))) continue;
-      const dir = path.join(root, entry.name);
-      const repoPath = await owningRepository(dir, root);
-      await withRepositoryLock(repositoryLocks, repoPath ?? dir, options.signal, () =>
-        removeRunWorktree({ repoPath, worktreePath: dir, worktreesRoot: root, signal: options.signal }),
+    const list = (dir: string): Promise<string[]> =>
+      readdir(dir, { withFileTypes: true }).then(
+        (entries) => entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name),
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return [];
+          throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Cannot list ${dir}`, { cause: error });
+        },
       );
-      reaped.push(entry.name);
+    const [workspaces, runs] = await Promise.all([list(root), list(runsRoot(this.home))]);
+    const isStale = async (runId: string): Promise<boolean> => !this.leasesByRun.has(runId) && !(await options.isLive(runId));
+    const reaped: string[] = [];
+    for (const runId of workspaces) {
+      if (!(await isStale(runId))) continue;
+      const dir = path.join(root, runId);
+      const legacyRepoPath = await legacyOwningRepository(dir, root);
+      const gitDir = safeRunGitDir(this.home, runId);
+      await withRepositoryLock(repositoryLocks, legacyRepoPath ?? dir, options.signal, () =>
+        removeRunWorkspace({ legacyRepoPath, worktreePath: dir, worktreesRoot: root, gitDir, signal: options.signal }),
+      );
+      reaped.push(runId);
+    }
+    // AgentGate git directories whose workspace is already gone (a crash in the middle of a release).
+    for (const runId of runs) {
+      const gitDir = safeRunGitDir(this.home, runId);
+      if (gitDir === undefined || workspaces.includes(runId) || !existsSync(gitDir) || !(await isStale(runId))) continue;
+      await removeTree(gitDir);
     }
     return reaped;
   }
@@ -218,20 +238,12 @@ export class WorkspaceManager {
   }
 }
 
-/**
- * The repository a linked worktree belongs to, read from its `.git` file
- * (`gitdir: <repo>/.git/worktrees/<name>` or `<bare>/worktrees/<name>`); undefined when unreadable.
- */
-async function owningRepository(worktreeDir: string, root: string): Promise<string | undefined> {
-  const content = await readFile(path.join(worktreeDir, '.git'), 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'EISDIR') return undefined;
-    throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Cannot read ${worktreeDir}/.git`, { cause: error });
-  });
-  const match = content === undefined ? null : /^gitdir:\s*(.+)$/m.exec(content);
-  if (match?.[1] === undefined) return undefined;
-  const adminDir = path.resolve(worktreeDir, match[1].trim());
-  const commonDir = path.dirname(path.dirname(adminDir));
-  const repo = path.basename(commonDir) === '.git' ? path.dirname(commonDir) : commonDir;
-  // Never treat something inside our own worktrees as the owning repository.
-  return isInside(root, repo) ? undefined : repo;
+/** The run's git directory, or undefined for a directory name that is not a valid run id. */
+function safeRunGitDir(home: string, runId: string): string | undefined {
+  try {
+    return runGitDir(home, runId);
+  } catch (error) {
+    if (error instanceof AgentGateError && error.code === 'AG_ERR_WORKSPACE_PATH_ESCAPE') return undefined;
+    throw error;
+  }
 }

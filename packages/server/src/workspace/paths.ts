@@ -3,9 +3,10 @@
  *
  * ```
  * $AGENTGATE_HOME/
- *   worktrees/<runId>/     one git worktree per run (removed when the run ends)
+ *   worktrees/<runId>/     the run's workspace: its own repository, owned by the agent (removed when the run ends)
  *   repos/<sha256>.git/    one cached bare repository per remote URL
  *   runs/<runId>/          artifacts of a run: transcripts, patches, gate logs
+ *   runs/<runId>/git/      AgentGate's own git directory of the run (removed when the run ends)
  * ```
  *
  * Every path built from data that came from outside (run ids, iteration numbers, artifact names) goes
@@ -133,6 +134,22 @@ export function worktreesRoot(home: string): string {
 export function worktreePath(home: string, runId: string): string {
   return safeJoin(home, HomeDir.Worktrees, validateRunId(runId));
 }
+
+/** `$AGENTGATE_HOME/runs`. */
+export function runsRoot(home: string): string {
+  return safeJoin(home, HomeDir.Runs);
+}
+
+/**
+ * `$AGENTGATE_HOME/runs/<runId>/git`: AgentGate's own git directory of a run (snapshots, tamper checks),
+ * outside the workspace so the agent's `.git` is never consulted. See `isolated-git.ts`.
+ */
+export function runGitDir(home: string, runId: string): string {
+  return safeJoin(home, HomeDir.Runs, validateRunId(runId), RUN_GIT_DIR_NAME);
+}
+
+/** The name of a run's own git directory inside `runs/<runId>/`. */
+export const RUN_GIT_DIR_NAME = 'git';
 
 /** `$AGENTGATE_HOME/repos`. */
 export function reposRoot(home: string): string {

@@ -1,19 +1,25 @@
 /**
  * The snapshot step of every iteration (SPEC section 4): stage everything the agent left in the
- * worktree, commit it on the run branch as `agentgate: iteration <n>`, and record what changed.
+ * workspace, commit it on the run branch as `agentgate: iteration <n>`, record what changed, and fetch
+ * the branch into the repository the run belongs to.
+ *
+ * Every git call runs against AgentGate's own git directory and index of the run (`isolated-git.ts`),
+ * with the workspace only as the work tree: the agent's `.git` (its config, attributes, hooks, index,
+ * HEAD and branches) is never read, so an agent that switches branches, commits, or defines filters and
+ * diff drivers changes nothing about what is recorded — the snapshot is the bytes of its files.
  *
  * An iteration in which the agent changed nothing still gets a commit (`--allow-empty`), so every
  * iteration has a sha, and is flagged `noChange` — strategies use that to detect no-progress loops. The
- * commit is made as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`), so
- * neither the machine's git configuration nor the project's hooks can block or alter a snapshot.
+ * commit is made as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`).
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
+import { BASE_GITLINKS_FILE, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
 import type { SnapshotResult, Workspace } from './types.js';
 
@@ -25,8 +31,8 @@ export interface SnapshotRequest {
   artifactsDir: string;
   /**
    * The previous iteration's snapshot sha. This iteration's stats and `noChange` are measured against
-   * it, which stays right even when the agent made commits of its own. Default: the base commit for
-   * iteration 1, otherwise the branch head before this snapshot.
+   * it. Default: the parent of the new snapshot on AgentGate's run branch (the previous snapshot, or the
+   * base commit for iteration 1).
    */
   previousSha?: string;
   signal: AbortSignal;
@@ -37,30 +43,6 @@ export type SnapshotOutcome = { ok: true; snapshot: SnapshotResult } | { ok: fal
 /** The commit message of an iteration snapshot; fixed, so tools can find snapshots in the log. */
 export function snapshotMessage(iteration: number): string {
   return `agentgate: iteration ${iteration}`;
-}
-
-/**
- * What the worktree's HEAD points at, read the way git resolves it (`<worktree>/.git` names the
- * worktree's git directory, whose `HEAD` file holds `ref: <ref>` or a detached sha) without starting a
- * git process: `refs/heads/<branch>`, or `HEAD` when detached.
- * @throws AG_ERR_PHASE_SNAPSHOT when the files cannot be read or hold something else.
- */
-export async function readHeadRef(worktreePath: string): Promise<string> {
-  const fail = (reason: string, cause?: unknown): AgentGateError =>
-    new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Cannot read the HEAD of the worktree ${worktreePath}: ${reason}`, cause === undefined ? {} : { cause });
-  const read = (file: string): Promise<string> =>
-    readFile(file, 'utf8').then(
-      (text) => text.trim(),
-      (error: NodeJS.ErrnoException) => {
-        throw fail(`${file}: ${error.code ?? error.message}`, error);
-      },
-    );
-  const dotGit = await read(path.join(worktreePath, '.git'));
-  if (!dotGit.startsWith('gitdir: ')) throw fail('.git is not a linked-worktree file');
-  const head = await read(path.join(path.resolve(worktreePath, dotGit.slice('gitdir: '.length)), 'HEAD'));
-  if (head.startsWith('ref: ')) return head.slice('ref: '.length);
-  if (/^[0-9a-f]{40,64}$/.test(head)) return 'HEAD';
-  throw fail('HEAD holds neither a ref nor a commit id');
 }
 
 export class Snapshotter {
@@ -86,42 +68,44 @@ export class Snapshotter {
       throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Invalid iteration number ${iteration}`);
     }
     const patchPath = safeJoin(request.artifactsDir, `iteration-${iteration}.patch`);
-    const git = (args: readonly string[], what: string): GitCall => ({
-      cwd: workspace.path,
-      args,
-      signal,
-      failAs: 'AG_ERR_PHASE_SNAPSHOT',
-      what,
-    });
+    const own: IsolatedGit = { gitDir: workspace.gitDir, indexFile: workspace.indexFile, workTree: workspace.path };
+    const git = (args: readonly string[], what: string): GitCall => ({ cwd: workspace.path, args, signal, failAs: 'AG_ERR_PHASE_SNAPSHOT', what, isolated: own });
 
-    // The agent may have switched branches or detached HEAD; committing there would lose the work
-    // from the run branch, so that is a snapshot failure, not something to paper over.
-    const headRef = await readHeadRef(workspace.path);
-    if (headRef !== `refs/heads/${workspace.branch}`) {
-      throw new AgentGateError(
-        'AG_ERR_PHASE_SNAPSHOT',
-        `The worktree is not on the run branch ${workspace.branch} (HEAD is ${headRef === 'HEAD' ? 'detached' : headRef || 'unknown'})`,
-        { details: { branch: workspace.branch, head: headRef } },
-      );
-    }
-    const since = request.previousSha ?? (iteration === 1 ? workspace.baseSha : await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the worktree HEAD')));
+    // Nested repositories (a directory with its own .git) are listed by ls-files as `path/`; git would
+    // record them as gitlinks of commits that exist nowhere (or refuse to add them at all), so they are
+    // left out and reported. Submodule paths of the base commit whose directory now holds files are
+    // reported too: their content is not part of any snapshot.
+    const [untracked, gitlinks] = await Promise.all([
+      runGit(git(['ls-files', '-z', '--others', '--exclude-standard'], 'list the new files')),
+      readBaseGitlinks(workspace.gitDir),
+    ]);
+    const nested = untracked
+      .split('\0')
+      .filter((entry) => entry.endsWith('/'))
+      .map((entry) => entry.slice(0, -1));
+    const uncaptured = [...nested, ...(await populatedDirectories(workspace.path, gitlinks))].sort();
+    const exclusions = nested.map((dir) => `:(top,exclude,literal)${dir}`);
 
-    await runGit(git(['add', '--all'], 'stage the changes'));
+    await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
     await runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', snapshotMessage(iteration)], 'commit the snapshot'));
-    const [sha = '', treeSha = '', sinceTree = ''] = (
-      await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', `${since}^{tree}`], 'read the snapshot commit'))
+    // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base).
+    const since = request.previousSha ?? 'HEAD^';
+    const [sha = '', treeSha = '', sinceSha = '', sinceTree = ''] = (
+      await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', since, `${since}^{tree}`], 'read the snapshot commit'))
     ).split('\n');
 
     const diffOptions = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
     await mkdir(request.artifactsDir, { recursive: true });
-    // Measured from the base (the first iteration, or an agent that reset to it), the iteration's
-    // numstat already names every changed file: one git process fewer.
-    const fromBase = since === workspace.baseSha;
+    // Measured from the base (the first iteration), the iteration's numstat already names every changed
+    // file: one git process fewer.
+    const fromBase = sinceSha === workspace.baseSha;
     const [numstat, names] = await Promise.all([
-      runGit(git(['diff', ...diffOptions, '--numstat', '-z', since, sha], 'compute the iteration stats')),
+      runGit(git(['diff', ...diffOptions, '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
       fromBase ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here.
       runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
+      // The run branch reaches the repository by the repository fetching it from AgentGate's git directory.
+      fetchRunBranch(workspace, signal),
     ]);
     const stats = parseNumstat(numstat);
 
@@ -135,8 +119,54 @@ export class Snapshotter {
       deletions: stats.deletions,
       changedFiles: names === undefined ? stats.paths : names.split('\0').filter((name) => name.length > 0),
       patchPath,
+      uncaptured,
     };
   }
+}
+
+/**
+ * Brings the run branch from AgentGate's git directory into the repository (`workspace.repoPath`): a
+ * `git fetch` run there, with hooks off and no inherited git environment, that writes exactly one ref,
+ * `refs/heads/<branch>` (no FETCH_HEAD, no tags, no submodules, no automatic maintenance). The objects
+ * arrive through git's own transfer, which checks them.
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT.
+ */
+export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal): Promise<void> {
+  const ref = `refs/heads/${workspace.branch}`;
+  await runGit({
+    cwd: workspace.repoPath,
+    args: ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--no-auto-maintenance', '--no-show-forced-updates', workspace.gitDir, `+${ref}:${ref}`],
+    signal,
+    failAs: 'AG_ERR_PHASE_SNAPSHOT',
+    what: `fetch the run branch ${workspace.branch} into ${workspace.repoPath}`,
+    hardened: true,
+  });
+}
+
+/** Gitlink (submodule) paths of the base commit, recorded by {@link recordBaseGitlinks} at creation. */
+async function readBaseGitlinks(gitDir: string): Promise<string[]> {
+  const text = await readFile(path.join(gitDir, BASE_GITLINKS_FILE), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return '';
+    throw error;
+  });
+  return text.split('\0').filter((entry) => entry.length > 0);
+}
+
+/** Which of `dirs` (relative to `root`) are directories with at least one entry. */
+async function populatedDirectories(root: string, dirs: readonly string[]): Promise<string[]> {
+  const found = await Promise.all(
+    dirs.map((dir) =>
+      readdir(path.join(root, dir)).then(
+        (entries) => (entries.length > 0 ? dir : undefined),
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+          throw error;
+        },
+      ),
+    ),
+  );
+  return found.filter((dir): dir is string => dir !== undefined);
 }
 
 /**

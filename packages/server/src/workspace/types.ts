@@ -3,14 +3,28 @@
 export interface Workspace {
   runId: string;
   kind: 'local' | 'git' | 'github' | 'gitlab';
-  /** The worktree the agent and gates work in: `$AGENTGATE_HOME/worktrees/<runId>`. */
+  /**
+   * The workspace the agent and gates work in: `$AGENTGATE_HOME/worktrees/<runId>`. Its `.git` is the
+   * agent's own repository (objects borrowed from the source); AgentGate never reads it.
+   */
   path: string;
   /** The run branch, `agentgate/<runId>` by default. */
   branch: string;
   /** Commit the run started from. */
   baseSha: string;
-  /** The repository holding the branch: the user's repository (local) or the cached bare clone. */
+  /**
+   * The repository that receives the run branch (fetched from {@link gitDir} after every snapshot): the
+   * user's repository (local) or the cached bare clone.
+   */
   repoPath: string;
+  /**
+   * AgentGate's own git directory of the run (`$AGENTGATE_HOME/runs/<runId>/git`): the run branch with the
+   * snapshot commits, the index every AgentGate git call on the run uses, a config of AgentGate's. Outside
+   * the workspace, so nothing the agent writes is consulted.
+   */
+  gitDir: string;
+  /** The index file of {@link gitDir}. */
+  indexFile: string;
   /** Human-readable source (path or URL without credentials). */
   source: string;
   warnings: string[];
@@ -30,4 +44,10 @@ export interface SnapshotResult {
   changedFiles: string[];
   /** Patch of the whole run so far against the base commit. */
   patchPath: string;
+  /**
+   * Paths whose content the snapshot could not capture: nested repositories and submodule paths (a
+   * directory with its own `.git`, or a gitlink of the base commit the agent wrote files into). Their
+   * content is not part of the run's result; the feedback should tell the agent.
+   */
+  uncaptured: string[];
 }

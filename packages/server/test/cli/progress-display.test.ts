@@ -39,6 +39,28 @@ describe('ProgressDisplay', () => {
     expect(out.chunks.at(-1)).toBe('\r\x1b[K');
   });
 
+  it('shows the last line of a coalesced output event and every line in verbose plain mode', () => {
+    const out = stream(false);
+    const display = new ProgressDisplay({ stream: out, clock, maxIterations: 1, verbose: true });
+    display.handle(envelope(1, 'agent_output', { iteration: 1, stream: 'stdout', text: 'one\ntwo' }));
+    display.stop();
+    expect(out.chunks.join('')).toBe('[00:00]   │ one\n[00:00]   │ two\n');
+  });
+
+  it('neutralises escape sequences and control characters in untrusted text, on a TTY too', () => {
+    const out = stream(true);
+    const display = new ProgressDisplay({ stream: out, clock, maxIterations: 1 });
+    display.handle(envelope(1, 'agent_output', { iteration: 1, stream: 'stdout', text: '\x1b]0;X\x07\x1b[2K\r… succeeded' }));
+    display.handle(envelope(2, 'gate_checked', { iteration: 1, gate: 'g\x1b[31m\b', level: 'L1', passed: false, durationMs: 0, message: 'bad\u202etxt' }));
+    vi.advanceTimersByTime(130);
+    display.stop();
+    const text = out.chunks.join('').replaceAll('\r\x1b[K', '');
+    // eslint-disable-next-line no-control-regex -- the characters the test looks for
+    expect(text).not.toMatch(/[\x1b\x07\r\b\u202e]/);
+    expect(text).toContain('gate g\\x08 [L1] FAIL (0.0s) — bad\\u{202e}txt');
+    expect(text).toContain('· \\r… succeeded');
+  });
+
   it('without a TTY writes plain timestamped lines and no escape codes', () => {
     const out = stream(false);
     const display = new ProgressDisplay({ stream: out, clock, maxIterations: 3, verbose: true });

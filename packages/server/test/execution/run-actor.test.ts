@@ -3,7 +3,7 @@
  * and gate) and checks the exact transitions, events and iteration records the store ends up with.
  * Time is a ManualClock: the wall clock runs out when the test says so, not after a real-time budget.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
@@ -17,7 +17,7 @@ import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolv
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import { abortError } from '../../src/util/abort.js';
 import { ManualClock } from '../../src/util/clock.js';
-import { AGENTS, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun, type StoredRunView } from '../helpers/store-checks.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -265,6 +265,38 @@ describe('RunActor', () => {
         { seq: 2, type: 'work_order_updated', status: 'running' },
         { seq: 3, type: 'work_order_updated', status: 'succeeded' },
       ]);
+    });
+  });
+
+  describe('delivery', () => {
+    it('pushes the passing snapshot to the named remote and says so in the events', async () => {
+      const { repo, runtime, events } = await setup();
+      const remote = join(repo.root, 'remote.git');
+      git(repo.root, 'init', '-q', '--bare', remote);
+      git(repo.repo, 'remote', 'add', 'origin', remote);
+      const resolved = spec(repo, AGENTS.correct);
+      const outcome = await runtime.engine.run({ ...resolved, delivery: { ...resolved.delivery, push: true, remote: 'origin' } });
+      expect(outcome).toMatchObject({ state: 'succeeded', result: 'passed' });
+      const view = await readRun(repo.home, outcome.runId);
+      const snapshotSha = view.records.at(-1)?.record.snapshot?.sha;
+      expect(git(remote, 'rev-parse', `refs/heads/${outcome.branch}`).trim()).toBe(snapshotSha);
+      const mine = events.filter((e) => e.runId === outcome.runId);
+      expect(mine.find((e) => e.type === 'delivery_completed')?.data).toMatchObject({ kind: 'local', ok: true, branch: outcome.branch });
+      expect(view.transitions.at(-1)).toBe('verifying→succeeded');
+    });
+
+    it('fails the run with the delivery classification when the push is refused, keeping the branch', async () => {
+      const { repo, runtime } = await setup();
+      const remote = join(repo.root, 'remote.git');
+      git(repo.root, 'init', '-q', '--bare', remote);
+      git(repo.repo, 'remote', 'add', 'origin', remote);
+      // The remote refuses every push.
+      writeFileSync(join(remote, 'hooks', 'pre-receive'), '#!/bin/sh\necho "push refused by policy" >&2\nexit 1\n', { mode: 0o755 });
+      const resolved = spec(repo, AGENTS.correct);
+      const outcome = await runtime.engine.run({ ...resolved, delivery: { ...resolved.delivery, push: true, remote: 'origin' } });
+      expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_DELIVERY_PUSH', phase: 'delivery' } });
+      expect((await readRun(repo.home, outcome.runId)).transitions.at(-1)).toBe('verifying→failed');
+      expect(git(repo.repo, 'rev-parse', '--verify', `refs/heads/${outcome.branch}`).trim()).toMatch(/^[0-9a-f]{40}$/);
     });
   });
 

@@ -28,11 +28,15 @@ export interface CliOptions {
   /** After the first SIGINT, sends a second one once stderr contains this text. */
   interruptAgainWhen?: string | RegExp;
   onSpawn?: (pid: number) => void;
+  /** A command the CLI is run under (e.g. `unshare -m …`); the CLI's argv is appended to it. */
+  wrap?: string[];
 }
 
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...args], {
+    const argv = [process.execPath, '--import', TSX_LOADER, MAIN, ...args];
+    const [command = process.execPath, ...rest] = options.wrap === undefined ? argv : [...options.wrap, ...argv];
+    const child = spawn(command, rest, {
       cwd: options.cwd ?? REPO_ROOT,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

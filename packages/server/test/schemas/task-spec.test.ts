@@ -50,6 +50,7 @@ describe('TaskSpec', () => {
         prompt: 'Fix the login bug',
         workspace: { source: 'local', path: '/repos/app' },
         agent: { driver: 'claude-code', env: {}, idleTimeoutMs: 600_000 },
+        sandbox: { mode: 'auto', network: true },
         convergence: {
           strategy: 'fixed',
           config: { iterations: 3 },

@@ -139,6 +139,23 @@ describe('verify.yaml', () => {
       expect(error.message).toMatch(/^verify\.yaml:19: blackbox\[0\]\.assertions\[2\]\.matches: invalid regular expression "\(\[a-z": /);
     });
 
+    it.each([
+      ['a backreference', '(a)\\1', 'invalid escape sequence'],
+      ['a lookahead', 'a(?=b)', 'invalid perl operator'],
+      ['a lookbehind', '(?<!x)y', 'invalid perl operator'],
+    ])('rejects %s in matches, which RE2 cannot run in linear time, naming file:line and the reason', (_kind, pattern, reason) => {
+      const text = CAMEL.replace("matches: '^\\{.*\\}$'", () => `matches: '${pattern}'`);
+      const error = catchError(() => parseVerifyConfigYaml(text, '.agentgate/verify.yaml'));
+      expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
+      expect(error.message).toContain(`.agentgate/verify.yaml:19: blackbox[0].assertions[2].matches: invalid regular expression ${JSON.stringify(pattern)}: ${reason}`);
+      expect(error.message).toContain('RE2 syntax');
+    });
+
+    it('accepts a pattern that backtracks catastrophically in JavaScript: RE2 runs it in linear time', () => {
+      const text = CAMEL.replace("matches: '^\\{.*\\}$'", () => `matches: '^(a+)+$'`);
+      expect(parseVerifyConfigYaml(text, 'verify.yaml').blackbox[0]?.assertions[2]).toEqual({ matches: '^(a+)+$' });
+    });
+
     it('rejects both spellings of one key at the snake_case key', () => {
       const text = 'contracts:\n  requiredFiles: [a]\n  required_files: [b]\n';
       const error = catchError(() => parseVerifyConfigYaml(text, 'verify.yaml'));

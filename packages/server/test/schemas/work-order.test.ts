@@ -110,6 +110,7 @@ describe('workOrderToTaskSpec', () => {
       prompt: 'Add tests\nfor the parser',
       workspace: { source: 'local', path: '/repos/app' },
       agent: { driver: 'claude-code', env: {}, idleTimeoutMs: 600_000 },
+      sandbox: { mode: 'auto', network: true },
       convergence: { strategy: 'fixed', config: { iterations: 3 }, limits: { maxIterations: 3, maxWallClockMs: 3_600_000 } },
       delivery: {
         kind: 'local',

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, realpath } from 'node:fs/promises';
+import { readdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { AgentGateError } from '../../src/errors.js';
 import { githubCloneBaseFromApiUrl } from '../../src/workspace/git-remote.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
 import { repoCachePath } from '../../src/workspace/paths.js';
-import { TempDirs, commitFile, git, initRepo, liveSignal } from './helpers.js';
+import { TempDirs, commitFile, git, initRepo, liveSignal, snapshotOf } from './helpers.js';
 
 const temp = new TempDirs();
 
@@ -48,7 +48,7 @@ describe('WorkspaceManager with a git remote', () => {
 
   afterEach(() => temp.cleanup());
 
-  it('clones the remote into the cache on the first run and works in a worktree of it', async () => {
+  it('clones the remote into the cache on the first run and works in a repository borrowing its objects', async () => {
     const ws = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
 
     const cache = repoCachePath(home, remote);
@@ -57,7 +57,9 @@ describe('WorkspaceManager with a git remote', () => {
     expect(path.basename(cache)).toMatch(/^[0-9a-f]{64}\.git$/);
     expect(await readFile(path.join(ws.path, 'README.md'), 'utf8')).toBe('# fixture\n');
     expect(git(ws.path, 'symbolic-ref', 'HEAD')).toBe('refs/heads/agentgate/run-1');
-    expect(git(ws.path, 'remote', 'get-url', 'origin')).toBe(remote);
+    // The agent's repository is its own: no remote, no config of the cache's.
+    expect(git(ws.path, 'remote')).toBe('');
+    expect(await readFile(path.join(ws.path, '.git', 'objects', 'info', 'alternates'), 'utf8')).toBe(`${path.join(cache, 'objects')}\n`);
     expect(await readdir(path.join(home, 'repos'))).toEqual([path.basename(cache)]);
   });
 
@@ -77,8 +79,8 @@ describe('WorkspaceManager with a git remote', () => {
   it('drops what an agent wrote into the shared cache config before the next fetch', async () => {
     const first = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
     const marker = path.join(root, 'ext-ran');
-    // From inside its worktree, the agent can write the cache's config: a url rewrite to an `ext::`
-    // command would run at the next fetch (with the forge token in its environment).
+    // An agent writing a url rewrite to an `ext::` command (which would run at the next fetch, with the
+    // forge token in its environment) writes it into its own repository, never the cache's.
     git(first.path, 'config', 'protocol.ext.allow', 'always');
     git(first.path, 'config', `url.ext::sh -c touch% ${marker}.insteadOf`, remote);
     const pushed = await commitFile(upstream, 'src/new.txt', 'pushed later\n');
@@ -135,7 +137,8 @@ describe('WorkspaceManager with a git remote', () => {
 
   it('keeps running branches intact when a later fetch prunes and a run branch was pushed', async () => {
     const first = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
-    const work = await commitFile(first.path, 'work.txt', 'agent\n');
+    await writeFile(path.join(first.path, 'work.txt'), 'agent\n');
+    const work = await snapshotOf(first);
     // Delivery pushes the run branch; the next run's fetch must neither refuse nor prune it.
     git(first.repoPath, 'push', '--quiet', remote, 'agentgate/run-1');
     git(remote, 'branch', '-D', 'agentgate/run-1');
@@ -143,12 +146,13 @@ describe('WorkspaceManager with a git remote', () => {
     await manager.acquire({ source: 'git', url: remote }, { runId: 'run-2', signal: liveSignal() });
 
     expect(git(first.repoPath, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(work);
-    expect(git(first.path, 'status', '--porcelain')).toBe('');
+    expect(git(first.path, 'status', '--porcelain')).toBe('?? work.txt');
   });
 
-  it('releases a worktree of the cache and keeps the run branch in the cache', async () => {
+  it('releases the workspace and keeps the run branch, fetched after each snapshot, in the cache', async () => {
     const ws = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
-    const work = await commitFile(ws.path, 'work.txt', 'agent\n');
+    await writeFile(path.join(ws.path, 'work.txt'), 'agent\n');
+    const work = await snapshotOf(ws);
     await manager.release(ws, { signal: liveSignal() });
     expect(existsSync(ws.path)).toBe(false);
     expect(git(ws.repoPath, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(work);

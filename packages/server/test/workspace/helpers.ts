@@ -8,6 +8,8 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Snapshotter } from '../../src/workspace/snapshotter.js';
+import type { Workspace } from '../../src/workspace/types.js';
 
 const TEST_IDENTITY = {
   GIT_AUTHOR_NAME: 'Test User',
@@ -92,4 +94,15 @@ export async function captureRepoState(dir: string, file = 'src/app.txt'): Promi
 /** A signal that is never aborted. */
 export function liveSignal(): AbortSignal {
   return new AbortController().signal;
+}
+
+/**
+ * Records what is in the workspace as AgentGate does after an iteration (a snapshot on the run branch,
+ * fetched into the workspace's repository) and returns the snapshot commit.
+ */
+export async function snapshotOf(workspace: Workspace, iteration = 1): Promise<string> {
+  const artifactsDir = path.join(path.dirname(path.dirname(workspace.gitDir)), workspace.runId);
+  const outcome = await new Snapshotter().snapshot({ workspace, iteration, artifactsDir, signal: liveSignal() });
+  if (!outcome.ok) throw outcome.error;
+  return outcome.snapshot.sha;
 }

@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { leaseKey } from '../../src/workspace/lease.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
 import { InMemoryLeaseStore } from './in-memory-lease-store.js';
-import { TempDirs, captureRepoState, commitFile, git, initRepo, liveSignal } from './helpers.js';
+import { TempDirs, captureRepoState, commitFile, git, initRepo, liveSignal, snapshotOf } from './helpers.js';
 
 const temp = new TempDirs();
 
@@ -34,7 +34,7 @@ describe('WorkspaceManager with a local repository', () => {
   afterEach(() => temp.cleanup());
 
   describe('acquire', () => {
-    it('creates a worktree under the home on branch agentgate/<runId> from HEAD', async () => {
+    it('creates a workspace under the home on branch agentgate/<runId> from HEAD', async () => {
       const head = git(repo, 'rev-parse', 'HEAD');
       const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
 
@@ -45,6 +45,8 @@ describe('WorkspaceManager with a local repository', () => {
         branch: 'agentgate/run-1',
         baseSha: head,
         repoPath: repo,
+        gitDir: path.join(home, 'runs', 'run-1', 'git'),
+        indexFile: path.join(home, 'runs', 'run-1', 'git', 'index'),
         source: repo,
         warnings: [],
       });
@@ -52,6 +54,21 @@ describe('WorkspaceManager with a local repository', () => {
       expect(git(ws.path, 'symbolic-ref', 'HEAD')).toBe('refs/heads/agentgate/run-1');
       expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(head);
       expect(git(repo, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(head);
+      expect(git(ws.gitDir, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(head);
+    });
+
+    it('gives the agent a repository of its own: nothing of the user’s .git, no worktree entry, a clean status', async () => {
+      git(repo, 'config', 'user.signingkey', 'users-key');
+      await writeFile(path.join(repo, '.git', 'info', 'exclude'), 'secret-pattern\n');
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      expect(git(ws.path, 'rev-parse', '--absolute-git-dir')).toBe(path.join(ws.path, '.git'));
+      expect(git(ws.path, 'status', '--porcelain')).toBe('');
+      expect(git(ws.path, 'for-each-ref', '--format=%(refname)')).toBe('refs/heads/agentgate/run-1');
+      expect(await readFile(path.join(ws.path, '.git', 'config'), 'utf8')).not.toContain('users-key');
+      expect(existsSync(path.join(ws.path, '.git', 'info', 'exclude'))).toBe(false);
+      expect(existsSync(path.join(ws.path, '.git', 'hooks'))).toBe(false);
+      expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(ws.path);
+      expect(existsSync(path.join(repo, '.git', 'worktrees'))).toBe(false);
     });
 
     it('leaves the user’s working tree, index, HEAD and branch exactly as they were', async () => {
@@ -167,9 +184,7 @@ describe('WorkspaceManager with a local repository', () => {
       expect(a.path).not.toBe(b.path);
       expect(git(a.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-a');
       expect(git(b.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-b');
-      const listed = git(repo, 'worktree', 'list', '--porcelain');
-      expect(listed).toContain(`worktree ${a.path}`);
-      expect(listed).toContain(`worktree ${b.path}`);
+      expect(git(repo, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/')).toBe('refs/heads/agentgate/run-a\nrefs/heads/agentgate/run-b');
     });
 
     it('reports cancellation, not a failure, when the run is canceled', async () => {
@@ -182,13 +197,15 @@ describe('WorkspaceManager with a local repository', () => {
   });
 
   describe('release', () => {
-    it('removes the worktree directory but keeps the branch with its commits', async () => {
+    it('removes the workspace and AgentGate’s git directory but keeps the branch with its commits', async () => {
       const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
-      const work = await commitFile(ws.path, 'feature.txt', 'agent work\n', 'agent work');
+      await writeFile(path.join(ws.path, 'feature.txt'), 'agent work\n');
+      const work = await snapshotOf(ws);
 
       await manager.release(ws, { signal: liveSignal() });
 
       expect(existsSync(ws.path)).toBe(false);
+      expect(existsSync(ws.gitDir)).toBe(false);
       expect(git(repo, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(work);
       expect(git(repo, 'show', 'agentgate/run-1:feature.txt')).toBe('agent work');
       expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(ws.path);
@@ -209,8 +226,9 @@ describe('WorkspaceManager with a local repository', () => {
       expect(existsSync(ws.path)).toBe(false);
     });
 
-    it('still removes a worktree whose .git file the agent corrupted', async () => {
+    it('still removes a workspace whose .git the agent replaced', async () => {
       const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+      await rm(path.join(ws.path, '.git'), { recursive: true });
       await writeFile(path.join(ws.path, '.git'), 'garbage\n');
       await manager.release(ws, { signal: liveSignal() });
       expect(existsSync(ws.path)).toBe(false);
@@ -237,7 +255,9 @@ describe('WorkspaceManager with a local repository', () => {
 
       expect(reaped).toEqual(['run-dead']);
       expect(existsSync(dead.path)).toBe(false);
+      expect(existsSync(dead.gitDir)).toBe(false);
       expect(existsSync(live.path)).toBe(true);
+      expect(existsSync(live.gitDir)).toBe(true);
       expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(dead.path);
       expect(git(repo, 'rev-parse', '--verify', 'refs/heads/agentgate/run-dead')).toBe(dead.baseSha);
     });

@@ -48,23 +48,28 @@ describe('Snapshotter', () => {
       snapshot = expectOk(await snap(1));
     });
 
-    it('commits everything on the run branch as `agentgate: iteration <n>` by AgentGate', () => {
-      expect(git(ws.path, 'log', '-1', '--format=%s|%an <%ae>|%cn <%ce>')).toBe(
+    it('commits everything on the run branch as `agentgate: iteration <n>` by AgentGate, and the user’s repository has it', () => {
+      expect(git(repo, 'log', '-1', '--format=%s|%an <%ae>|%cn <%ce>', 'agentgate/run-1')).toBe(
         'agentgate: iteration 1|AgentGate <agentgate@localhost>|AgentGate <agentgate@localhost>',
       );
-      expect(git(ws.path, 'rev-parse', 'agentgate/run-1')).toBe(snapshot.sha);
-      expect(git(ws.path, 'rev-parse', 'HEAD~1')).toBe(ws.baseSha);
-      expect(git(ws.path, 'status', '--porcelain')).toBe('');
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(snapshot.sha);
+      expect(git(repo, 'rev-parse', 'agentgate/run-1~1')).toBe(ws.baseSha);
+      expect(git(ws.gitDir, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(snapshot.sha);
     });
 
     it('reports the sha and tree sha git reports', () => {
-      expect(snapshot.sha).toBe(git(ws.path, 'rev-parse', 'HEAD'));
-      expect(snapshot.treeSha).toBe(git(ws.path, 'rev-parse', 'HEAD^{tree}'));
+      expect(snapshot.treeSha).toBe(git(repo, 'rev-parse', `${snapshot.sha}^{tree}`));
+      expect(snapshot.uncaptured).toEqual([]);
+    });
+
+    it('leaves the agent’s own repository alone: its HEAD, branch and index are the agent’s', () => {
+      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(ws.baseSha);
+      expect(git(ws.path, 'status', '--porcelain').split('\n').sort()).toEqual([' D README.md', ' M src/app.txt', '?? src/new.txt']);
     });
 
     it('counts files, insertions and deletions of the iteration', () => {
       expect(snapshot).toMatchObject({ iteration: 1, noChange: false, filesChanged: 3, insertions: 3, deletions: 2 });
-      expect(git(ws.path, 'diff', '--shortstat', 'HEAD~1', 'HEAD')).toBe(' 3 files changed, 3 insertions(+), 2 deletions(-)');
+      expect(git(repo, 'diff', '--shortstat', ws.baseSha, snapshot.sha)).toBe(' 3 files changed, 3 insertions(+), 2 deletions(-)');
     });
 
     it('lists the files changed since the base commit', () => {
@@ -99,7 +104,7 @@ describe('Snapshotter', () => {
       const patch = await readFile(path.join(artifacts, 'iteration-2.patch'), 'utf8');
       expect(patch).toContain('+world');
       expect(patch).toContain('diff --git a/README.md b/README.md');
-      expect(git(ws.path, 'log', '--format=%s', '-2')).toBe('agentgate: iteration 2\nagentgate: iteration 1');
+      expect(git(repo, 'log', '--format=%s', '-2', 'agentgate/run-1')).toBe('agentgate: iteration 2\nagentgate: iteration 1');
     });
   });
 
@@ -108,8 +113,8 @@ describe('Snapshotter', () => {
       const snapshot = expectOk(await snap(1));
       expect(snapshot).toMatchObject({ noChange: true, filesChanged: 0, insertions: 0, deletions: 0, changedFiles: [] });
       expect(snapshot.sha).not.toBe(ws.baseSha);
-      expect(git(ws.path, 'log', '-1', '--format=%s')).toBe('agentgate: iteration 1');
-      expect(snapshot.treeSha).toBe(git(ws.path, 'rev-parse', `${ws.baseSha}^{tree}`));
+      expect(git(repo, 'log', '-1', '--format=%s', 'agentgate/run-1')).toBe('agentgate: iteration 1');
+      expect(snapshot.treeSha).toBe(git(repo, 'rev-parse', `${ws.baseSha}^{tree}`));
       expect(await readFile(snapshot.patchPath, 'utf8')).toBe('');
     });
 
@@ -121,7 +126,7 @@ describe('Snapshotter', () => {
     });
   });
 
-  describe('when the agent committed its work itself', () => {
+  describe('when the agent committed its work itself or switched branches', () => {
     it('measures against the previous snapshot, so the work still counts', async () => {
       const first = expectOk(await snap(1));
       await writeFile(path.join(ws.path, 'agent.txt'), 'committed by the agent\n');
@@ -130,6 +135,23 @@ describe('Snapshotter', () => {
 
       const second = expectOk(await snap(2, { previousSha: first.sha }));
       expect(second).toMatchObject({ noChange: false, filesChanged: 1, insertions: 1, changedFiles: ['agent.txt'] });
+      expect(git(repo, 'log', '--format=%s', 'agentgate/run-1', `^${ws.baseSha}`)).toBe('agentgate: iteration 2\nagentgate: iteration 1');
+    });
+
+    it('records the files whatever branch the agent’s repository is on', async () => {
+      git(ws.path, 'checkout', '--quiet', '-b', 'elsewhere');
+      await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
+      const snapshot = expectOk(await snap(1));
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(snapshot.sha);
+      expect(git(repo, 'show', 'agentgate/run-1:x.txt')).toBe('x');
+      expect(git(repo, 'branch', '--list', 'elsewhere')).toBe('');
+    });
+
+    it('does not depend on the agent’s .git at all', async () => {
+      await rm(path.join(ws.path, '.git'), { recursive: true });
+      await writeFile(path.join(ws.path, '.git'), 'not a gitdir line\n');
+      await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
+      expect(expectOk(await snap(1)).changedFiles).toEqual(['x.txt']);
     });
   });
 
@@ -156,37 +178,28 @@ describe('Snapshotter', () => {
       if (saved.email === undefined) delete process.env['GIT_COMMITTER_EMAIL'];
       else process.env['GIT_COMMITTER_EMAIL'] = saved.email;
     }
-    expect(git(ws.path, 'log', '-1', '--format=%an|%ce')).toBe('AgentGate|agentgate@localhost');
+    expect(git(repo, 'log', '-1', '--format=%an|%ce', 'agentgate/run-1')).toBe('AgentGate|agentgate@localhost');
   });
 
   describe('failures', () => {
     it('returns AG_ERR_PHASE_SNAPSHOT when git cannot take the index lock', async () => {
-      const gitDir = git(ws.path, 'rev-parse', '--absolute-git-dir');
-      await writeFile(path.join(gitDir, 'index.lock'), '');
+      await writeFile(`${ws.indexFile}.lock`, '');
       await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
 
       const error = expectFailure(await snap(1));
       expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
       expect(error.cause).toBeInstanceOf(Error);
       expect(error.message).toMatch(/index\.lock/);
-      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(ws.baseSha);
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
     });
 
-    it('returns AG_ERR_PHASE_SNAPSHOT when the worktree’s .git file is corrupted', async () => {
-      await writeFile(path.join(ws.path, '.git'), 'not a gitdir line\n');
+    it('returns AG_ERR_PHASE_SNAPSHOT when AgentGate’s git directory is gone', async () => {
+      await rm(ws.gitDir, { recursive: true });
       expect(expectFailure(await snap(1)).code).toBe('AG_ERR_PHASE_SNAPSHOT');
     });
 
-    it('returns AG_ERR_PHASE_SNAPSHOT when the agent left the run branch', async () => {
-      git(ws.path, 'checkout', '--quiet', '-b', 'elsewhere');
-      const error = expectFailure(await snap(1));
-      expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
-      expect(error.message).toContain('agentgate/run-1');
-      expect(git(ws.path, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
-    });
-
     it('returns AG_ERR_PHASE_SNAPSHOT when the patch cannot be written', async () => {
-      await mkdir(path.dirname(artifacts), { recursive: true });
+      artifacts = path.join(path.dirname(repo), 'not-a-directory');
       await writeFile(artifacts, 'a file where the artifacts directory should be');
       expect(expectFailure(await snap(1)).code).toBe('AG_ERR_PHASE_SNAPSHOT');
     });
@@ -196,7 +209,7 @@ describe('Snapshotter', () => {
       controller.abort(new AgentGateError('AG_ERR_RUN_CANCELED', 'user canceled'));
       const error = expectFailure(await snap(1, { signal: controller.signal }));
       expect(error.code).toBe('AG_ERR_RUN_CANCELED');
-      expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(ws.baseSha);
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
     });
 
     it('rejects an invalid iteration number', async () => {

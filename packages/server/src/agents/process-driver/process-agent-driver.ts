@@ -9,9 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, toAgentGateError } from '../../errors.js';
+import type { ProgressEvents } from '../../observability/events.js';
 import { assertNever } from '../../util/abort.js';
 import { isoNow } from '../../util/clock.js';
 import { runProcess, type ProcessLine } from '../../util/process.js';
+import { sandboxOption } from '../../util/sandbox.js';
+import { OutputEventLimiter, DEFAULT_OUTPUT_EVENT_LIMITS, type OutputEventLimits } from '../../util/output-events.js';
+import type { LineRenderer } from '../../util/output-log.js';
 import { agentEnv, redact, secretValues, type Env } from '../../util/secrets.js';
 import type { AgentDriver, AgentFailureKind, AgentRequest, AgentResult, AgentRunContext } from '../types.js';
 import { cancellationOf, describeProcessEnd } from './classification.js';
@@ -32,6 +36,8 @@ export interface ProcessDriverConfig {
   killGraceMs?: number;
   /** How long to wait for stopped agent processes to be gone before reporting survivors. Default 3 s. */
   reapTimeoutMs?: number;
+  /** Bounds on `agent_output` events per run (util/output-events). Default {@link DEFAULT_OUTPUT_EVENT_LIMITS}. */
+  outputEvents?: OutputEventLimits;
 }
 
 /** Default of {@link ProcessDriverConfig.reapTimeoutMs}. */
@@ -48,8 +54,12 @@ interface RunScope<A extends StreamAccumulator> {
   run: ProtocolRun<A>;
   transcript: AgentTranscript;
   clean: (text: string) => string;
+  /** Output events go through the limiter (coalesced, rate-limited); tool events pass, in order. */
+  output: OutputEventLimiter<OutputStream>;
   emit: (event: AgentStreamEvent) => void;
 }
+
+type OutputStream = ProgressEvents['agent_output']['stream'];
 
 /**
  * Stateless apart from its protocol and configuration; one instance serves every run. `run()` never
@@ -114,7 +124,7 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
     const clean = (text: string): string => redact(text, secrets);
     await mkdir(request.artifactsDir, { recursive: true });
     const transcriptPath = path.join(request.artifactsDir, TRANSCRIPT_FILE);
-    const transcript = new AgentTranscript(transcriptPath);
+    const transcript = await AgentTranscript.open(transcriptPath);
     let emitError: unknown;
     const emit = (event: AgentStreamEvent): void => {
       try {
@@ -124,9 +134,14 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
         emitError ??= error;
       }
     };
+    const output = new OutputEventLimiter<OutputStream>(
+      (stream, text) => emit({ type: 'agent_output', data: { iteration: request.iteration, stream, text } }),
+      ctx.clock,
+      this.config.outputEvents ?? DEFAULT_OUTPUT_EVENT_LIMITS,
+    );
     const io: RunIo = { clean, note: (line) => transcript.write(line) };
     const run = await protocol.open(request, io, executable);
-    const scope: RunScope<A> = { request, ctx, run, transcript, clean, emit };
+    const scope: RunScope<A> = { request, ctx, run, transcript, clean, output, emit };
 
     let end = await this.invoke(scope, request.sessionId);
     const resumeNote = request.sessionId === undefined || ctx.signal.aborted ? undefined : run.resumeFailed(end);
@@ -134,10 +149,12 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
       // The session store is gone (another HOME, a wiped config dir): start over with task + feedback
       // rather than failing the iteration on something the agent did not do.
       transcript.write(`=== ${resumeNote} ===`);
+      output.flush();
       emit({ type: 'agent_output', data: { iteration: request.iteration, stream: 'stderr', text: resumeNote } });
       end = await this.invoke(scope, undefined);
     }
     await run.finish?.(end);
+    output.close();
     const transcriptError = await transcript.close();
     const summary: Summary = { ...run.summary(end), ...(transcriptError === undefined ? { transcriptPath } : {}) };
 
@@ -168,7 +185,7 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
 
   /** Runs one process to its end and makes sure nothing it started is left. */
   private async invoke(scope: RunScope<A>, resumeSessionId: string | undefined): Promise<InvocationEnd<A>> {
-    const { request, ctx, run, transcript, clean, emit } = scope;
+    const { request, ctx, run, transcript, clean, output, emit } = scope;
     const launch = run.launch(resumeSessionId);
     const tag = this.protocol.tagProcesses ? randomUUID() : undefined;
     // agentEnv() again: the caller already removed AgentGate's own secrets, but a mistake there must not
@@ -178,18 +195,41 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
     const json = this.protocol.stdoutFormat === 'json-lines';
     transcript.write(`=== iteration ${request.iteration} started ${isoNow(ctx.clock)}${launch.transcriptLabel} ===`);
 
+    // Lines are redacted when they are kept (the transcript's head and tail, admitted events), so a flood
+    // that is only counted costs no redaction; the transcript, every event and the summary are built from
+    // redacted text.
+    const stderrLine: LineRenderer = (raw) => `[stderr] ${clean(raw)}`;
+    const stdoutLine: LineRenderer = (raw) => `[stdout] ${clean(raw)}`;
+    const eventText = (raw: string): string => truncateText(clean(raw), MAX_EVENT_LINE_CHARS);
+    const forward = (event: AgentStreamEvent): void => {
+      if (event.type === 'agent_output') {
+        output.push(event.data.stream, event.data.text);
+        return;
+      }
+      output.flush();
+      emit(event);
+    };
     const onLine = ({ stream, line }: ProcessLine): void => {
       if (json && line.trim() === '') return;
       if (stream === 'stderr') {
-        const text = clean(line);
-        transcript.write(`[stderr] ${text}`);
-        emit({ type: 'agent_output', data: { iteration: request.iteration, stream: 'stderr', text: truncateText(text, MAX_EVENT_LINE_CHARS) } });
+        transcript.write(line, stderrLine);
+        output.push('stderr', line, eventText);
         return;
       }
-      // Redact first: the transcript, every event and the summary are built from the redacted line.
-      const safe = json ? redactJsonLine(line, clean) : clean(line);
-      transcript.write(json ? safe : `[stdout] ${safe}`);
-      for (const event of accumulator.push(safe)) emit(event);
+      if (json) {
+        // Every JSON line reaches the accumulator: it learns the session, usage and result from them.
+        const safe = redactJsonLine(line, clean);
+        transcript.write(safe);
+        for (const event of accumulator.push(safe)) forward(event);
+        return;
+      }
+      transcript.write(line, stdoutLine);
+      // A text accumulator only turns lines into events: a line the limiter would drop is just counted.
+      if (!output.accepting('stdout')) {
+        output.omit('stdout', line, eventText);
+        return;
+      }
+      for (const event of accumulator.push(clean(line))) forward(event);
     };
 
     const timeoutMs = request.deadline === undefined ? undefined : Math.max(1, request.deadline - ctx.clock.now());
@@ -205,6 +245,8 @@ export class ProcessAgentDriver<A extends StreamAccumulator> implements AgentDri
       onLine,
       ...(this.config.killGraceMs === undefined ? {} : { killGraceMs: this.config.killGraceMs }),
       clock: ctx.clock,
+      // Inside bubblewrap when the run's policy asks for it (util/sandbox.ts): workspace and a per-run home writable.
+      ...sandboxOption({ role: 'agent', workspacePath: request.workspacePath, artifactsDir: request.artifactsDir, env }),
     });
     const reapMs = this.config.reapTimeoutMs ?? DEFAULT_REAP_TIMEOUT_MS;
     const groupSurvivors = result.pid === undefined ? [] : await waitForProcessGroupExit(result.pid, reapMs);

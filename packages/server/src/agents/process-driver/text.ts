@@ -1,7 +1,8 @@
 /**
  * Bounds on what an agent's output may put into events and summaries. An agent that prints a minified
  * bundle on one line, or a tool result holding a whole file, must not produce a multi-megabyte event;
- * the transcript always keeps the full text.
+ * the transcript keeps such lines (up to 1 MiB each, within its head and tail caps: transcript.ts).
+ * How many output events a run gets is bounded separately (util/output-events).
  */
 import { mapJsonStrings } from './json-lines.js';
 

@@ -1,0 +1,247 @@
+/**
+ * The two repositories of a run, and the hardened environment of every git call AgentGate makes on a run
+ * (SPEC 8: "AgentGate's own git commands never honour configuration, attributes, filters or hooks that the
+ * agent could have written").
+ *
+ * ```
+ * $AGENTGATE_HOME/worktrees/<runId>/        the workspace: files + the agent's own repository (.git/)
+ * $AGENTGATE_HOME/runs/<runId>/git/         AgentGate's git directory of the run (never the agent's)
+ * ```
+ *
+ * Both repositories borrow the source repository's objects read-only through `objects/info/alternates`,
+ * so creating them copies no object. The agent's `.git` gets a minimal config of its own and nothing of
+ * the user's repository (no config, hooks, info/, other refs); the agent may commit, branch or rewrite it
+ * at will, and nothing AgentGate decides ever reads it.
+ *
+ * AgentGate's git directory holds the run branch `refs/heads/<branch>` (base commit, then one commit per
+ * snapshot), its own index, a config written here and an `info/attributes` that resets every
+ * content-changing attribute (`filter`, `diff`, `merge`, `text`/`eol`/`crlf`, `ident`,
+ * `working-tree-encoding`) for every path. `info/attributes` has the highest precedence of all attribute
+ * sources, so a `.gitattributes` the agent writes in the work tree can name a filter or a textconv driver
+ * but can neither select one (none is defined in this config) nor change bytes (CRLF or encoding
+ * conversion): what is stored is exactly what is in the files. See https://git-scm.com/docs/gitattributes.
+ */
+import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AgentGateError } from '../errors.js';
+import { HomeDir, RUN_GIT_DIR_NAME } from './paths.js';
+
+/** What an isolated git call reads and writes: AgentGate's git directory, its index and the workspace. */
+export interface IsolatedGit {
+  /** AgentGate's git directory (`$AGENTGATE_HOME/runs/<runId>/git`, or a scratch directory). */
+  readonly gitDir: string;
+  /** The index of that git directory. */
+  readonly indexFile: string;
+  /** The workspace whose files are read (and, on creation, written). */
+  readonly workTree: string;
+}
+
+/**
+ * `-c` settings of every isolated call. Command-line configuration beats every file; together with the
+ * config written into the git directory and `GIT_CONFIG_NOSYSTEM`/`GIT_CONFIG_GLOBAL=/dev/null` nothing
+ * outside AgentGate's control can configure these calls.
+ */
+export const ISOLATED_GIT_CONFIG: readonly string[] = [
+  'core.attributesFile=/dev/null',
+  'core.hooksPath=/dev/null',
+  'core.fsmonitor=false',
+  'core.autocrlf=false',
+  'core.safecrlf=false',
+  'core.splitIndex=false',
+  'gc.auto=0',
+  'maintenance.auto=false',
+  'submodule.recurse=false',
+];
+
+/** Resets, for every path, each attribute that could run a program or change content. */
+export const NEUTRAL_ATTRIBUTES = '* -text !eol !crlf !filter !diff !merge !ident !working-tree-encoding !export-subst\n';
+
+/** The whole config of AgentGate's git directory. */
+const OWN_CONFIG = [
+  '[core]',
+  '\trepositoryformatversion = 0',
+  '\tfilemode = true',
+  '\tbare = false',
+  '\tlogallrefupdates = false',
+  '\tautocrlf = false',
+  '\tfsmonitor = false',
+  '\thooksPath = /dev/null',
+  '\tattributesFile = /dev/null',
+  '[gc]',
+  '\tauto = 0',
+  '[maintenance]',
+  '\tauto = false',
+  '',
+].join('\n');
+
+/** The config the agent's repository starts with: nothing copied from the user's repository. */
+const AGENT_CONFIG = ['[core]', '\trepositoryformatversion = 0', '\tfilemode = true', '\tbare = false', '\tlogallrefupdates = true', ''].join('\n');
+
+/**
+ * File in AgentGate's git directory listing the base commit's gitlink (submodule) paths, NUL-separated:
+ * files written below them are not captured by a snapshot, which reports them.
+ */
+export const BASE_GITLINKS_FILE = 'AGENTGATE_GITLINKS';
+
+/** File in AgentGate's git directory naming the workspace it belongs to (see {@link findRunGit}). */
+const WORKTREE_MARKER = 'AGENTGATE_WORKTREE';
+
+/**
+ * The environment of an isolated call: every inherited `GIT_*` variable removed (so neither
+ * `GIT_CONFIG_PARAMETERS`, `GIT_EXTERNAL_DIFF`, `GIT_CONFIG_COUNT` nor a parent's `GIT_DIR` applies),
+ * system and global configuration off, replace refs off, and — when `git` is given — the run's git
+ * directory, index and work tree.
+ */
+export function isolatedGitEnv(base: Readonly<Record<string, string>>, git: IsolatedGit | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(base)) if (!key.startsWith('GIT_')) env[key] = value;
+  env['GIT_CONFIG_NOSYSTEM'] = '1';
+  env['GIT_CONFIG_GLOBAL'] = '/dev/null';
+  env['GIT_ATTR_NOSYSTEM'] = '1';
+  env['GIT_NO_REPLACE_OBJECTS'] = '1';
+  env['GIT_TERMINAL_PROMPT'] = '0';
+  if (git !== undefined) {
+    env['GIT_DIR'] = git.gitDir;
+    env['GIT_WORK_TREE'] = git.workTree;
+    env['GIT_INDEX_FILE'] = git.indexFile;
+  }
+  return env;
+}
+
+/** `-c` arguments for {@link ISOLATED_GIT_CONFIG}. */
+export function isolatedConfigArgs(): string[] {
+  return ISOLATED_GIT_CONFIG.flatMap((entry) => ['-c', entry]);
+}
+
+export interface RunRepositories {
+  /** AgentGate's git directory of the run. */
+  gitDir: string;
+  /** The workspace (its `.git` becomes the agent's repository). */
+  workTree: string;
+  /** The source repository's object directory, borrowed read-only by both repositories. */
+  objectsDir: string;
+  branch: string;
+  baseSha: string;
+}
+
+function refusePathWithNewline(value: string, what: string): void {
+  // objects/info/alternates is line-based: a newline would add an object directory of someone else's choice.
+  if (value.includes('\n') || value.includes('\r')) {
+    throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The ${what} path contains a line break: ${JSON.stringify(value)}`);
+  }
+}
+
+/** Writes a minimal repository (HEAD on `branch` at `baseSha`, alternates, config) into `gitDir`. */
+async function writeRepository(gitDir: string, config: string, objectsDir: string, branch: string, baseSha: string): Promise<void> {
+  const ref = path.join(gitDir, 'refs', 'heads', ...branch.split('/'));
+  await Promise.all([
+    mkdir(path.join(gitDir, 'objects', 'info'), { recursive: true }),
+    mkdir(path.dirname(ref), { recursive: true }),
+    mkdir(path.join(gitDir, 'refs', 'tags'), { recursive: true }),
+  ]);
+  await Promise.all([
+    writeFile(path.join(gitDir, 'HEAD'), `ref: refs/heads/${branch}\n`),
+    writeFile(path.join(gitDir, 'config'), config),
+    writeFile(path.join(gitDir, 'objects', 'info', 'alternates'), `${objectsDir}\n`),
+    writeFile(ref, `${baseSha}\n`),
+  ]);
+}
+
+/**
+ * Creates AgentGate's git directory and the agent's repository of a run by writing their few files
+ * directly (no `git init`, no template hooks, no copied objects). The work tree itself is filled by the
+ * caller with `read-tree -u` through the returned {@link IsolatedGit}, after which
+ * {@link shareIndexWithAgent} gives the agent an index that matches it.
+ */
+export async function createRunRepositories(layout: RunRepositories): Promise<IsolatedGit> {
+  const { gitDir, workTree, objectsDir, branch, baseSha } = layout;
+  refusePathWithNewline(objectsDir, 'object directory');
+  await Promise.all([
+    writeRepository(gitDir, OWN_CONFIG, objectsDir, branch, baseSha).then(async () => {
+      await mkdir(path.join(gitDir, 'info'), { recursive: true });
+      await Promise.all([writeFile(path.join(gitDir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES), writeFile(path.join(gitDir, WORKTREE_MARKER), `${path.resolve(workTree)}\n`)]);
+    }),
+    writeRepository(path.join(workTree, '.git'), AGENT_CONFIG, objectsDir, branch, baseSha),
+  ]);
+  return { gitDir, workTree, indexFile: path.join(gitDir, 'index') };
+}
+
+/**
+ * A git directory of AgentGate's with no run behind it (same config and attributes as a run's), borrowing
+ * `objectsDir`; for checks of a directory that is not a run workspace (tests, tools). Its index is empty
+ * until the caller reads a tree into it.
+ */
+export async function createScratchGitDir(gitDir: string, workTree: string, objectsDir: string): Promise<IsolatedGit> {
+  refusePathWithNewline(objectsDir, 'object directory');
+  await mkdir(path.join(gitDir, 'refs', 'heads'), { recursive: true });
+  await Promise.all([
+    mkdir(path.join(gitDir, 'objects', 'info'), { recursive: true }).then(() => writeFile(path.join(gitDir, 'objects', 'info', 'alternates'), `${objectsDir}\n`)),
+    mkdir(path.join(gitDir, 'info'), { recursive: true }).then(() => writeFile(path.join(gitDir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES)),
+    writeFile(path.join(gitDir, 'HEAD'), 'ref: refs/heads/scratch\n'),
+    writeFile(path.join(gitDir, 'config'), OWN_CONFIG),
+  ]);
+  return { gitDir, workTree, indexFile: path.join(gitDir, 'index') };
+}
+
+/**
+ * Copies AgentGate's freshly checked-out index to the agent's repository, so `git status` there starts
+ * clean. A copy: the agent's index is never read back.
+ */
+export async function shareIndexWithAgent(git: IsolatedGit): Promise<void> {
+  await copyFile(git.indexFile, path.join(git.workTree, '.git', 'index'));
+}
+
+/** Records the gitlinks of a freshly read index (`git ls-files -z --stage` output) in {@link BASE_GITLINKS_FILE}. */
+export async function recordBaseGitlinks(git: IsolatedGit, lsFilesStage: string): Promise<void> {
+  const gitlinks = lsFilesStage
+    .split('\0')
+    .filter((entry) => entry.startsWith('160000 '))
+    .map((entry) => entry.slice(entry.indexOf('\t') + 1));
+  await writeFile(path.join(git.gitDir, BASE_GITLINKS_FILE), gitlinks.map((entry) => `${entry}\0`).join(''));
+}
+
+/**
+ * AgentGate's git state of the workspace at `worktreePath` (`<home>/worktrees/<runId>`), found at
+ * `<home>/runs/<runId>/git` and confirmed by the marker file naming this workspace; undefined for any
+ * other directory. Lets callers that only know the workspace path (the gates) use the run's own state.
+ */
+export async function findRunGit(worktreePath: string): Promise<IsolatedGit | undefined> {
+  const workTree = path.resolve(worktreePath);
+  const worktrees = path.dirname(workTree);
+  if (path.basename(worktrees) !== HomeDir.Worktrees) return undefined;
+  const gitDir = path.join(path.dirname(worktrees), HomeDir.Runs, path.basename(workTree), RUN_GIT_DIR_NAME);
+  const marker = await readFile(path.join(gitDir, WORKTREE_MARKER), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+    throw error;
+  });
+  if (marker?.trim() !== workTree) return undefined;
+  return { gitDir, workTree, indexFile: path.join(gitDir, 'index') };
+}
+
+/**
+ * Deletes `dir` recursively even when the agent made parts of it read-only (`chmod -R a-w`, a
+ * directory with mode 000): on EACCES/EPERM every directory below is made writable by its owner again —
+ * symlinks are never followed — and the removal is retried. Missing `dir` is fine.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
+  }
+  await makeWritable(dir);
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  const info = await lstat(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (info === undefined || !info.isDirectory()) return;
+  await chmod(dir, 0o700);
+  const entries = await readdir(dir, { withFileTypes: true });
+  for (const entry of entries) if (entry.isDirectory()) await makeWritable(path.join(dir, entry.name));
+}
