@@ -6,7 +6,8 @@
  * - environment: `request.env` plus `AGENTGATE_PROMPT`, `AGENTGATE_PROMPT_FILE`, `AGENTGATE_FEEDBACK`,
  *   `AGENTGATE_FEEDBACK_FILE`, `AGENTGATE_ITERATION`, `AGENTGATE_RUN_ID`, `AGENTGATE_WORK_ORDER_ID`;
  * - stdin: the prompt, then (from iteration 2 on) the feedback under a heading;
- * - every output line becomes an `agent_output` event and a line of `agent-transcript.log`;
+ * - output lines become `agent_output` events (coalesced and rate-limited by the base) and lines of
+ *   `agent-transcript.log` (head and tail kept);
  * - exit 0 is success; anything else is a classified build failure.
  *
  * The process, watchdog, deadline, cancel and transcript are {@link ProcessAgentDriver}'s; this file is
@@ -45,7 +46,7 @@ export function validateCommandOptions(options: AgentOptions): void {
   }
 }
 
-/** Every stdout line is an `agent_output` event of its own. */
+/** Every stdout line is offered as an `agent_output` event; the base coalesces and rate-limits them. */
 export class CommandOutputAccumulator implements StreamAccumulator {
   constructor(private readonly iteration: number) {}
 

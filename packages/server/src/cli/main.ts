@@ -8,7 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { resolveSandboxPolicy } from '../schemas/resolve.js';
 import type { TaskSpec } from '../schemas/task-spec.js';
 import { killAllProcessGroups } from '../util/process.js';
-import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings, setDefaultSandboxPolicy } from '../util/sandbox.js';
+import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings } from '../util/sandbox.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 /** The package version, read once from package.json next to src/ and dist/. */
@@ -19,8 +19,8 @@ const SANDBOX_HELP = 'run agents and gates in bubblewrap: auto (when it works he
 /**
  * Applies `--sandbox` (over the spec's `execution.sandbox.mode`, over `AGENTGATE_SANDBOX`) to the spec,
  * checks it can be honoured here (`bwrap` without a working bubblewrap: AG_ERR_CONFIG_INVALID, exit 2),
- * makes it the policy of the processes this CLI run starts, and prints the sandbox warning of `auto`
- * without bubblewrap.
+ * and prints the sandbox warning of `auto` without bubblewrap (the engine applies the policy to the
+ * run's processes and records the warning in `run_started`).
  */
 export function applySandboxChoice(spec: TaskSpec, flag: string | undefined, io: CliIo): TaskSpec {
   const configured = io.env[SANDBOX_ENV]?.trim();
@@ -28,7 +28,6 @@ export function applySandboxChoice(spec: TaskSpec, flag: string | undefined, io:
   const policy = resolveSandboxPolicy(chosen, isSandboxMode(configured) ? configured : undefined);
   assertSandboxAvailable(policy, io.env);
   spec.spec.execution.sandbox = policy;
-  setDefaultSandboxPolicy(policy);
   for (const warning of sandboxWarnings(policy, io.env)) io.stderr.write(`warning: ${warning}\n`);
   return spec;
 }

@@ -15,6 +15,7 @@ import type { ErrorPayload, UsageTotals } from '../observability/events.js';
 import type { NonTerminalState, RunErrorInfo, RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import { abortOutcome, leaseLost, runTimedOut } from '../util/abort.js';
+import { removeRunSandbox, sandboxWarnings } from '../util/sandbox.js';
 import { LeaseKeeper } from '../workspace/lease.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
 import { stripUrlCredentials } from '../workspace/paths.js';
@@ -31,6 +32,8 @@ export interface RunExecutionServices extends RunActorServices {
   orchestrator: PhaseOrchestrator;
   /** `$AGENTGATE_HOME`: run artifacts live below it. */
   home: string;
+  /** The environment agents and gates start from (sandbox availability is probed with it). */
+  baseEnv: Record<string, string | undefined>;
   /** Custom convergence strategies by name; they replace the built-in one of the same name. */
   strategies?: Partial<Record<StrategyName, (config: ResolvedTaskSpec['convergence']['config']) => ConvergenceStrategy>>;
   leaseOwner: string;
@@ -123,7 +126,7 @@ export async function executeRun(
       agent: spec.agent.driver,
       workspace: describeWorkspace(spec),
       branch: run.branch,
-      warnings: [],
+      warnings: sandboxWarnings(spec.sandbox, services.baseEnv),
     });
     actor.logger.info({ agent: spec.agent.driver, strategy: spec.convergence.strategy }, 'run started');
     for (let state = actor.nonTerminalState(); state !== undefined && actor.ownershipLost === undefined; state = actor.nonTerminalState()) {
@@ -208,6 +211,7 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
     if (actor.nonTerminalState() !== undefined && actor.ownershipLost === undefined) {
       await closeAfterThrow(actor, failure ?? new AgentGateError('AG_ERR_INTERNAL', `run left in state ${actor.state}`), run.progress.iteration);
     }
+    await attempt('sandbox removal', () => removeRunSandbox(run.artifactsDir));
     await attempt('run lease release', () => keeper.release());
   } finally {
     clock.clearTimeout(timer);

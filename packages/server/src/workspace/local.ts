@@ -9,7 +9,7 @@
  * never shared with the agent. The user's working tree, index, HEAD and current branch stay exactly as
  * they were; the run's result is the branch `agentgate/<runId>` in their repository.
  */
-import { realpath, stat, mkdir, readFile } from 'node:fs/promises';
+import { realpath, stat, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
@@ -256,7 +256,8 @@ export async function removeRunWorkspace(request: RemoveWorkspaceRequest): Promi
     const what = `remove the worktree ${worktreePath}`;
     legacyRemoved = await runGit({ cwd: legacy, args: ['worktree', 'remove', '--force', '--force', worktreePath], signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what, hardened: true }).then(
       () => true,
-      (error: unknown) => {
+      () => {
+        // The failure itself is not the result: the directory is deleted and the entry pruned below.
         if (signal.aborted) throw canceledError(signal, what);
         return false;
       },

@@ -17,6 +17,7 @@
  *   itself; anything else becomes AG_ERR_RUN_CANCELED), and pushes nothing;
  * - `finalize` succeeds after any outcome and leaves the delivered branch in place.
  */
+import { Snapshotter } from '../../src/workspace/snapshotter.js';
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -101,11 +102,17 @@ export async function makeDeliveryEnv(): Promise<DeliveryConformanceEnv> {
 }
 
 /** Commits one change in the run's worktree, as the snapshot of `iteration` would; returns its sha. */
+/** An iteration as the engine makes it: a file written in the workspace, then AgentGate's own snapshot. */
 export async function commitIteration(workspace: Workspace, iteration: number): Promise<string> {
   await writeFile(path.join(workspace.path, `iteration-${iteration}.txt`), `iteration ${iteration}\n`);
-  git(workspace.path, 'add', '--all');
-  git(workspace.path, 'commit', '--quiet', '-m', `agentgate: iteration ${iteration}`);
-  return git(workspace.path, 'rev-parse', 'HEAD');
+  const outcome = await new Snapshotter().snapshot({
+    workspace,
+    iteration,
+    artifactsDir: path.join(path.dirname(workspace.gitDir), 'artifacts'),
+    signal: new AbortController().signal,
+  });
+  if (!outcome.ok) throw outcome.error;
+  return outcome.snapshot.sha;
 }
 
 export interface RecordedEvent {

@@ -255,6 +255,8 @@ describe('LocalDeliveryManager', () => {
         branch: 'agentgate/git-run',
         baseSha: 'a'.repeat(40),
         repoPath: env.bareRemote,
+        gitDir: path.join(env.root, 'git-run.git'),
+        indexFile: path.join(env.root, 'git-run.git', 'index'),
         source: GIT.url,
         warnings: [],
       };

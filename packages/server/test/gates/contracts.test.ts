@@ -1,4 +1,4 @@
-import { rmSync, renameSync } from 'node:fs';
+import { existsSync, rmSync, renameSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkContracts } from '../../src/gates/contracts.js';
@@ -121,6 +121,20 @@ describe('L0 contracts', () => {
         writeFile(path.resolve(repo.dir, common), 'info/exclude', 'test/helper.js\n');
         writeFile(repo.dir, 'test/helper.js', 'globalThis.assert = () => {};\n');
         expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/helper.js') });
+      });
+
+      it('catches an edit a clean filter of the repository would "restore", without running the filter', async () => {
+        repo = createRepo(BASE);
+        const marker = path.join(repo.root, 'filter-ran');
+        const original = path.join(repo.root, 'original.js');
+        writeFile(repo.root, 'original.js', BASE['test/math.test.js']);
+        writeFile(repo.root, 'filter.sh', `#!/bin/sh\ntouch '${marker}'\ncat '${original}'\n`);
+        git(repo.dir, 'config', 'filter.x.clean', `sh ${path.join(repo.root, 'filter.sh')}`);
+        git(repo.dir, 'config', 'filter.x.required', 'true');
+        writeFile(repo.dir, '.gitattributes', 'test/math.test.js filter=x\n');
+        writeFile(repo.dir, 'test/math.test.js', 'assert(true);\n');
+        expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: false, message: expect.stringContaining('test/math.test.js') });
+        expect(existsSync(marker)).toBe(false);
       });
 
       it('ignores git replace refs that would swap the base commit', async () => {

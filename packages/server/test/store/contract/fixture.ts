@@ -128,6 +128,7 @@ export function fullIterationRecord(): IterationRecord {
       iteration: 1,
       sha: 'a'.repeat(40),
       treeSha: 'b'.repeat(40),
+      uncaptured: [],
       noChange: false,
       filesChanged: 2,
       insertions: 10,
