@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { AGENTS, REPO_ROOT, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, REPO_ROOT, agentOutput, agentReceived, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
 
 const repos: TempRepo[] = [];
@@ -74,12 +74,13 @@ describe('agentgate exec', () => {
       expect(feedback).toContain('test/math.test.js:9:1');
       expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1-feedback.md'), 'utf8')).toBe('');
       // What the agent itself received in iteration 2, through AGENTGATE_FEEDBACK and stdin.
-      const received = readFileSync(join(r.home, 'runs', runId, 'received-feedback-2.txt'), 'utf8');
+      const view = await readRun(r.home, runId);
+      const said = agentOutput(view.events);
+      const received = agentReceived(said, 'feedback', 2);
       expect(received).toContain('multiply multiplies two numbers');
       expect(received).toContain('test/math.test.js:9:1');
-      expect(readFileSync(join(r.home, 'runs', runId, 'received-stdin-2.txt'), 'utf8')).toContain('multiply multiplies two numbers');
-      expect(readFileSync(join(r.home, 'runs', runId, 'received-feedback-1.txt'), 'utf8')).toBe('');
-      const view = await readRun(r.home, runId);
+      expect(agentReceived(said, 'stdin', 2)).toContain('multiply multiplies two numbers');
+      expect(agentReceived(said, 'feedback', 1)).toBe('');
       expect(view.transitions).toEqual(passingPath(2));
       expect(view.iterations).toBe(2);
       expect(res.stderr).toContain('gate unit-tests [L1] FAIL');
@@ -90,12 +91,11 @@ describe('agentgate exec', () => {
   describe('when the gate always fails', () => {
     it('fails as failed_verification after exactly 3 iterations, with no 4th build', async () => {
       const r = setup();
-      const counter = join(r.root, 'count');
-      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.alwaysWrong), ['--max-iterations', '3'], { COUNTER_FILE: counter });
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.alwaysWrong), ['--max-iterations', '3']);
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 3, error: { code: 'AG_ERR_VERIFY_FAILED' } });
-      expect(readFileSync(counter, 'utf8').trim().split('\n')).toHaveLength(3);
       const view = await readRun(r.home, String(res.json?.['runId']));
+      expect(agentOutput(view.events).match(/attempt \d/g)).toEqual(['attempt 1', 'attempt 2', 'attempt 3']);
       expect(view.transitions.at(-1)).toBe('verifying→failed');
       expect(view.transitions.filter((t) => t === 'feedback→building')).toHaveLength(2);
     });
@@ -131,8 +131,11 @@ describe('agentgate exec', () => {
   describe('when git cannot snapshot', () => {
     it('fails as failed_error with the snapshot code', async () => {
       const r = setup();
-      // The agent leaves a stale index lock in the worktree's git dir: `git add` must fail.
-      const res = await exec(r, writeAgent(r.root, 'agent', 'touch "$(git rev-parse --git-dir)/index.lock"\necho locked'));
+      // Fault injection: a stale lock on AgentGate's own index for the run (its git dir sits next to the
+      // workspace in AGENTGATE_HOME), so `git add` fails. Unsandboxed: inside the sandbox that directory
+      // is out of the agent's reach, which test/security covers.
+      const lock = '"$PWD/../../runs/$AGENTGATE_RUN_ID/git/index.lock"';
+      const res = await exec(r, writeAgent(r.root, 'agent', `touch ${lock}\necho locked`), ['--sandbox', 'none']);
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT' } });
       expect((await readRun(r.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('snapshotting→failed');
@@ -202,7 +205,9 @@ describe('agentgate exec', () => {
       // The gate plan comes from the base commit: commit the slow gate into the repository.
       writeFileSync(join(r.repo, 'verify.yaml'), `version: "1"\ntests:\n  - name: slow\n    command: echo gate-is-running; touch ${started}; sleep 600 & sleep 600\n    timeout: 900\n`);
       git(r.repo, 'commit', '-qam', 'slow gate');
-      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), [], { [CONFORMANCE_MARKER_ENV]: marker }, { interruptWhenFile: started });
+      // Unsandboxed on purpose: the gate signals through a file outside its workspace, and this covers the
+      // fallback (process-group kill) path; test/sandbox covers cancel inside bubblewrap.
+      const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct), ['--sandbox', 'none'], { [CONFORMANCE_MARKER_ENV]: marker }, { interruptWhenFile: started });
       expect(res.code).toBe(130);
       expect(res.json).toMatchObject({ state: 'canceled', result: 'canceled' });
       const runId = String(res.json?.['runId']);
@@ -234,13 +239,14 @@ describe('agentgate exec', () => {
   describe('invalid input', () => {
     it('an invalid verify.yaml exits 2 naming the file, line and reason, before the agent runs', async () => {
       const r = setup({ 'verify.yaml': 'version: "1"\ntests:\n  - name: unit\n    command: node --test\n    timeout: soon\n' });
-      const ran = join(r.root, 'agent-ran');
-      const res = await exec(r, writeAgent(r.root, 'agent', `touch ${ran}`));
+      const res = await exec(r, writeAgent(r.root, 'agent', 'echo the-agent-ran'));
       expect(res.code).toBe(2);
       expect(res.json).toMatchObject({ state: 'failed', error: { code: 'AG_ERR_VERIFY_CONFIG_INVALID' } });
       expect(String((res.json?.['error'] as { message: string }).message)).toMatch(/verify\.yaml:5: tests\[0\]\.timeout: expected a positive number of seconds .*got "soon"/);
-      expect(existsSync(ran)).toBe(false);
-      expect((await readRun(r.home, String(res.json?.['runId']))).transitions).toEqual(['queued→leased', 'leased→failed']);
+      const view = await readRun(r.home, String(res.json?.['runId']));
+      expect(view.transitions).toEqual(['queued→leased', 'leased→failed']);
+      // The agent never ran: no iteration began and nothing it could print was recorded.
+      expect(view.events.some((e) => e.type === 'iteration_started' || e.type === 'agent_output')).toBe(false);
     });
 
     it.each([
@@ -298,7 +304,8 @@ describe('agentgate exec', () => {
         'agent',
         `echo "$PWD" > "${r.root}/wt-$AGENTGATE_RUN_ID"\ntouch "${r.root}/started-$AGENTGATE_RUN_ID"\nn=0; while [ "$(ls ${r.root} | grep -c '^started-')" -lt 2 ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n[ "$(ls ${r.root} | grep -c '^started-')" -ge 2 ] || { echo "the other run never started" >&2; exit 1; }\n${AGENTS.correct}`,
       );
-      const [a, b] = await Promise.all([exec(r, agent), exec(r, agent)]);
+      // Unsandboxed on purpose: the two agents meet through a directory outside their workspaces.
+      const [a, b] = await Promise.all([exec(r, agent, ['--sandbox', 'none']), exec(r, agent, ['--sandbox', 'none'])]);
       expect(a?.code).toBe(0);
       expect(b?.code).toBe(0);
       const ids = [String(a?.json?.['runId']), String(b?.json?.['runId'])];

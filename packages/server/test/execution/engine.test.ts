@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { resolveTaskSpec, resolveWorkOrder, type ResolvedTaskSpec } from '../../
 import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import type { ConvergenceStrategy } from '../../src/convergence/types.js';
-import { AGENTS, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, agentOutput, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -76,11 +77,11 @@ describe('ExecutionEngine', () => {
   it('passes agent.env to the agent but never writes its values to the store', async () => {
     const { repo, runtime } = await setup();
     const secret = 'sk-ant-sentinel-in-agent-env-0123456789';
-    const seen = join(repo.root, 'seen');
-    const resolved = spec(repo, writeAgent(repo.root, 'a', `printf '%s' "$ANTHROPIC_API_KEY" > ${seen}\n${AGENTS.correct}`));
+    // The agent proves it got the key by committing its hash (never the key) in its workspace.
+    const resolved = spec(repo, writeAgent(repo.root, 'a', `printf '%s' "$ANTHROPIC_API_KEY" | sha256sum | cut -d' ' -f1 > key.sha256\n${AGENTS.correct}`));
     const outcome = await runtime.engine.run({ ...resolved, agent: { ...resolved.agent, env: { ANTHROPIC_API_KEY: secret } } });
     expect(outcome.state).toBe('succeeded');
-    expect(readFileSync(seen, 'utf8')).toBe(secret);
+    expect(git(repo.repo, 'show', `${outcome.branch}:key.sha256`).trim()).toBe(createHash('sha256').update(secret).digest('hex'));
     const stored = JSON.stringify([(await runtime.repos.workOrders.get(outcome.workOrderId)), await runtime.repos.runs.listEvents(outcome.runId, { limit: 10_000 }), (await runtime.repos.iterations.list(outcome.runId))]);
     expect(stored).not.toContain(secret);
     expect((await runtime.repos.workOrders.get(outcome.workOrderId))?.spec).toMatchObject({ agent: { env: { ANTHROPIC_API_KEY: '[REDACTED]' } } });
@@ -139,10 +140,9 @@ describe('ExecutionEngine', () => {
 
   it('stops at maxIterations with failed_verification and no further build', async () => {
     const { repo, runtime } = await setup();
-    const counter = join(repo.root, 'count');
-    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', `COUNTER_FILE=${counter}\n${AGENTS.alwaysWrong}`), { maxIterations: 2 }));
+    const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', AGENTS.alwaysWrong), { maxIterations: 2 }));
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification', iterations: 2, error: { code: 'AG_ERR_VERIFY_FAILED' } });
-    expect(readFileSync(counter, 'utf8').trim().split('\n')).toHaveLength(2);
+    expect(agentOutput((await readRun(repo.home, outcome.runId)).events).match(/attempt \d/g)).toEqual(['attempt 1', 'attempt 2']);
   });
 
   it('fails the run when the strategy throws (never swallowed)', async () => {
@@ -170,7 +170,9 @@ describe('ExecutionEngine', () => {
 
     it('a snapshot git cannot make is failed_error with the snapshot code', async () => {
       const { repo, runtime } = await setup();
-      const outcome = await runtime.engine.run(spec(repo, writeAgent(repo.root, 'a', 'touch "$(git rev-parse --git-dir)/index.lock"')));
+      // Fault injection: a stale lock on AgentGate's own index for the run, placed by an unsandboxed agent.
+      const resolved = spec(repo, writeAgent(repo.root, 'a', 'touch "$PWD/../../runs/$AGENTGATE_RUN_ID/git/index.lock"'));
+      const outcome = await runtime.engine.run({ ...resolved, sandbox: { ...resolved.sandbox, mode: 'none' } });
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT', phase: 'snapshot' } });
       expect((await readRun(repo.home, outcome.runId)).transitions.at(-1)).toBe('snapshotting→failed');
     });

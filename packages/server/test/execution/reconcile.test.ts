@@ -85,10 +85,9 @@ describe('reconciliation', () => {
   it('a process paused past its lease writes nothing more once another process reconciled its run', async () => {
     const repo = makeRepo();
     cleanups.push(repo.cleanup);
-    const go = join(repo.root, 'go');
-    const started = join(repo.root, 'started');
-    // The agent starts, then waits for the test to let it finish: the owner is "paused" meanwhile.
-    const agent = writeAgent(repo.root, 'a', `touch ${started}\nwhile [ ! -f ${go} ]; do sleep 0.05; done\necho after-resume\n${AGENTS.correct}`);
+    // The agent starts, then waits for the test to let it finish: the owner is "paused" meanwhile. Both
+    // signals are files in its workspace (the only place a sandboxed agent can write).
+    const agent = writeAgent(repo.root, 'a', `touch started\nwhile [ ! -f go ]; do sleep 0.05; done\necho after-resume\n${AGENTS.correct}`);
     const spec = resolveTaskSpec({
       apiVersion: 'agentgate.io/v1',
       kind: 'TaskSpec',
@@ -104,7 +103,8 @@ describe('reconciliation', () => {
     const owner = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), clock: pausedClock });
     cleanups.push(() => owner.close());
     const run = await owner.engine.start(spec);
-    while (!existsSync(started)) await new Promise((resolve) => setTimeout(resolve, 20));
+    const workspace = join(repo.home, 'worktrees', run.runId);
+    while (!existsSync(join(workspace, 'started'))) await new Promise((resolve) => setTimeout(resolve, 20));
 
     // Process B starts 3 minutes later: A's 60 s lease has expired, so B takes the run over and fails it.
     const other = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), clock: new ManualClock(T0 + 180_000) });
@@ -113,7 +113,7 @@ describe('reconciliation', () => {
     const closedAt = await other.repos.runs.lastSeq(run.runId);
 
     // A resumes: its agent finishes and its engine tries to go on.
-    writeFileSync(go, '');
+    writeFileSync(join(workspace, 'go'), '');
     const outcome = await run.done;
     expect(outcome.error).toMatchObject({ code: 'AG_ERR_LEASE_LOST' });
     const view = await readRun(repo.home, run.runId);

@@ -61,12 +61,12 @@ export function multiply(a, b) { return a * b; }
 JS
 echo "implemented"`,
   /**
-   * Wrong on iteration 1, fixed on iteration 2. Keeps the feedback it received (environment and stdin)
-   * in the run's artifacts: received-feedback-<n>.txt and received-stdin-<n>.txt.
+   * Wrong on iteration 1, fixed on iteration 2. Reports what it received (environment and stdin) in its
+   * own output, base64-encoded on `received-feedback-<n>:` / `received-stdin-<n>:` lines, so the test can
+   * read it back from the run's events even when the agent is sandboxed (it can write only its workspace).
    */
-  failThenPass: `artifacts=$(dirname "$AGENTGATE_PROMPT_FILE")
-printf '%s' "$AGENTGATE_FEEDBACK" > "$artifacts/received-feedback-$AGENTGATE_ITERATION.txt"
-cat > "$artifacts/received-stdin-$AGENTGATE_ITERATION.txt"
+  failThenPass: `printf 'received-feedback-%s: %s\\n' "$AGENTGATE_ITERATION" "$(printf '%s' "$AGENTGATE_FEEDBACK" | base64 -w0)"
+printf 'received-stdin-%s: %s\\n' "$AGENTGATE_ITERATION" "$(base64 -w0)"
 if [ "$AGENTGATE_ITERATION" = "1" ]; then
 cat > src/math.js <<'JS'
 export function add(a, b) { return a + b; }
@@ -79,11 +79,25 @@ export function multiply(a, b) { return a * b; }
 JS
 fi
 echo "attempt $AGENTGATE_ITERATION"`,
-  /** Always wrong; counts its invocations in $COUNTER_FILE. */
-  alwaysWrong: `echo x >> "$COUNTER_FILE"
-cat > src/math.js <<JS
+  /** Always wrong; says `attempt <n>` on every invocation. */
+  alwaysWrong: `cat > src/math.js <<JS
 export function add(a, b) { return a + b + $AGENTGATE_ITERATION; }
 export function multiply(a, b) { return 0; }
 JS
 echo "attempt $AGENTGATE_ITERATION"`,
 } as const;
+
+/** Everything the agent printed in a run, from the stored `agent_output` events (in seq order). */
+export function agentOutput(events: ReadonlyArray<{ type: string; data: Record<string, unknown> }>): string {
+  return events
+    .filter((e) => e.type === 'agent_output')
+    .map((e) => String(e.data['text']))
+    .join('\n');
+}
+
+/** What a `failThenPass` agent reported it received in `iteration` (`feedback` or `stdin`). */
+export function agentReceived(output: string, kind: 'feedback' | 'stdin', iteration: number): string {
+  const match = new RegExp(`received-${kind}-${iteration}: ([A-Za-z0-9+/=]*)`).exec(output);
+  if (match === null) throw new Error(`the agent did not report its ${kind} of iteration ${iteration}`);
+  return Buffer.from(match[1] ?? '', 'base64').toString('utf8');
+}

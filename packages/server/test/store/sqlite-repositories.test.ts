@@ -258,7 +258,6 @@ describe('openSqliteRepositories', () => {
       expect(classifySqliteCode('SQLITE_CONSTRAINT')).toBe('AG_ERR_STORE_CONFLICT');
       expect(classifySqliteCode('SQLITE_IOERR_WRITE')).toBe('AG_ERR_STORE_WRITE');
       expect(classifySqliteCode('SQLITE_FULL')).toBe('AG_ERR_DISK_FULL');
-      expect(classifySqliteCode('SQLITE_IOERR_WRITE')).toBe('AG_ERR_STORE_WRITE');
     });
   });
 });
