@@ -142,3 +142,11 @@ export function isDiskFull(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || !('code' in value)) return false;
   return value.code === 'ENOSPC' || value.code === 'EDQUOT';
 }
+
+/**
+ * Whether a child process's error output (run with `LC_ALL=C`) reports a full disk. Only for tools
+ * that give nothing more structured than text (git); Node.js errors are classified by `code`.
+ */
+export function reportsDiskFull(output: string): boolean {
+  return output.includes('No space left on device') || output.includes('Disk quota exceeded');
+}

@@ -48,6 +48,8 @@ export interface RunProgress {
   lastReport: VerificationReport | undefined;
   /** Delivery target, change request and last delivered snapshot. */
   delivery: DeliveryProgress;
+  /** Paths the last snapshot could not capture (nested repositories, submodule paths). */
+  uncaptured: string[];
   /** Feedback from a failed CI run, consumed by the feedback step. */
   ciFeedback: string | undefined;
 }

@@ -16,6 +16,7 @@ import { createRun } from '../orchestrator/state-machine.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import type { StoredRun, WorkOrderSource } from '../store/types.js';
 import { runCanceled } from '../util/abort.js';
+import { runInRunScope } from '../util/run-scope.js';
 import { runWithSandboxPolicy } from '../util/sandbox.js';
 import { secretValues } from '../util/secrets.js';
 import { DEFAULT_LEASE_TTL_MS, defaultLeaseOwner } from '../workspace/lease.js';
@@ -126,7 +127,8 @@ export class ExecutionEngine {
     if (external?.aborted) onExternalAbort();
     external?.addEventListener('abort', onExternalAbort, { once: true });
     // Every agent and gate process of the run starts under the run's sandbox policy (util/sandbox.ts).
-    const done = runWithSandboxPolicy(spec.sandbox, () => executeRun(actor, spec, delivery, this.execution, progress, tracker)).finally(() => {
+    // and carries the run's tag, by which the run's end and reconciliation find what escaped its group.
+    const done = runInRunScope(runId, () => runWithSandboxPolicy(spec.sandbox, () => executeRun(actor, spec, delivery, this.execution, progress, tracker))).finally(() => {
       external?.removeEventListener('abort', onExternalAbort);
       this.active.delete(runId);
     });

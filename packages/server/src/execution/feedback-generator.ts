@@ -41,6 +41,8 @@ export interface FeedbackInput {
   excerptBytes?: number;
   /** Secret values to redact; well-known token shapes are redacted regardless. */
   secrets?: readonly string[];
+  /** Workspace paths the snapshot could not capture (nested repositories, submodule paths). */
+  uncaptured?: readonly string[];
 }
 
 export interface Feedback {
@@ -138,6 +140,7 @@ export function generateFeedback(input: FeedbackInput): Feedback {
       : [`## CI failed (iteration ${input.iteration})`, ...(input.ci.summary.trim() === '' ? [] : [clean(oneLine(input.ci.summary, 500))])];
   const tail: string[] = [];
   if (files.length > 0) tail.push(renderFiles(files));
+  if (input.uncaptured !== undefined && input.uncaptured.length > 0) tail.push(renderUncaptured(input.uncaptured, clean));
   tail.push(FEEDBACK_INSTRUCTION);
 
   const assemble = (budgets: readonly number[]): { body: string; tail: string } => {
@@ -164,6 +167,20 @@ export class FeedbackGenerator {
   generate(input: FeedbackInput): Feedback {
     return generateFeedback({ ...this.defaults, ...input });
   }
+}
+
+/** At most this many uncaptured paths are named (each cut to 200 characters). */
+const MAX_UNCAPTURED_SHOWN = 20;
+
+function renderUncaptured(paths: readonly string[], clean: (s: string) => string): string {
+  const shown = paths.slice(0, MAX_UNCAPTURED_SHOWN).map((p) => `- ${inlineCode(clean(oneLine(p, 200)))}`);
+  const more = paths.length > MAX_UNCAPTURED_SHOWN ? [`- … and ${paths.length - MAX_UNCAPTURED_SHOWN} more`] : [];
+  return [
+    '## Changes that are not part of your result',
+    'These paths are nested git repositories or submodule paths. Files you change there are not recorded in the run branch, even though the gates saw them; make your change outside them:',
+    ...shown,
+    ...more,
+  ].join('\n');
 }
 
 function gateSummary(failedCount: number, total: number, failed: readonly GateResult[]): string {

@@ -9,6 +9,7 @@
  * refuses every write it attempts.
  */
 import type { StoredRun } from '../store/types.js';
+import { killRunProcesses } from '../util/reap.js';
 import { RunActor, type RunActorServices } from './run-actor.js';
 
 export interface ReconcileOptions extends RunActorServices {
@@ -62,6 +63,9 @@ async function takeOverAndFail(options: ReconcileOptions, run: StoredRun, now: n
       iteration: run.iteration,
     });
     if (actor.ownershipLost !== undefined) return null;
+    // Processes the dead owner started (agent, tools, gates) may still run when no sandbox held them.
+    const survivors = await killRunProcesses(run.id);
+    if (survivors.length > 0) options.logger.error({ runId: run.id, survivors }, 'processes of an interrupted run survived SIGKILL');
     await options.workOrders.runFinished(run.workOrderId, run.id, closed.state, 'interrupted');
     options.logger.warn({ runId: run.id, from: run.state }, 'interrupted run reconciled');
     return closed;

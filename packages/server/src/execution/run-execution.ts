@@ -15,6 +15,7 @@ import type { ErrorPayload, UsageTotals } from '../observability/events.js';
 import type { NonTerminalState, RunErrorInfo, RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import { abortOutcome, leaseLost, runTimedOut } from '../util/abort.js';
+import { killRunProcesses } from '../util/reap.js';
 import { removeRunSandbox, sandboxWarnings } from '../util/sandbox.js';
 import { LeaseKeeper } from '../workspace/lease.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
@@ -69,6 +70,7 @@ export function newProgress(): RunProgress {
     planLoad: undefined,
     delivery: {},
     ciFeedback: undefined,
+    uncaptured: [],
   };
 }
 
@@ -207,6 +209,12 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
         ),
       );
     }
+    // Without a sandbox, a `setsid` or double-forked process of the run outlives its process group;
+    // its run tag still finds it (util/run-scope.ts). Inside bubblewrap the PID namespace already ended.
+    await attempt('sweep of the run processes', async () => {
+      const survivors = await killRunProcesses(run.runId);
+      if (survivors.length > 0) throw new AgentGateError('AG_ERR_INTERNAL', `processes of the run survived SIGKILL: ${survivors.join(', ')}`);
+    });
     if (workspace !== undefined) await attempt('workspace release', () => services.workspaces.release(workspace, { signal: limit.signal }));
     if (actor.nonTerminalState() !== undefined && actor.ownershipLost === undefined) {
       await closeAfterThrow(actor, failure ?? new AgentGateError('AG_ERR_INTERNAL', `run left in state ${actor.state}`), run.progress.iteration);

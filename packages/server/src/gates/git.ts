@@ -8,7 +8,7 @@
  * AgentGate's own git directory and index of the run rather than anything in the workspace's `.git`.
  */
 import { abortError } from '../util/abort.js';
-import { AgentGateError } from '../errors.js';
+import { AgentGateError, reportsDiskFull } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { runProcess } from '../util/process.js';
 import { gateEnv } from '../util/secrets.js';
@@ -62,7 +62,7 @@ export async function gitQuery(args: readonly string[], options: GitQueryOptions
         if (result.stdout.length >= GIT_OUTPUT_BYTES) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${what} produced more output than the gates can inspect`);
         return result.stdout;
       }
-      throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${what} failed with exit code ${String(result.exitCode)}: ${result.stderr.trim().slice(-500)}`, {
+      throw new AgentGateError(reportsDiskFull(result.stderr) ? 'AG_ERR_DISK_FULL' : 'AG_ERR_PHASE_VERIFY', `${what} failed with exit code ${String(result.exitCode)}: ${result.stderr.trim().slice(-500)}`, {
         details: { args: [...args], exitCode: result.exitCode },
       });
     case 'aborted':

@@ -6,6 +6,7 @@
  * *group* (`kill(-pgid)`), including grandchildren a shell or test runner left behind; execa kills
  * only the direct child.
  */
+import { runTagEnv } from './run-scope.js';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { systemClock, type Clock } from './clock.js';
 import { sandboxCommand, type SandboxSpec } from './sandbox.js';
@@ -170,7 +171,9 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
     let child: ChildProcessWithoutNullStreams;
     try {
       const argv = options.args ? [options.command, ...options.args] : ['sh', '-c', options.command];
-      const launch = options.sandbox ? sandboxCommand(options.sandbox, argv, options.env, options.cwd) : { file: argv[0] ?? options.command, args: argv.slice(1), env: options.env };
+      // Every process of a run carries its run tag, so the run's end and reconciliation can find survivors.
+      const env = { ...options.env, ...runTagEnv() };
+      const launch = options.sandbox ? sandboxCommand(options.sandbox, argv, env, options.cwd) : { file: argv[0] ?? options.command, args: argv.slice(1), env };
       child = spawn(launch.file, launch.args, { cwd: options.cwd, env: launch.env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (error) {
       // spawn throws synchronously for some errors (E2BIG: arguments or environment too large).

@@ -15,7 +15,7 @@
  */
 import { abortError } from '../util/abort.js';
 import { execFile } from 'node:child_process';
-import { AgentGateError, toAgentGateError, type ErrorCode } from '../errors.js';
+import { AgentGateError, reportsDiskFull, toAgentGateError, type ErrorCode } from '../errors.js';
 import { REPOSITORY_ENV, SERVER_SECRET_ENV, redact, withoutVars } from '../util/secrets.js';
 import { isolatedConfigArgs, isolatedGitEnv, type IsolatedGit } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
@@ -100,6 +100,8 @@ function gitEnvironment(envConfig: readonly GitEnvConfig[], isolation: { git: Is
   const inherited = withoutVars(process.env, [...SERVER_SECRET_ENV, ...REPOSITORY_ENV, ...INTERACTIVE_ENV]);
   const env = isolation === undefined ? inherited : isolatedGitEnv(inherited, isolation.git);
   env['GIT_TERMINAL_PROMPT'] = '0';
+  // Messages in English whatever the user's locale: a full disk is recognised from git's stderr.
+  env['LC_ALL'] = 'C';
   // Replace refs live in the shared repository, where an agent can create them.
   env['GIT_NO_REPLACE_OBJECTS'] = '1';
   env['GIT_AUTHOR_NAME'] = AGENTGATE_GIT_IDENTITY.name;
@@ -158,7 +160,9 @@ export function translateGitError(error: unknown, call: Pick<GitCall, 'signal' |
   // The cause keeps git's full output for logs, scrubbed the same way as the message.
   const cause = new Error(redact(raw, secrets));
   cause.name = error instanceof Error ? error.name : 'GitError';
-  return new AgentGateError(call.failAs, `Could not ${call.what}: ${excerpt}`, {
+  // git reports a full disk only as text (strerror under LC_ALL=C): it is its own class all the same.
+  const code = reportsDiskFull(raw) ? 'AG_ERR_DISK_FULL' : call.failAs;
+  return new AgentGateError(code, `Could not ${call.what}: ${excerpt}`, {
     cause,
     details: {
       command: `git ${call.args.find((arg) => !arg.startsWith('-')) ?? ''}`.trim(),

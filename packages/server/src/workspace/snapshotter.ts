@@ -17,7 +17,7 @@
  */
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AgentGateError } from '../errors.js';
+import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { BASE_GITLINKS_FILE, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
@@ -53,7 +53,8 @@ export class Snapshotter {
     } catch (error) {
       // A canceled snapshot reports the cancellation, never a git failure.
       if (request.signal.aborted) return { ok: false, error: canceledError(request.signal, `snapshot iteration ${request.iteration}`) };
-      if (error instanceof AgentGateError && error.code === 'AG_ERR_PHASE_SNAPSHOT') return { ok: false, error };
+      if (error instanceof AgentGateError && (error.code === 'AG_ERR_PHASE_SNAPSHOT' || error.code === 'AG_ERR_DISK_FULL')) return { ok: false, error };
+      if (isDiskFull(error)) return { ok: false, error: toAgentGateError(error) };
       const message = error instanceof Error ? error.message : String(error);
       return {
         ok: false,

@@ -258,6 +258,20 @@ describe('generateFeedback', () => {
     });
   });
 
+  it('names the paths the snapshot could not capture, bounded, and keeps them when the text is cut', () => {
+    const paths = Array.from({ length: 25 }, (_, i) => `vendor/lib-${i}`);
+    const full = generateFeedback({ iteration: 1, report: report([unitTests]), uncaptured: paths });
+    expect(full.text).toContain('## Changes that are not part of your result');
+    expect(full.text).toContain('`vendor/lib-0`');
+    expect(full.text).toContain('`vendor/lib-19`');
+    expect(full.text).not.toContain('`vendor/lib-20`');
+    expect(full.text).toContain('… and 5 more');
+    const cut = generateFeedback({ iteration: 1, report: report([unitTests]), uncaptured: ['vendor/lib'], maxBytes: 1200 });
+    expect(Buffer.byteLength(cut.text)).toBeLessThanOrEqual(1200);
+    expect(cut.text).toContain('`vendor/lib`');
+    expect(generateFeedback({ iteration: 1, report: report([unitTests]) }).text).not.toContain('not part of your result');
+  });
+
   it('says so when a failed report names no failed gate', () => {
     const feedback = generateFeedback({ iteration: 1, report: { ...report([]), passed: false } });
     expect(feedback.text).toContain('The verification failed, but no gate reported a failure.');

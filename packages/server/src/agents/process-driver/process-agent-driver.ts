@@ -22,7 +22,7 @@ import { cancellationOf, describeProcessEnd } from './classification.js';
 import { redactJsonLine } from './json-lines.js';
 import { startBlocker } from './preflight.js';
 import type { AgentProtocol, AgentStreamEvent, InvocationEnd, ProtocolRun, ProtocolSummary, RunIo, StreamAccumulator } from './protocol.js';
-import { AGENT_PROCESS_TAG_ENV, killTaggedProcesses, waitForProcessGroupExit } from './reap.js';
+import { AGENT_PROCESS_TAG_ENV, killTaggedProcesses, waitForProcessGroupExit } from '../../util/reap.js';
 import { lastLine, MAX_EVENT_LINE_CHARS, truncateText } from './text.js';
 import { AgentTranscript, TRANSCRIPT_FILE } from './transcript.js';
 

@@ -17,7 +17,7 @@ export class FeedbackPhase implements PhaseHandler<'feedback'> {
     }
     try {
       // Kept in the iteration record; the driver writes it as the next iteration's input file.
-      const feedback = generateFeedback({ iteration: ctx.iteration, report, secrets: secretValues(ctx.services.baseEnv) });
+      const feedback = generateFeedback({ iteration: ctx.iteration, report, secrets: secretValues(ctx.services.baseEnv), uncaptured: ctx.progress.uncaptured });
       return { ok: true, value: { text: feedback.text, truncated: feedback.truncated } };
     } catch (error) {
       return { ok: false, error: toAgentGateError(error, 'AG_ERR_PHASE_FEEDBACK'), cancelled: false };

@@ -9,5 +9,6 @@ export async function snapshot(run: RunContext): Promise<StepOutcome<'snapshotti
     return { event: 'snapshot_failed', error: run.failure(result.error, 'snapshot') };
   }
   run.iterations.record.snapshot = result.value.snapshot;
+  run.progress.uncaptured = result.value.snapshot.uncaptured;
   return { event: 'snapshot_completed' };
 }

@@ -1,10 +1,15 @@
 /**
- * Making sure no agent process outlives `run()`: waiting for the agent's process group to disappear,
+ * Making sure no agent or gate process outlives its run: waiting for a process group to disappear,
+ * and finding processes that left the group by a tag in their environment (agents: one tag per
+ * invocation; every agent and gate process of a run also carries the run tag of util/run-scope.ts).
+ *
+ * Originally: making sure no agent process outlives `run()`: waiting for the agent's process group to disappear,
  * and finding processes that left the group by a tag in their environment. Linux `/proc`; elsewhere the
  * process-group kill of util/process is the only guarantee.
  */
 import { readFile, readdir } from 'node:fs/promises';
-import { processGroupAlive } from '../../util/process.js';
+import { processGroupAlive } from './process.js';
+import { RUN_PROCESS_TAG_ENV } from './run-scope.js';
 
 /**
  * Environment variable carrying a per-invocation tag into every process an agent starts.
@@ -33,9 +38,9 @@ export async function waitForProcessGroupExit(pgid: number, timeoutMs: number): 
  * SIGKILLs every process tagged with `tag`, repeating (processes may fork while being killed) until none
  * is left or `timeoutMs` has passed. Returns the pids still alive at the end (empty when all are gone).
  */
-export async function killTaggedProcesses(tag: string, timeoutMs: number): Promise<number[]> {
+export async function killTaggedProcesses(tag: string, timeoutMs: number, variable: string = AGENT_PROCESS_TAG_ENV): Promise<number[]> {
   return pollUntilGone(async () => {
-    const alive = await findTaggedProcesses(tag);
+    const alive = await findTaggedProcesses(tag, variable);
     for (const pid of alive) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -48,11 +53,12 @@ export async function killTaggedProcesses(tag: string, timeoutMs: number): Promi
 }
 
 /**
- * Live processes (not zombies, not this process) whose environment holds `AGENT_PROCESS_TAG_ENV=tag`.
+ * Live processes (not zombies, not this process) whose environment holds `<variable>=tag`
+ * (`AGENT_PROCESS_TAG_ENV` by default).
  * Linux only (`/proc`); elsewhere returns [].
  */
-export async function findTaggedProcesses(tag: string): Promise<number[]> {
-  const needle = `${AGENT_PROCESS_TAG_ENV}=${tag}`;
+export async function findTaggedProcesses(tag: string, variable: string = AGENT_PROCESS_TAG_ENV): Promise<number[]> {
+  const needle = `${variable}=${tag}`;
   const entries = await procEntries();
   if (entries === undefined) return [];
   const found: number[] = [];
@@ -123,4 +129,9 @@ async function readProcFile(pid: number, file: string): Promise<string | undefin
     if (code === 'ENOENT' || code === 'ESRCH' || code === 'EACCES' || code === 'EPERM') return undefined;
     throw error;
   }
+}
+
+/** SIGKILLs every live process carrying the run tag of `runId` (util/run-scope.ts); returns survivors. */
+export function killRunProcesses(runId: string, timeoutMs = 2_000): Promise<number[]> {
+  return killTaggedProcesses(runId, timeoutMs, RUN_PROCESS_TAG_ENV);
 }
