@@ -9,12 +9,13 @@ import { silentLogger } from '../../src/observability/logger.js';
 import type { RunEventEnvelope } from '../../src/observability/events.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import { resolveTaskSpec, resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
+import { resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import type { ConvergenceStrategy } from '../../src/convergence/types.js';
 import { AGENTS, agentOutput, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
+import { commandTask } from '../helpers/tasks.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -32,17 +33,7 @@ async function setup(files: Record<string, string> = {}): Promise<{ repo: TempRe
 }
 
 function spec(repo: TempRepo, agentPath: string, limits: Record<string, unknown> = {}, extra: Partial<TaskSpecInput['spec']> = {}): ResolvedTaskSpec {
-  return resolveTaskSpec({
-    apiVersion: 'agentgate.io/v1',
-    kind: 'TaskSpec',
-    metadata: { name: 'engine-test' },
-    spec: {
-      goal: { prompt: 'Implement add and multiply' },
-      convergence: { limits: { maxIterations: 3, ...limits } },
-      execution: { workspace: { source: 'local', path: repo.repo }, agent: { driver: 'command', command: `sh ${agentPath}` } },
-      ...extra,
-    },
-  } as TaskSpecInput);
+  return commandTask(repo.repo, `sh ${agentPath}`, { limits, extra, name: 'engine-test' });
 }
 
 describe('ExecutionEngine', () => {

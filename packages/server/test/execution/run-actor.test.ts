@@ -13,12 +13,12 @@ import { silentLogger } from '../../src/observability/logger.js';
 import type { RunEventEnvelope } from '../../src/observability/events.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
-import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
+import type { ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import { abortError } from '../../src/util/abort.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun, type StoredRunView } from '../helpers/store-checks.js';
+import { commandTask } from '../helpers/tasks.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -49,16 +49,7 @@ async function setup(handlers: Partial<PhaseHandlers> = {}, files: Record<string
 }
 
 function spec(repo: TempRepo, agentBody: string, limits: Record<string, unknown> = {}): ResolvedTaskSpec {
-  return resolveTaskSpec({
-    apiVersion: 'agentgate.io/v1',
-    kind: 'TaskSpec',
-    metadata: { name: 'actor-test' },
-    spec: {
-      goal: { prompt: 'Implement add and multiply' },
-      convergence: { limits: { maxIterations: 3, ...limits } },
-      execution: { workspace: { source: 'local', path: repo.repo }, agent: { driver: 'command', command: `sh ${writeAgent(repo.root, 'agent', agentBody)}` } },
-    },
-  } as TaskSpecInput);
+  return commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', agentBody)}`, { limits, name: 'actor-test' });
 }
 
 /** Resolves once the hub delivered an event matching `match`. */
