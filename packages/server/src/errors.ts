@@ -74,6 +74,7 @@ export const ERROR_CATALOGUE = {
   AG_ERR_DELIVERY_PUSH: { status: 502, retryable: true, description: 'Pushing the run branch failed.' },
   AG_ERR_DELIVERY_SECRET_DETECTED: { status: 422, retryable: false, description: 'The secret scan found a secret in the diff; delivery was blocked.' },
   AG_ERR_DELIVERY_FORGE: { status: 502, retryable: true, description: 'The forge API (GitHub, GitLab) failed after retries.' },
+  AG_ERR_DELIVERY_CI_TIMEOUT: { status: 504, retryable: true, description: 'CI on the pushed branch did not finish within spec.delivery.ci.timeout; the run fails as failed_timeout and the branch is kept.' },
   AG_ERR_DELIVERY_UNSUPPORTED: { status: 400, retryable: false, description: 'The delivery kind is not supported for this workspace.' },
 
   // HTTP API

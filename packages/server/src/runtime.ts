@@ -13,6 +13,7 @@ import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import type { PhaseHandlers } from './execution/phase-orchestrator.js';
 import { reconcileInterruptedRuns, runLeaseKey } from './execution/reconcile.js';
 import { WorkOrderService } from './execution/work-order-service.js';
+import { DEFAULT_RECONCILE_EVERY_MS, DurableWorkOrderQueue } from './execution/work-order-queue.js';
 import { Verifier } from './gates/verifier.js';
 import { EventHub } from './observability/event-hub.js';
 import { createLogger } from './observability/logger.js';
@@ -41,6 +42,15 @@ export interface RuntimeOptions {
   leaseTtlMs?: number;
   /** Phase handlers replacing the default ones (tests inject failing handlers). */
   handlers?: PhaseHandlers;
+  /** Runs the queue keeps in flight at most (default `config.maxConcurrent`). */
+  maxConcurrent?: number;
+  /**
+   * Re-queue the work order of a run whose process died instead of leaving it failed (default
+   * `config.requeueInterrupted`, else false). The interrupted run itself always ends failed.
+   */
+  requeueInterrupted?: boolean;
+  /** Period of reconciliation once `queue.start()` was called (default `config.reconcileIntervalMs`, else 30 s; 0: off). */
+  reconcileEveryMs?: number;
 }
 
 export interface Runtime {
@@ -54,6 +64,11 @@ export interface Runtime {
   delivery: DeliveryRegistry;
   /** Prometheus counters fed by the hub (served by GET /metrics). */
   metrics: Metrics;
+  /**
+   * The durable work-order queue. Not scheduling until `queue.start()` (the server calls it; the CLI
+   * never does, so `exec` cannot take a server's queued work). `close()` closes it first.
+   */
+  queue: DurableWorkOrderQueue;
   /** Closes runs whose owner died (lease expired); returns their ids. Also run at start-up. */
   reconcile(): Promise<string[]>;
   /**
@@ -106,10 +121,18 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       secrets: secretValues(baseEnv),
       owner: engine.owner,
       activeRunIds: engine.activeRunIds(),
+      requeue: options.requeueInterrupted ?? config.requeueInterrupted ?? false,
     });
     return closed.map((run) => run.id);
   };
   if (options.reconcile !== false) await reconcile();
+  const queue = new DurableWorkOrderQueue(
+    { repos, engine, workOrders, clock, logger, reconcile },
+    {
+      maxConcurrent: options.maxConcurrent ?? config.maxConcurrent,
+      reconcileEveryMs: options.reconcileEveryMs ?? config.reconcileIntervalMs ?? DEFAULT_RECONCILE_EVERY_MS,
+    },
+  );
   let closing: Promise<void> | undefined;
   return {
     config,
@@ -121,6 +144,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     agents,
     delivery,
     metrics,
+    queue,
     reconcile,
     reapStaleWorkspaces: () =>
       workspaces.reapStale({
@@ -132,6 +156,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       }),
     close() {
       closing ??= (async () => {
+        // Without a drain deadline: the server drains with queue.close({ drainMs }) before this.
+        await queue.close();
         hub.close();
         await repos.close();
         logFile?.close();

@@ -9,6 +9,7 @@ import { resolveSandboxPolicy } from '../schemas/resolve.js';
 import type { TaskSpec } from '../schemas/task-spec.js';
 import { killAllProcessGroups } from '../util/process.js';
 import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings } from '../util/sandbox.js';
+import { registerServeCommand } from './serve-command.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 /** The package version, read once from package.json next to src/ and dist/. */
@@ -48,6 +49,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('run a task in-process on a local repository (--path) or a git remote (--git)')
     .option('--path <repo>', 'local git repository (never modified in place; the run uses a worktree)')
     .option('--git <url>', 'git remote to clone (cached) and work on')
+    .option('--github <owner/name>', 'GitHub repository to work on (needs AGENTGATE_GITHUB_TOKEN)')
+    .option('--gitlab <group/project>', 'GitLab project to work on (needs AGENTGATE_GITLAB_TOKEN)')
     .option('--ref <ref>', 'start from this ref instead of HEAD / the default branch')
     .option('--prompt <text>', 'the task for the agent')
     .addOption(new Option('--agent <driver>', 'agent driver').choices(['command', 'claude-code', 'codex']).default('claude-code'))
@@ -58,7 +61,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--idle-timeout <duration>', 'kill an agent silent for this long (default 10m)')
     .addOption(new Option('--strategy <name>', 'convergence strategy').choices(['fixed', 'hybrid', 'ralph', 'manual']))
     .addOption(new Option('--delivery <kind>', 'how to deliver the result').choices(['local', 'github', 'gitlab']).default('local'))
-    .option('--wait-ci', 'wait for CI after opening the PR/MR')
+    .option('--wait-ci', 'wait for CI after opening the PR/MR (with --delivery github|gitlab); CI failures become feedback')
     .option('--json', 'print one final JSON line on stdout (progress stays on stderr)')
     .option('--verbose', 'print every agent output line')
     .addOption(new Option('--sandbox <mode>', SANDBOX_HELP).choices(SANDBOX_MODES))
@@ -76,6 +79,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .action(async (file: string, flags: { json?: boolean; verbose?: boolean; sandbox?: string }) => {
       setExit(await runCommand(io, async () => applySandboxChoice(await taskSpecFromFile(file, io.cwd), flags.sandbox, io), flags));
     });
+
+  registerServeCommand(program, io, setExit);
 
   return program;
 }

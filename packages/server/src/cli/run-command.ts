@@ -22,6 +22,10 @@ export const EXIT = { succeeded: 0, failed: 1, invalid: 2, canceled: 130 } as co
 export interface ExecFlags {
   path?: string;
   git?: string;
+  /** `owner/name`: a GitHub workspace (needs AGENTGATE_GITHUB_TOKEN). */
+  github?: string;
+  /** `group/project`: a GitLab workspace (needs AGENTGATE_GITLAB_TOKEN). */
+  gitlab?: string;
   ref?: string;
   prompt?: string;
   agent: string;
@@ -55,17 +59,25 @@ function positiveInt(flag: string, value: string): number {
 
 /** Builds a TaskSpec document from `exec` flags, so flags go through the same schema as files. */
 export function taskSpecFromFlags(flags: ExecFlags, cwd: string): TaskSpec {
-  if (flags.path === undefined && flags.git === undefined) throw usage('one of --path <repo> or --git <url> is required');
-  if (flags.path !== undefined && flags.git !== undefined) throw usage('--path and --git cannot be used together');
+  const sources = [flags.path, flags.git, flags.github, flags.gitlab].filter((value) => value !== undefined);
+  if (sources.length === 0) throw usage('one of --path <repo>, --git <url>, --github <owner/name> or --gitlab <group/project> is required');
+  if (sources.length > 1) throw usage('--path, --git, --github and --gitlab cannot be used together');
   if (flags.prompt === undefined || flags.prompt.trim() === '') throw usage('--prompt <text> is required');
-  if (flags.delivery !== 'local') {
-    throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', `--delivery ${flags.delivery}: only "local" delivery is available in this build`);
-  }
-  if (flags.waitCi) throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', '--wait-ci needs github or gitlab delivery, which is not available in this build');
+  const ref = flags.ref !== undefined ? { ref: flags.ref } : {};
   const workspace =
     flags.path !== undefined
-      ? { source: 'local' as const, path: resolvePath(cwd, flags.path), ...(flags.ref !== undefined && { ref: flags.ref }) }
-      : { source: 'git' as const, url: flags.git ?? '', ...(flags.ref !== undefined && { ref: flags.ref }) };
+      ? { source: 'local' as const, path: resolvePath(cwd, flags.path), ...ref }
+      : flags.github !== undefined
+        ? { source: 'github' as const, repo: flags.github, ...ref }
+        : flags.gitlab !== undefined
+          ? { source: 'gitlab' as const, project: flags.gitlab, ...ref }
+          : { source: 'git' as const, url: flags.git ?? '', ...ref };
+  // --delivery github|gitlab opens a pull/merge request on that forge's workspace; --wait-ci waits for its CI.
+  if (flags.delivery !== 'local' && flags.delivery !== workspace.source) {
+    throw usage(`--delivery ${flags.delivery} needs --${flags.delivery} ${flags.delivery === 'github' ? '<owner/name>' : '<group/project>'} as the workspace`);
+  }
+  if (flags.waitCi && flags.delivery === 'local') throw usage('--wait-ci needs --delivery github or gitlab (CI runs on the pull/merge request)');
+  const delivery = flags.delivery === 'local' ? {} : { pr: { create: true }, ci: { wait: flags.waitCi === true } };
   const limits: Record<string, unknown> = {};
   if (flags.maxIterations !== undefined) limits['maxIterations'] = positiveInt('--max-iterations', flags.maxIterations);
   if (flags.timeout !== undefined) limits['maxWallClock'] = flags.timeout;
@@ -85,6 +97,7 @@ export function taskSpecFromFlags(flags: ExecFlags, cwd: string): TaskSpec {
           ...(flags.model !== undefined && { model: flags.model }),
         },
       },
+      delivery,
     },
   } as TaskSpecInput;
   return parseTaskSpec(input);

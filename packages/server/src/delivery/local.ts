@@ -187,8 +187,11 @@ function localTarget(target: DeliveryTarget): LocalDeliveryTarget {
   switch (target.kind) {
     case 'local':
       return target;
+    case 'github':
+    case 'gitlab':
+      throw new AgentGateError('AG_ERR_INTERNAL', `local delivery was handed a ${target.kind} target`);
     default:
-      return assertNever(target.kind);
+      return assertNever(target);
   }
 }
 

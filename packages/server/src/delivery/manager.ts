@@ -64,7 +64,30 @@ export type DeliverySupport = { readonly ok: true } | { readonly ok: false; read
  * The per-run state `prepare` establishes and every later call receives. A union over the delivery
  * kinds; forge managers (issue 10) add their members.
  */
-export type DeliveryTarget = LocalDeliveryTarget;
+export type DeliveryTarget = LocalDeliveryTarget | GitHubDeliveryTarget | GitLabDeliveryTarget;
+
+/** What the forge managers share: the forge repository the run branch is pushed to. */
+export interface ForgeDeliveryTarget {
+  /** The repository that holds the run branch locally (AgentGate's cached clone). */
+  readonly repoPath: string;
+  readonly branch: string;
+  /** The forge's clone URL from its API (`clone_url`, `http_url_to_repo`); pushes go there. No credentials. */
+  readonly cloneUrl: string;
+  /** The branch pull/merge requests target: the repository's default branch. */
+  readonly defaultBranch: string;
+}
+
+export interface GitHubDeliveryTarget extends ForgeDeliveryTarget {
+  readonly kind: 'github';
+  readonly owner: string;
+  readonly repo: string;
+}
+
+export interface GitLabDeliveryTarget extends ForgeDeliveryTarget {
+  readonly kind: 'gitlab';
+  readonly projectId: number;
+  readonly projectPath: string;
+}
 
 export interface LocalDeliveryTarget {
   readonly kind: 'local';
@@ -113,6 +136,17 @@ export interface IterationDeliveryContext extends PreparedDeliveryContext {
   readonly iteration: number;
   /** The snapshot commit of `iteration`; what is pushed and what CI runs on. */
   readonly snapshotSha: string;
+  /** What the pull/merge request body reports; absent when the caller has nothing to report. */
+  readonly report?: DeliveryReport;
+}
+
+/** The run so far, as a change request describes it (redacted by the manager before it leaves). */
+export interface DeliveryReport {
+  readonly iterations: number;
+  readonly gates: readonly { readonly name: string; readonly passed: boolean }[];
+  readonly costUsd: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
 }
 
 /**

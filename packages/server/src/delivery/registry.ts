@@ -5,8 +5,9 @@
  * exit 2 naming the field before anything is queued; nothing is ever silently skipped at the end of a
  * run that already spent its budget.
  *
- * Extension point: forge managers (issue 10) add entries to {@link BUILTIN_DELIVERY_MANAGERS}; tests
- * and embedders call `register()`.
+ * Forge managers (github, gitlab) exist only when configured with a token: {@link createForgeDelivery}
+ * builds them from the configuration and they are passed as `managers`; tests and embedders may also
+ * call `register()`.
  */
 import { AgentGateError } from '../errors.js';
 import type { DeliveryKind, ResolvedTaskSpec } from '../schemas/resolve.js';
@@ -43,9 +44,17 @@ export const BUILTIN_DELIVERY_MANAGERS: readonly (() => DeliveryManager)[] = [cr
 export interface CreateDeliveryRegistryOptions {
   /** Register {@link BUILTIN_DELIVERY_MANAGERS}. Default true; tests that want only fakes pass false. */
   builtins?: boolean;
+  /** Further managers, e.g. the configured forges of {@link createForgeDelivery}. */
+  managers?: readonly DeliveryManager[];
 }
 
 const FORGE_NAMES: Readonly<Record<DeliveryKind, string>> = { local: 'local', github: 'GitHub', gitlab: 'GitLab' };
+const FORGE_TOKENS: Readonly<Record<DeliveryKind, string>> = { local: '', github: 'AGENTGATE_GITHUB_TOKEN', gitlab: 'AGENTGATE_GITLAB_TOKEN' };
+
+/** "needs github delivery, which is not configured (set AGENTGATE_GITHUB_TOKEN)". */
+function unavailable(kind: DeliveryKind): string {
+  return kind === 'local' ? 'which this build does not provide' : `which is not configured (set ${FORGE_TOKENS[kind]})`;
+}
 
 export function createDeliveryRegistry(options: CreateDeliveryRegistryOptions = {}): DeliveryRegistry {
   const managers = new Map<DeliveryKind, DeliveryManager>();
@@ -62,17 +71,17 @@ export function createDeliveryRegistry(options: CreateDeliveryRegistryOptions = 
       case 'change_request':
         return offered((c) => c.changeRequests)
           ? `${issue.message}; pull and merge requests need a github or gitlab workspace`
-          : 'opening a pull or merge request needs a forge delivery (github or gitlab), which this build does not provide';
+          : 'opening a pull or merge request needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN)';
       case 'ci_wait':
         return offered((c) => c.ciWait)
           ? `${issue.message}; waiting for CI needs a pull or merge request on a github or gitlab workspace (spec.delivery.pr.create)`
-          : 'waiting for CI needs a forge delivery (github or gitlab), which this build does not provide';
+          : 'waiting for CI needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN)';
       case 'push':
         if (spec.workspace.source === 'github' || spec.workspace.source === 'gitlab') {
           const forge = spec.workspace.source;
           return managers.has(forge)
             ? `${issue.message}; pushing to ${FORGE_NAMES[forge]} is done by ${forge} delivery (spec.delivery.pr.create)`
-            : `pushing to ${FORGE_NAMES[forge]} needs ${forge} delivery, which this build does not provide`;
+            : `pushing to ${FORGE_NAMES[forge]} needs ${forge} delivery, ${unavailable(forge)}`;
         }
         return spec.workspace.source === 'git'
           ? `${issue.message}: a git workspace is a cached clone of the URL without remotes of yours, so there is no remote to push to; the run branch stays in the cache`
@@ -100,7 +109,7 @@ export function createDeliveryRegistry(options: CreateDeliveryRegistryOptions = 
     get(kind) {
       const manager = managers.get(kind);
       if (manager === undefined) {
-        throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', `${kind} delivery is not provided by this build; available: ${available()}.`, {
+        throw new AgentGateError('AG_ERR_DELIVERY_UNSUPPORTED', `${kind} delivery is not available: ${kind === 'local' ? 'not provided by this build' : `not configured (set ${FORGE_TOKENS[kind]})`}; available: ${available()}.`, {
           details: { kind, available: kinds() },
         });
       }
@@ -113,9 +122,9 @@ export function createDeliveryRegistry(options: CreateDeliveryRegistryOptions = 
       if (manager === undefined) {
         const path = spec.delivery.pr.create ? 'spec.delivery.pr.create' : 'spec.delivery.kind';
         const what = spec.delivery.pr.create ? `opening a ${kind === 'gitlab' ? 'merge' : 'pull'} request on ${FORGE_NAMES[kind]} needs` : 'the task needs';
-        issues = [{ path, message: `${what} ${kind} delivery, which this build does not provide (available: ${available()})` }];
+        issues = [{ path, message: `${what} ${kind} delivery, ${unavailable(kind)} (available: ${available()})` }];
         if (spec.delivery.ci.wait && !offered((c) => c.ciWait)) {
-          issues.push({ path: 'spec.delivery.ci.wait', message: 'waiting for CI needs a forge delivery (github or gitlab), which this build does not provide' });
+          issues.push({ path: 'spec.delivery.ci.wait', message: 'waiting for CI needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN)' });
         }
       } else {
         issues = checkCapabilities(manager.name, manager.capabilities, spec).map((issue) => ({ path: issue.path, message: explain(issue, spec) }));
@@ -130,5 +139,6 @@ export function createDeliveryRegistry(options: CreateDeliveryRegistryOptions = 
   if (options.builtins ?? true) {
     for (const create of BUILTIN_DELIVERY_MANAGERS) registry.register(create());
   }
+  for (const manager of options.managers ?? []) registry.register(manager);
   return registry;
 }

@@ -17,7 +17,7 @@ import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import type { StoredRun, WorkOrderSource } from '../store/types.js';
 import { runCanceled } from '../util/abort.js';
 import { runInRunScope } from '../util/run-scope.js';
-import { runWithSandboxPolicy } from '../util/sandbox.js';
+import { assertSandboxAvailable, runWithSandboxPolicy } from '../util/sandbox.js';
 import { secretValues } from '../util/secrets.js';
 import { DEFAULT_LEASE_TTL_MS, defaultLeaseOwner } from '../workspace/lease.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
@@ -99,11 +99,22 @@ export class ExecutionEngine {
     return (await this.start(spec, options)).done;
   }
 
+  /**
+   * Checks everything {@link start} checks before it stores anything — agent options, the delivery, and
+   * that the sandbox the spec asks for works on this host — so the queue (execution/work-order-queue.ts)
+   * can refuse a bad submission before storing it, not when its turn comes.
+   * @throws AgentGateError (a 400-class code naming the field)
+   */
+  admit(spec: ResolvedTaskSpec): void {
+    this.services.agents.validate(spec.agent.driver, agentOptionsOf(spec.agent));
+    this.services.delivery.validate(spec);
+    assertSandboxAvailable(spec.sandbox, this.services.baseEnv);
+  }
+
   /** Stores the run (work order, run, lease in one transaction) and starts executing it. */
   async start(spec: ResolvedTaskSpec, options: StartOptions = {}): Promise<StartedRun> {
     const { repos, clock } = this.services;
-    this.services.agents.validate(spec.agent.driver, agentOptionsOf(spec.agent));
-    this.services.delivery.validate(spec);
+    this.admit(spec);
     const delivery = this.services.delivery.get(spec.delivery.kind);
     const runId = options.runId ?? randomUUID();
     const workOrderId = options.workOrderId ?? randomUUID();
@@ -165,11 +176,15 @@ export class ExecutionEngine {
   }
 }
 
+/** What a value of `agent.env` is replaced with in the store. */
+export const REDACTED_ENV_VALUE = '[REDACTED]';
+
 /**
  * The spec as persisted: values of `agent.env` (typically model credentials) are not written to the
- * store; a run that needs them again gets them from its submitter.
+ * store; a run that needs them again gets them from its submitter (the queue keeps them in memory for
+ * the runs it starts in this process; a run started from the store alone has none).
  */
-function storableSpec(spec: ResolvedTaskSpec): ResolvedTaskSpec {
-  const env = Object.fromEntries(Object.keys(spec.agent.env).map((key) => [key, '[REDACTED]']));
+export function storableSpec(spec: ResolvedTaskSpec): ResolvedTaskSpec {
+  const env = Object.fromEntries(Object.keys(spec.agent.env).map((key) => [key, REDACTED_ENV_VALUE]));
   return { ...spec, agent: { ...spec.agent, env } };
 }

@@ -24,7 +24,23 @@ import type { RunProgress } from './context.js';
 import type { IterationTracker } from './iteration-tracker.js';
 import type { PhaseOrchestrator } from './phase-orchestrator.js';
 import type { RunActor, RunActorServices } from './run-actor.js';
+import { pushWorkInProgress, workInProgressResult } from './steps/delivery.js';
 import { STEPS, type RunContext } from './steps/index.js';
+import type { TimerClock } from '../util/clock.js';
+
+/** Upper bound of the work-in-progress push before a failed or canceled run closes. */
+const WIP_PUSH_LIMIT_MS = 30_000;
+
+/** Runs `work` with a signal of its own that aborts after `limitMs` on `clock` (not the run's signal). */
+async function withTimeLimit(clock: TimerClock, limitMs: number, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const limit = new AbortController();
+  const timer = clock.setTimeout(() => limit.abort(new AgentGateError('AG_ERR_DELIVERY_PUSH', `the work-in-progress push did not finish within ${limitMs} ms`)), limitMs);
+  try {
+    await work(limit.signal);
+  } finally {
+    clock.clearTimeout(timer);
+  }
+}
 
 export interface RunExecutionServices extends RunActorServices {
   agents: AgentDriverRegistry;
@@ -114,7 +130,13 @@ export async function executeRun(
     failure: (error, phase) => ({ code: error.code, message: error.message, phase, iteration: progress.iteration }),
     abort: (reason) => actor.abort(reason),
   };
-  actor.onBeforeTerminal(() => iterations.closeOpen());
+  // The event about to be committed: a closing one may call for a work-in-progress push (steps/delivery.ts).
+  let committing: RunEvent | undefined;
+  actor.onBeforeTerminal(async () => {
+    await iterations.closeOpen();
+    const wip = committing === undefined ? undefined : workInProgressResult(committing);
+    if (wip !== undefined) await withTimeLimit(clock, Math.min(services.cleanupTimeoutMs, WIP_PUSH_LIMIT_MS), (signal) => pushWorkInProgress(run, wip, signal));
+  });
   const wallClock = clock.setTimeout(() => actor.abort(runTimedOut(limits.maxWallClockMs)), limits.maxWallClockMs);
   let failure: unknown;
   const keeper = new LeaseKeeper({ store: services.repos.leases, key: actor.fence.leaseKey, owner: actor.fence.owner, runId: actor.runId, clock, ttlMs: services.leaseTtlMs });
@@ -134,6 +156,7 @@ export async function executeRun(
     for (let state = actor.nonTerminalState(); state !== undefined && actor.ownershipLost === undefined; state = actor.nonTerminalState()) {
       const outcome = await runStep(state, run);
       const { event, error } = actor.signal.aborted ? abortOutcome(actor.abortReason(), progress.iteration) : outcome;
+      committing = event;
       await actor.commit(event, error);
       progress.iteration = actor.run.iteration;
     }

@@ -35,6 +35,13 @@ export interface AgentGateConfig {
    * `auto`. See util/sandbox.ts and docs/security.md.
    */
   sandbox?: SandboxMode;
+  /**
+   * `AGENTGATE_REQUEUE_INTERRUPTED` (true | false, default false): a run whose process died is failed
+   * with `AG_ERR_RUN_INTERRUPTED` either way; with true its work order is queued again and re-run.
+   */
+  requeueInterrupted?: boolean;
+  /** `AGENTGATE_RECONCILE_INTERVAL_MS`: period of the server's reconciliation of dead owners' runs (default 30 s). */
+  reconcileIntervalMs?: number;
 }
 
 /** Values from command-line flags. Numbers may arrive as strings, exactly as the CLI parser gives them. */
@@ -50,6 +57,8 @@ export interface ConfigOverrides {
   port?: number | string;
   host?: string;
   sandbox?: string;
+  requeueInterrupted?: boolean | string;
+  reconcileIntervalMs?: number | string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -88,6 +97,14 @@ const HttpUrl = z.string().transform((raw, ctx) => {
 
 const Secret = z.string();
 
+const Flag = z.string().transform((raw, ctx) => {
+  const value = raw.toLowerCase();
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  ctx.addIssue({ code: 'custom', message: `expected true or false, got ${JSON.stringify(raw)}` });
+  return z.NEVER;
+});
+
 interface Field<T> {
   env: string;
   flag: string;
@@ -122,6 +139,12 @@ const FIELDS = {
     flag: '--sandbox',
     schema: z.string().pipe(z.enum(SANDBOX_MODES, { error: (issue) => `expected one of ${SANDBOX_MODES.join(', ')}, got ${JSON.stringify(issue.input)}` })),
   },
+  requeueInterrupted: { env: 'AGENTGATE_REQUEUE_INTERRUPTED', flag: '--requeue-interrupted', schema: Flag },
+  reconcileIntervalMs: {
+    env: 'AGENTGATE_RECONCILE_INTERVAL_MS',
+    flag: '--reconcile-interval-ms',
+    schema: integer(1_000, 86_400_000, 'milliseconds between 1000 and 86400000'),
+  },
 } as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
 
 /** Environment variable names, e.g. for `--help` text and docs. */
@@ -142,7 +165,7 @@ function resolveHome(raw: string, env: Readonly<Record<string, string | undefine
   return isAbsolute(path) ? resolve(path) : resolve(process.cwd(), path);
 }
 
-function present(value: string | number | undefined): string | undefined {
+function present(value: string | number | boolean | undefined): string | undefined {
   if (value === undefined) return undefined;
   const text = String(value).trim();
   return text === '' ? undefined : text;
@@ -156,7 +179,7 @@ function present(value: string | number | undefined): string | undefined {
 export function loadConfig(env: Readonly<Record<string, string | undefined>> = process.env, overrides: ConfigOverrides = {}): AgentGateConfig {
   const issues: ConfigIssue[] = [];
 
-  function read<T>(field: Field<T>, flagValue: string | number | undefined): T | undefined {
+  function read<T>(field: Field<T>, flagValue: string | number | boolean | undefined): T | undefined {
     const fromFlag = present(flagValue);
     const raw = fromFlag ?? present(env[field.env]);
     if (raw === undefined) return undefined;
@@ -178,6 +201,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const port = read(FIELDS.port, overrides.port);
   const host = read(FIELDS.host, overrides.host);
   const sandbox = read(FIELDS.sandbox, overrides.sandbox);
+  const requeueInterrupted = read(FIELDS.requeueInterrupted, overrides.requeueInterrupted);
+  const reconcileIntervalMs = read(FIELDS.reconcileIntervalMs, overrides.reconcileIntervalMs);
 
   if (issues.length > 0) {
     throw new AgentGateError('AG_ERR_CONFIG_INVALID', issues.map((issue) => `${issue.variable}: ${issue.message}`).join('; '), {
@@ -198,5 +223,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (githubToken !== undefined) config.githubToken = githubToken;
   if (gitlabToken !== undefined) config.gitlabToken = gitlabToken;
   if (sandbox !== undefined) config.sandbox = sandbox;
+  if (requeueInterrupted !== undefined) config.requeueInterrupted = requeueInterrupted;
+  if (reconcileIntervalMs !== undefined) config.reconcileIntervalMs = reconcileIntervalMs;
   return config;
 }

@@ -65,6 +65,13 @@ export interface WorkOrderRepository {
   /** Newest first. */
   list(query: ListWorkOrdersQuery): Promise<Page<StoredWorkOrder>>;
   /**
+   * Work orders waiting to run (status `queued`), next first: in the order they were queued — by
+   * `updatedAt` (the time of the status change that queued them, or their creation), ties in the order
+   * the work orders were created. The durable queue's order (`execution/work-order-queue.ts`): the store
+   * already knows it, so the queue keeps no table of its own. `total` counts every queued work order.
+   */
+  listQueued(query: { readonly limit: number; readonly offset: number }): Promise<Page<StoredWorkOrder>>;
+  /**
    * Sets the status and appends its `work_order_updated` event (`{ status, ...data }`) in one
    * transaction. @throws AG_ERR_WORK_ORDER_NOT_FOUND
    */

@@ -28,6 +28,11 @@ export interface ForgeCloneConfig {
   token?: string;
   /** Web/clone base URL, e.g. `https://github.com` or `https://gitlab.example.com`. */
   baseUrl?: string;
+  /**
+   * The repository's clone URL from the forge's API (`clone_url`, `http_url_to_repo`; SPEC 9). When given,
+   * fetches use it instead of `<baseUrl>/<repo>.git`; the cache is still keyed by the latter.
+   */
+  cloneUrl?: (repo: string, signal: AbortSignal) => Promise<string>;
 }
 
 export const DEFAULT_GITHUB_BASE_URL = 'https://github.com';
@@ -61,6 +66,8 @@ export interface RemoteSource {
   envConfig: GitEnvConfig[];
   /** Values scrubbed from every message. */
   secrets: string[];
+  /** Asks the forge's API for the URL to fetch: replaces `fetchUrl` and the auth header scoped to it. */
+  resolve?: (signal: AbortSignal) => Promise<Pick<RemoteSource, 'fetchUrl' | 'envConfig'>>;
 }
 
 const SEGMENT = /^(?!\.{1,2}$)[A-Za-z0-9_.-]+$/;
@@ -86,7 +93,7 @@ export function resolveRemoteSource(spec: RemoteWorkspaceSpec, forges: { github?
       if (rest.length > 0 || !SEGMENT.test(owner) || !SEGMENT.test(name)) {
         throw new AgentGateError('AG_ERR_SCHEMA_INVALID', `Invalid GitHub repository "${spec.repo}": expected "owner/name"`);
       }
-      return forgeSource('github', `${owner}/${name}`, forges.github, DEFAULT_GITHUB_BASE_URL, 'x-access-token');
+      return withCloneUrl(forgeSource('github', `${owner}/${name}`, forges.github, DEFAULT_GITHUB_BASE_URL, 'x-access-token'), `${owner}/${name}`, forges.github, 'x-access-token');
     }
     case 'gitlab': {
       const project = spec.project.replace(/\.git$/, '');
@@ -94,7 +101,7 @@ export function resolveRemoteSource(spec: RemoteWorkspaceSpec, forges: { github?
       if (segments.length < 2 || !segments.every((segment) => SEGMENT.test(segment))) {
         throw new AgentGateError('AG_ERR_SCHEMA_INVALID', `Invalid GitLab project "${spec.project}": expected a path such as "group/name"`);
       }
-      return forgeSource('gitlab', project, forges.gitlab, DEFAULT_GITLAB_BASE_URL, 'oauth2');
+      return withCloneUrl(forgeSource('gitlab', project, forges.gitlab, DEFAULT_GITLAB_BASE_URL, 'oauth2'), project, forges.gitlab, 'oauth2');
     }
     default: {
       const unreachable: never = spec;
@@ -132,6 +139,26 @@ function forgeSource(
   };
 }
 
+/** Adds the API lookup of the clone URL; the token's header is then scoped to that URL. */
+function withCloneUrl(source: RemoteSource, repoPath: string, config: ForgeCloneConfig | undefined, tokenUser: string): RemoteSource {
+  const lookup = config?.cloneUrl;
+  if (lookup === undefined) return source;
+  return {
+    ...source,
+    resolve: async (signal) => {
+      const url = await lookup(repoPath, signal);
+      if (url.startsWith('-') || /\s/.test(url)) throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The forge returned an unusable clone URL for ${repoPath}`);
+      return { fetchUrl: url, envConfig: authFor(url, tokenUser, config?.token) };
+    },
+  };
+}
+
+/** The auth header of `token` for `url` (http(s) only). */
+function authFor(url: string, tokenUser: string, token: string | undefined): GitEnvConfig[] {
+  if (token === undefined || token === '' || !/^https?:\/\//i.test(url)) return [];
+  return [{ key: `http.${url}.extraHeader`, value: `Authorization: Basic ${Buffer.from(`${tokenUser}:${token}`).toString('base64')}` }];
+}
+
 function normaliseBaseUrl(value: string, forgeName: string): string {
   let parsed: URL;
   try {
@@ -165,11 +192,12 @@ export class RemoteRepositoryCache {
    *
    * @throws AG_ERR_WORKSPACE_SETUP when clone or fetch fails; AG_ERR_WORKSPACE_REF_NOT_FOUND.
    */
-  async prepare(remote: RemoteSource, ref: string | undefined, signal: AbortSignal): Promise<PreparedSource> {
-    const repoPath = repoCachePath(this.home, remote.displayUrl);
+  async prepare(source: RemoteSource, ref: string | undefined, signal: AbortSignal): Promise<PreparedSource> {
+    const repoPath = repoCachePath(this.home, source.displayUrl);
     const candidates = ref === undefined ? [REMOTE_HEAD_REF] : [`refs/remotes/origin/${validateRef(ref)}`, `refs/tags/${ref}`, ref];
     const refspecs = ['+refs/heads/*:refs/remotes/origin/*', '+refs/tags/*:refs/tags/*'];
     if (ref === undefined) refspecs.push(`+HEAD:${REMOTE_HEAD_REF}`);
+    const remote = source.resolve === undefined ? source : { ...source, ...(await source.resolve(signal)) };
     return withRepositoryLock(this.mutex, repoPath, signal, async () => {
       if (existsSync(path.join(repoPath, 'HEAD'))) await this.fetch(remote, repoPath, refspecs, signal);
       else await this.createCache(remote, repoPath, refspecs, signal);

@@ -6,8 +6,10 @@
  * a loop. Managers never throw; a failed delivery fails the run with the manager's classification and
  * the branch with the work stays.
  */
-import type { DeliveryManager, DeliveryTarget, IterationDeliveryContext, PreparedDeliveryContext } from '../../delivery/manager.js';
-import { AgentGateError } from '../../errors.js';
+import type { DeliveryManager, DeliveryReport, DeliveryTarget, IterationDeliveryContext, PreparedDeliveryContext } from '../../delivery/manager.js';
+import { AgentGateError, toAgentGateError } from '../../errors.js';
+import type { RunErrorInfo, RunEvent, RunResult } from '../../orchestrator/state-machine.js';
+import { runGit } from '../../workspace/git.js';
 import type { RunContext, StepOutcome } from './types.js';
 import { phaseContext } from './types.js';
 
@@ -35,13 +37,36 @@ export async function prepareDelivery(run: RunContext): Promise<AgentGateError |
   return undefined;
 }
 
+/** What the change request reports: iterations, the last gate results, usage. */
+function deliveryReport(run: RunContext): DeliveryReport {
+  const { progress } = run;
+  return {
+    iterations: progress.iteration,
+    gates: (progress.lastReport?.gates ?? []).map((gate) => ({ name: gate.name, passed: gate.passed })),
+    costUsd: progress.usage.costUsd,
+    inputTokens: progress.usage.inputTokens,
+    outputTokens: progress.usage.outputTokens,
+  };
+}
+
 function iterationContext(run: RunContext): IterationDeliveryContext {
   const target = run.progress.delivery.target;
-  const snapshotSha = run.iterations.record.snapshot?.sha;
+  const snapshotSha = run.progress.delivery.delivered?.iteration === run.progress.iteration ? run.progress.delivery.delivered.snapshotSha : run.iterations.record.snapshot?.sha;
   if (target === undefined || snapshotSha === undefined) {
     throw new AgentGateError('AG_ERR_INTERNAL', `run ${run.runId} reached delivery without a prepared target or a snapshot`);
   }
-  return { ...baseContext(run), target, iteration: run.progress.iteration, snapshotSha };
+  return { ...baseContext(run), target, iteration: run.progress.iteration, snapshotSha, report: deliveryReport(run) };
+}
+
+/**
+ * A failed delivery step: classified (the manager's code), and the message names the branch that keeps
+ * the work, which the run record also names (`meta.delivery`).
+ */
+async function deliveryFailed(run: RunContext, error: AgentGateError, branch: string): Promise<RunErrorInfo> {
+  const where = run.progress.delivery.target?.repoPath;
+  await run.updateMeta({ delivery: { kind: run.services.delivery.name, branch, ...(where === undefined ? {} : { repository: where }), failed: { code: error.code } } });
+  const failure = run.failure(error, 'delivery');
+  return { ...failure, message: `${failure.message} (the work is kept on branch ${branch}${where === undefined ? '' : ` in ${where}`})` };
 }
 
 /** `verifying`, gates passed → push, open the change. */
@@ -52,21 +77,25 @@ export async function deliverPassed(run: RunContext): Promise<StepOutcome<'verif
   run.emit('delivery_started', { kind, iteration: ctx.iteration });
   const pushed = await manager.pushIteration(ctx);
   if (!pushed.ok) {
-    run.emit('delivery_completed', { kind, ok: false, branch: ctx.branch, error: run.failure(pushed.error, 'delivery') });
-    return { event: 'system_error', error: run.failure(pushed.error, 'delivery') };
+    const error = await deliveryFailed(run, pushed.error, ctx.branch);
+    run.emit('delivery_completed', { kind, ok: false, branch: ctx.branch, error });
+    return { event: 'system_error', error };
   }
   run.progress.delivery.delivered = { iteration: ctx.iteration, snapshotSha: ctx.snapshotSha };
+  const pushedTo = pushed.value.status === 'pushed' ? { pushedTo: pushed.value.url, sha: pushed.value.sha } : {};
+  await run.updateMeta({ delivery: { kind, branch: ctx.branch, ...pushedTo } });
   const change = await manager.openChange(ctx);
   if (!change.ok) {
-    run.emit('delivery_completed', { kind, ok: false, branch: ctx.branch, error: run.failure(change.error, 'delivery') });
-    return { event: 'system_error', error: run.failure(change.error, 'delivery') };
+    const error = await deliveryFailed(run, change.error, ctx.branch);
+    run.emit('delivery_completed', { kind, ok: false, branch: ctx.branch, error });
+    return { event: 'system_error', error };
   }
   if (change.value.status === 'none') {
     run.emit('delivery_completed', { kind, ok: true, branch: ctx.branch });
     return { event: 'verify_passed' };
   }
   run.progress.delivery.change = { ...change.value.change };
-  await run.updateMeta({ prUrl: change.value.change.url });
+  await run.updateMeta({ prUrl: change.value.change.url, delivery: { kind, branch: ctx.branch, ...pushedTo, change: { ...change.value.change } } });
   run.emit('delivery_completed', { kind, ok: true, branch: ctx.branch, prUrl: change.value.change.url });
   return { event: 'pr_created' };
 }
@@ -80,7 +109,7 @@ export function afterChange(run: RunContext): Promise<StepOutcome<'pr_created'>>
 export async function pollCi(run: RunContext): Promise<StepOutcome<'ci_polling'>> {
   const ctx = iterationContext(run);
   const waited = await run.services.delivery.waitForCI(ctx, run.signal);
-  if (!waited.ok) return { event: 'system_error', error: run.failure(waited.error, 'delivery') };
+  if (!waited.ok) return { event: 'system_error', error: await deliveryFailed(run, waited.error, ctx.branch) };
   const outcome = waited.value;
   switch (outcome.status) {
     case 'passed':
@@ -90,10 +119,67 @@ export async function pollCi(run: RunContext): Promise<StepOutcome<'ci_polling'>
       run.progress.ciFeedback = outcome.feedback;
       return { event: 'ci_failed' };
     case 'timeout':
-      return { event: 'ci_timeout', error: { code: 'AG_ERR_RUN_TIMEOUT', message: `CI did not finish within ${Math.round(outcome.waitedMs / 1000)} s`, phase: 'delivery', iteration: ctx.iteration } };
+      return {
+        event: 'ci_timeout',
+        error: { code: 'AG_ERR_DELIVERY_CI_TIMEOUT', message: `CI did not finish within ${Math.round(outcome.waitedMs / 1000)} s (spec.delivery.ci.timeout); the work is on branch ${ctx.branch}`, phase: 'delivery', iteration: ctx.iteration },
+      };
     default: {
       const unreachable: never = outcome;
       return unreachable;
     }
+  }
+}
+
+/** Results after which the last snapshot is still pushed as work in progress (when the task pushes). */
+const WIP_RESULTS: ReadonlySet<RunResult> = new Set(['failed_timeout', 'canceled', 'failed_verification']);
+
+/** The result a closing event gives, for the events after which work in progress is pushed. */
+export function workInProgressResult(event: RunEvent): RunResult | undefined {
+  switch (event) {
+    case 'timeout':
+    case 'ci_timeout':
+      return 'failed_timeout';
+    case 'user_canceled':
+      return 'canceled';
+    case 'verify_failed_terminal':
+      return 'failed_verification';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Before a run that timed out, was canceled or used up its iterations becomes terminal: push the run
+ * branch's last snapshot as work in progress, when the task pushes and that snapshot was not delivered
+ * yet (users ask for partial work not to be lost), and record it in the run's meta
+ * (`delivery.workInProgress`). Runs on `signal`, a scope of its own with a time limit: the run's signal
+ * may already be aborted. Never throws; a failure is recorded and logged.
+ */
+export async function pushWorkInProgress(run: RunContext, result: RunResult, signal: AbortSignal): Promise<void> {
+  const { target, delivered } = run.progress.delivery;
+  const workspace = run.workspace;
+  if (!WIP_RESULTS.has(result) || !run.spec.delivery.push || target === undefined || workspace === undefined) return;
+  const manager = run.services.delivery;
+  try {
+    const tip = (
+      await runGit({ cwd: workspace.repoPath, args: ['rev-parse', '--verify', '--quiet', `refs/heads/${workspace.branch}^{commit}`], signal, failAs: 'AG_ERR_DELIVERY_PUSH', what: 'read the run branch', hardened: true })
+    ).trim();
+    if (tip === '' || tip === workspace.baseSha || tip === delivered?.snapshotSha) return;
+    const ctx: IterationDeliveryContext = { ...baseContext(run), signal, target, iteration: run.progress.iteration, snapshotSha: tip, report: deliveryReport(run) };
+    run.emit('delivery_started', { kind: manager.name, iteration: ctx.iteration });
+    const pushed = await manager.pushIteration(ctx);
+    if (!pushed.ok) {
+      run.emit('delivery_completed', { kind: manager.name, ok: false, branch: workspace.branch, error: { code: pushed.error.code, message: pushed.error.message } });
+      await run.updateMeta({ delivery: { kind: manager.name, branch: workspace.branch, workInProgress: { pushed: false, result, error: { code: pushed.error.code, message: pushed.error.message } } } });
+      return;
+    }
+    run.emit('delivery_completed', { kind: manager.name, ok: true, branch: workspace.branch });
+    if (pushed.value.status === 'pushed') {
+      run.logger.info({ result, sha: tip, url: pushed.value.url }, 'work in progress pushed');
+      await run.updateMeta({ delivery: { kind: manager.name, branch: workspace.branch, pushedTo: pushed.value.url, sha: tip, workInProgress: { pushed: true, result, sha: tip } } });
+    }
+  } catch (error) {
+    const classified = toAgentGateError(error, 'AG_ERR_DELIVERY_PUSH');
+    run.logger.error({ code: classified.code, err: classified.message }, 'work in progress push failed');
   }
 }

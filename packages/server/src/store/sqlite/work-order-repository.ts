@@ -31,6 +31,10 @@ function prepare(db: SqliteDatabase) {
        VALUES (@id, @status, @source, @spec_json, @request_json, @created_at, @updated_at)`,
     ),
     get: c.prepare<[string], WorkOrderRow>('SELECT * FROM work_orders WHERE id = ?'),
+    countQueued: c.prepare<[], CountRow>("SELECT COUNT(*) AS total FROM work_orders WHERE status = 'queued'"),
+    listQueued: c.prepare<[number, number], WorkOrderRow>(
+      "SELECT * FROM work_orders WHERE status = 'queued' ORDER BY updated_at ASC, rowid ASC LIMIT ? OFFSET ?",
+    ),
     updateStatus: c.prepare<[string, string, string]>('UPDATE work_orders SET status = ?, updated_at = ? WHERE id = ?'),
     nextEventSeq: c.prepare<[string], SeqRow>('SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM work_order_events WHERE work_order_id = ?'),
     lastEventSeq: c.prepare<[string], SeqRow>('SELECT COALESCE(MAX(seq), 0) AS seq FROM work_order_events WHERE work_order_id = ?'),
@@ -74,6 +78,16 @@ export class SqliteWorkOrderRepository implements WorkOrderRepository {
           `SELECT * FROM work_orders ${where} ORDER BY created_at DESC, id DESC LIMIT @limit OFFSET @offset`,
         )
         .all({ ...params, limit: query.limit, offset: query.offset });
+      return { items: rows.map(mapWorkOrder), total: total?.total ?? 0 };
+    });
+  }
+
+  async listQueued(query: { readonly limit: number; readonly offset: number }): Promise<Page<StoredWorkOrder>> {
+    checkPaging(query.limit, query.offset);
+    return this.db.snapshot('workOrders.listQueued', () => {
+      const total = this.stmts.countQueued.get();
+      // rowid is the insertion order of the work order: the stable tiebreak of equal timestamps.
+      const rows = this.stmts.listQueued.all(query.limit, query.offset);
       return { items: rows.map(mapWorkOrder), total: total?.total ?? 0 };
     });
   }

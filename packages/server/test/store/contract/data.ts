@@ -80,6 +80,24 @@ export function describeDataContract(repositories: () => Repositories, options: 
       expect(await repos.workOrders.lastSeq('wo-1')).toBe(3);
     });
 
+    it('lists queued work orders next first: by the time they were queued, ties in creation order', async () => {
+      const repos = repositories();
+      const t0 = '2025-01-01T00:00:00.000Z';
+      for (const id of ['wo-c', 'wo-a', 'wo-d', 'wo-b']) await repos.workOrders.create(workOrderInput(id, t0));
+      // wo-c ran and was queued again later: it goes behind the others.
+      await repos.workOrders.setStatus('wo-c', 'running', {}, '2025-01-01T00:00:01.000Z');
+      await repos.workOrders.setStatus('wo-c', 'queued', { reason: 'run_again' }, '2025-01-01T00:00:02.000Z');
+      await repos.workOrders.setStatus('wo-d', 'canceled', {}, '2025-01-01T00:00:01.000Z');
+
+      const all = await repos.workOrders.listQueued({ limit: 10, offset: 0 });
+      expect(all.total).toBe(3);
+      expect(all.items.map((w) => w.id)).toEqual(['wo-a', 'wo-b', 'wo-c']);
+      expect(all.items.every((w) => w.status === 'queued')).toBe(true);
+      const page = await repos.workOrders.listQueued({ limit: 1, offset: 1 });
+      expect(page).toMatchObject({ total: 3, items: [{ id: 'wo-b' }] });
+      await expectCode(repos.workOrders.listQueued({ limit: -1, offset: 0 }), 'AG_ERR_SCHEMA_INVALID');
+    });
+
     it('reports an unknown work order as AG_ERR_WORK_ORDER_NOT_FOUND, with an empty log', async () => {
       const repos = repositories();
       await expectCode(repos.workOrders.setStatus('nope', 'failed'), 'AG_ERR_WORK_ORDER_NOT_FOUND');
