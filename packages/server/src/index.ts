@@ -143,3 +143,10 @@ export type { Subscription, SubscriptionEnd } from './observability/event-hub.js
 export { PROGRESS_EVENT_TYPES } from './observability/events.js';
 export type { ProgressEnvelope, ProgressEventType, ProgressEvents, RunEventEnvelope, WorkOrderEventEnvelope } from './observability/events.js';
 export { createLogger } from './observability/logger.js';
+
+// HTTP server
+export { buildServer, listRoutes, DEFAULT_BODY_LIMIT } from './server/app.js';
+export type { RegisteredRoute, RouteDeps, ServerOptions, ServerRuntime } from './server/app.js';
+export { ApiKeyAuth, createServerAuth, DEFAULT_TICKET_TTL_MS, TICKET_PROTOCOL_PREFIX } from './server/auth.js';
+export type { ServerAuthOptions } from './server/auth.js';
+export type { QueueEntry, QueueSnapshot, ServerAuth, SubmitWorkOrder, WorkOrderQueue } from './server/contracts.js';

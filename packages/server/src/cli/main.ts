@@ -10,6 +10,7 @@ import type { TaskSpec } from '../schemas/task-spec.js';
 import { killAllProcessGroups } from '../util/process.js';
 import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings } from '../util/sandbox.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerClientCommands } from './client-commands.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 /** The package version, read once from package.json next to src/ and dist/. */
@@ -81,6 +82,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   registerServeCommand(program, io, setExit);
+  registerClientCommands(program, io, setExit);
 
   return program;
 }

@@ -202,6 +202,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     throw unauthorized();
   });
 
+  // A refused WebSocket upgrade (401, 404) is answered on a socket that no HTTP parser owns any more
+  // (an upgraded request never returns to keep-alive): close it once the answer is sent, or it stays
+  // open and holds `app.close()`. An accepted upgrade is hijacked and never reaches onResponse.
+  app.addHook('onResponse', async (request) => {
+    if (isWebSocketUpgrade(request)) request.raw.socket.destroy();
+  });
+
   base.setErrorHandler((error, request, reply) => {
     const failure = toHttpFailure(error);
     if (failure.fault) request.log.error({ err: error, code: failure.body.error.code }, 'request failed');

@@ -7,7 +7,6 @@
  * with its stack, and answered without internals. Branching is on `code` and `statusCode`, never on
  * message text.
  */
-import type { FastifyError } from 'fastify';
 import { AgentGateError, isAgentGateError, type ErrorCode } from '../errors.js';
 import type { ErrorEnvelope } from './envelope.js';
 
@@ -77,7 +76,3 @@ export function unauthorized(): AgentGateError {
   return new AgentGateError('AG_ERR_API_UNAUTHORIZED', 'Missing or invalid API key: send Authorization: Bearer <key>');
 }
 
-/** Whether a value is fastify's error type (for typing the error handler's argument). */
-export function isFastifyError(value: unknown): value is FastifyError {
-  return value instanceof Error && typeof codeOf(value) === 'string';
-}

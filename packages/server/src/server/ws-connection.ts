@@ -22,7 +22,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { toAgentGateError } from '../errors.js';
-import type { EventHub, Subscription } from '../observability/event-hub.js';
+import type { EventHub, Subscription, SubscriptionEnd } from '../observability/event-hub.js';
 import type { RunEventEnvelope, RunEventType, WorkOrderEventEnvelope } from '../observability/events.js';
 import { isTerminalState } from '../orchestrator/state-machine.js';
 import type { Repositories } from '../store/repositories.js';
@@ -323,6 +323,7 @@ export class WsConnection {
     }
     const active: ActiveSubscription = { key, target, subscription, events: subscription[Symbol.asyncIterator](), clientTypes, carry: null, stopped: false };
     this.subscriptions.set(key, active);
+    void subscription.ended.then((end) => this.onEnded(active, end));
     this.control({ type: 'subscription_confirmed', ...target, afterSeq, filters: message.filters ?? null });
     if (alreadyEnded) {
       this.endSubscription(active, 'run_ended', afterSeq);
@@ -344,7 +345,6 @@ export class WsConnection {
 
   /** Moves events from one hub subscription to the socket, at the socket's pace. */
   private async pump(active: ActiveSubscription): Promise<void> {
-    const { subscription } = active;
     try {
       for (;;) {
         const waiting = this.waitWritable();
@@ -372,9 +372,14 @@ export class WsConnection {
     } catch (error) {
       this.services.logger.error({ err: error, stream: active.key }, 'websocket pump failed');
     }
-    if (active.stopped) return;
-    const end = subscription.end;
-    if (end === null) return;
+  }
+
+  /**
+   * How a hub subscription ended, acted on at once — a pump waiting for a congested socket must not be
+   * what notices that its client lagged.
+   */
+  private onEnded(active: ActiveSubscription, end: SubscriptionEnd): void {
+    if (active.stopped || this.closed) return;
     switch (end.reason) {
       case 'lagged':
         this.closeLagged(active);
@@ -383,7 +388,7 @@ export class WsConnection {
         this.endSubscription(active, 'error', end.lastSeq, { code: end.error.code, message: end.error.message });
         return;
       case 'closed':
-        // The hub shut down: the server is stopping.
+        // Closed by the hub, not by this connection: the server is stopping.
         this.close(WS_CLOSE.goingAway, 'server shutting down');
         return;
       default:

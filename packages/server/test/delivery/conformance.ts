@@ -48,7 +48,10 @@ export interface DeliveryConformanceEnv {
   home: string;
   /** The user's repository: one commit on `main`. */
   sourceRepo: string;
-  /** An empty bare repository: the fixture must make pushing tasks deliver here. */
+  /**
+   * An empty bare repository: the fixture must make pushing tasks deliver here (a forge fixture may seed
+   * it with the source's default branch: the suite only looks at run branches, `refs/heads/agentgate/*`).
+   */
   bareRemote: string;
 }
 
@@ -305,7 +308,7 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
         const ctx = await prepared(setup.nonPushingSpec);
         const sha = await commitIteration(ctx.workspace, 1);
         expect(expectOk(await manager.pushIteration(iterationContext(ctx, 1, sha)))).toEqual({ status: 'not_pushed', reason: 'push_disabled' });
-        expect(git(env.bareRemote, 'for-each-ref')).toBe('');
+        expect(git(env.bareRemote, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
         expect(branchSha(ctx.workspace.repoPath, ctx.branch)).toBe(sha);
       });
 
@@ -324,7 +327,7 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
         const failure = expectFailure(await manager.pushIteration(iterationContext(ctx, 1, 'f'.repeat(40))));
         expect(failure.cancelled).toBe(false);
         expect(failure.error.code).toMatch(/^AG_ERR_DELIVERY_/);
-        expect(git(env.bareRemote, 'for-each-ref')).toBe('');
+        expect(git(env.bareRemote, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
       });
 
       it('finalize succeeds after any outcome and leaves the delivered branch in place', async () => {
@@ -399,7 +402,7 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
           await manager.finalize(ctx, { result: 'canceled' }),
         ];
         for (const result of results) expect(result).toEqual({ ok: false, error: reason, cancelled: true });
-        expect(git(env.bareRemote, 'for-each-ref')).toBe('');
+        expect(git(env.bareRemote, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
       });
     });
   });

@@ -118,7 +118,9 @@ describe('with an API key configured', () => {
       expect(authorized.status, `${method} ${url} with the key`).not.toBe(401);
       checked.push(`${method} ${url}`);
     }
-    expect(checked).toEqual(expect.arrayContaining(['POST /api/v1/work-orders', 'GET /metrics', 'GET /docs/json', 'POST /api/v1/auth/ticket']));
+    expect(checked).toEqual(
+      expect.arrayContaining(['POST /api/v1/work-orders', 'GET /metrics', 'GET /docs/json', 'POST /api/v1/auth/ticket', 'GET /ws', 'GET /api/v1/runs/:id/stream', 'GET /api/v1/runs/:id/events']),
+    );
     // Unknown routes are refused before they are found.
     expect((await s.request('GET', '/api/v1/unknown')).status).toBe(401);
   });

@@ -103,7 +103,10 @@ class WsClient {
       });
       const client = new WsClient(socket);
       socket.once('open', () => resolve(client));
-      socket.once('unexpected-response', (_request, response) => reject(new Error(`HTTP ${response.statusCode}`)));
+      socket.once('unexpected-response', (request, response) => {
+        request.destroy();
+        reject(new Error(`HTTP ${response.statusCode}`));
+      });
       socket.once('error', reject);
     });
   }
@@ -265,7 +268,8 @@ describe('event routes', () => {
         if (path !== undefined) expect((replies[0]?.['details'] as { issues: Array<{ path: string }> }).issues.map((i) => i.path)).toContain(path);
       }
       client.socket.send(Buffer.from([1, 2, 3]), { binary: true });
-      expect(await client.roundTrip({ type: 'ping' })).toMatchObject([{ type: 'error', code: 'AG_ERR_API_BAD_REQUEST' }, { type: 'pong' }]);
+      expect(await client.roundTrip({ type: 'ping' })).toMatchObject([{ type: 'error', code: 'AG_ERR_API_BAD_REQUEST' }]);
+      expect(await client.roundTrip({ type: 'ping' })).toEqual([]);
       expect(client.socket.readyState).toBe(WebSocket.OPEN);
     });
 

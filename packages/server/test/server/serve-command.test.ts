@@ -23,7 +23,7 @@ interface Served {
   exit: Promise<number | null>;
 }
 
-/** Starts `agentgate serve` and resolves once it printed where it listens. */
+/** Starts `agentgate serve` and resolves once it printed where it listens and where the docs are. */
 function serve(args: string[], env: Record<string, string>): Promise<Served> {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, 'serve', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   cleanups.push(() => child.kill('SIGKILL'));
@@ -33,7 +33,7 @@ function serve(args: string[], env: Record<string, string>): Promise<Served> {
     child.stdout?.resume();
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
-      const match = /listening on (http:\/\/\S+)/.exec(stderr);
+      const match = /listening on (http:\/\/\S+)\n[^\n]*\/docs\n/.exec(stderr);
       if (match?.[1] !== undefined) resolve({ child, url: match[1], stderr: () => stderr, exit });
     });
     void exit.then((code) => reject(new Error(`serve exited ${String(code)}: ${stderr}`)));
