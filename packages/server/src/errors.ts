@@ -81,6 +81,8 @@ export const ERROR_CATALOGUE = {
   AG_ERR_API_UNAUTHORIZED: { status: 401, retryable: false, description: 'The API key is missing or wrong.' },
   AG_ERR_API_NOT_FOUND: { status: 404, retryable: false, description: 'The route or resource does not exist.' },
   AG_ERR_API_BAD_REQUEST: { status: 400, retryable: false, description: 'The request could not be understood.' },
+  AG_ERR_API_PAYLOAD_TOO_LARGE: { status: 413, retryable: false, description: 'The request body is larger than the server accepts.' },
+  AG_ERR_API_UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false, description: 'The request body has a content type this route does not accept (JSON everywhere; YAML on POST /api/v1/tasks).' },
   AG_ERR_API_CONFLICT: { status: 409, retryable: false, description: 'The resource is in a state that does not allow this operation.' },
   AG_ERR_API_QUEUE_FULL: { status: 503, retryable: true, description: 'The queue is full.' },
 

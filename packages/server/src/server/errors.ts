@@ -2,8 +2,9 @@
  * Translation of everything a request can throw into the error envelope, at the HTTP boundary.
  *
  * Rules (SPEC 10, 14): an {@link AgentGateError} keeps its catalogue code and status; fastify's own
- * client errors (malformed JSON, body too large, unsupported media type, bad URL) keep their 4xx status
- * and become `AG_ERR_API_BAD_REQUEST`; anything else is a server fault: 500 `AG_ERR_INTERNAL`, logged
+ * client errors keep their 4xx status: body too large is `AG_ERR_API_PAYLOAD_TOO_LARGE` (413), an
+ * unsupported media type `AG_ERR_API_UNSUPPORTED_MEDIA_TYPE` (415), the rest (malformed JSON, bad URL)
+ * `AG_ERR_API_BAD_REQUEST`; anything else is a server fault: 500 `AG_ERR_INTERNAL`, logged
  * with its stack, and answered without internals. Branching is on `code` and `statusCode`, never on
  * message text.
  */
@@ -19,8 +20,8 @@ export interface HttpFailure {
 
 /** Fastify error codes that are the client's mistake, with the code and reason clients see. */
 const FASTIFY_CLIENT_ERRORS: Readonly<Record<string, { readonly code: ErrorCode; readonly reason: string }>> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'AG_ERR_API_BAD_REQUEST', reason: 'payload_too_large' },
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'AG_ERR_API_BAD_REQUEST', reason: 'unsupported_media_type' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'AG_ERR_API_PAYLOAD_TOO_LARGE', reason: 'payload_too_large' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'AG_ERR_API_UNSUPPORTED_MEDIA_TYPE', reason: 'unsupported_media_type' },
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'AG_ERR_API_BAD_REQUEST', reason: 'invalid_content_length' },
   FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'AG_ERR_API_BAD_REQUEST', reason: 'empty_json_body' },
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'AG_ERR_API_BAD_REQUEST', reason: 'malformed_json' },

@@ -127,7 +127,7 @@ describe('POST /api/v1/work-orders', () => {
       const reply = await s.request('POST', '/api/v1/work-orders', { raw, contentType });
       expect(reply.status).toBe(status);
       expect(reply.json?.success).toBe(false);
-      expect(reply.json?.error?.code).toMatch(/^AG_ERR_/);
+      expect(reply.json?.error?.code).toMatch(status === 415 ? /^AG_ERR_API_UNSUPPORTED_MEDIA_TYPE$/ : /^AG_ERR_/);
       expect(reply.headers.get('x-request-id')).toMatch(/\S/);
     });
 
@@ -142,7 +142,7 @@ describe('POST /api/v1/work-orders', () => {
       const s = await server({ startQueue: false, server: { bodyLimit: 4096 } });
       const reply = await s.request('POST', '/api/v1/work-orders', { body: legacyBody(s, 'true', { taskPrompt: 'x'.repeat(8000) }) });
       expect(reply.status).toBe(413);
-      expect(reply.json).toMatchObject({ success: false, error: { code: 'AG_ERR_API_BAD_REQUEST', details: { reason: 'payload_too_large' } } });
+      expect(reply.json).toMatchObject({ success: false, error: { code: 'AG_ERR_API_PAYLOAD_TOO_LARGE', details: { reason: 'payload_too_large' } } });
     });
 
     it('answers an agent the registry rejects with its 4xx', async () => {
