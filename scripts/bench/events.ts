@@ -15,6 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createRequire } from 'node:module';
+import type FastifyModule from 'fastify';
+import type WebSocketModule from 'ws';
 import { EventHub } from '../../packages/server/src/observability/event-hub.js';
 import type { NewRunEvent } from '../../packages/server/src/observability/events.js';
 import { createRun } from '../../packages/server/src/orchestrator/state-machine.js';
@@ -25,9 +27,9 @@ import { openSqliteRepositories } from '../../packages/server/src/store/sqlite/i
 
 // fastify and ws are dependencies of the server package, not of the workspace root this script runs from.
 const requireFromServer = createRequire(new URL('../../packages/server/package.json', import.meta.url));
-const Fastify = requireFromServer('fastify') as typeof import('fastify').default;
-const WebSocket = requireFromServer('ws') as typeof import('ws').default;
-type WebSocket = import('ws').default;
+const Fastify = requireFromServer('fastify') as typeof FastifyModule;
+const WebSocket = requireFromServer('ws') as typeof WebSocketModule;
+type WebSocket = WebSocketModule;
 
 const events = Number(process.argv[2] ?? 50_000);
 const subscriberCount = Number(process.argv[3] ?? 50);

@@ -40,6 +40,7 @@ import {
   type PreparedDeliveryContext,
   type PushOutcome,
 } from './manager.js';
+import { assertNoSecrets } from './secret-scan.js';
 
 export const LOCAL_DELIVERY_CAPABILITIES: DeliveryCapabilities = {
   workspaces: ['local', 'git', 'github', 'gitlab'],
@@ -157,6 +158,8 @@ export class LocalDeliveryManager implements DeliveryManager {
         { retryable: false, details: { remote: push.remote, repoPath: target.repoPath } },
       );
     }
+    // Nothing leaves the machine before the secret scan of every commit being pushed.
+    await assertNoSecrets({ repoPath: target.repoPath, baseSha: ctx.workspace.baseSha, sha, branch: target.branch, signal });
     const ref = `refs/heads/${target.branch}`;
     const rawUrl = remoteUrl(entries, push.remote) ?? push.url;
     const what = `push ${sha.slice(0, 12)} to ${push.remote} (${push.url}) as ${ref}`;

@@ -170,7 +170,7 @@ describe('GitHub delivery through the engine', () => {
     it('blocks delivery naming the file, pushes nothing and opens no PR', async () => {
       const { repo, bare, forge, emulator } = await scenario([{ kind: 'pass' }]);
       const key = ['-----BEGIN RSA PRIVATE KEY-----', 'MIIEowIBAAKCAQEAx', '-----END RSA PRIVATE KEY-----'].join('\\n');
-      const outcome = await forge.engine.run(githubTask(agent(repo, `mkdir -p deploy && printf '${key}\\n' > deploy/id.txt`), WAIT));
+      const outcome = await forge.engine.run(githubTask(agent(repo, `mkdir -p deploy && printf '%b\\n' '${key}' > deploy/id.txt`), WAIT));
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error' });
       expect(outcome.error?.code).toBe('AG_ERR_DELIVERY_SECRET_DETECTED');
       expect(outcome.error?.message).toContain('a private key in deploy/id.txt');

@@ -76,12 +76,12 @@ describe('DeliveryRegistry', () => {
   describe('with the built-in managers', () => {
     const registry = createDeliveryRegistry();
 
-    it('provides local delivery only, until the forges arrive', () => {
+    it('provides local delivery only when no forge is configured', () => {
       expect(registry.kinds()).toEqual(['local']);
       expect(registry.get('local')).toBeInstanceOf(LocalDeliveryManager);
       const error = rejection(() => registry.get('github'));
       expect(error.code).toBe('AG_ERR_DELIVERY_UNSUPPORTED');
-      expect(error.message).toBe('github delivery is not provided by this build; available: local.');
+      expect(error.message).toBe('github delivery is not available: not configured (set AGENTGATE_GITHUB_TOKEN); available: local.');
     });
 
     it('refuses a second manager for a kind', () => {
@@ -105,17 +105,17 @@ describe('DeliveryRegistry', () => {
         [
           'a pull request on GitHub',
           task(GITHUB, { pr: { create: true } }),
-          'spec.delivery.pr.create: opening a pull request on GitHub needs github delivery, which this build does not provide (available: local).',
+          'spec.delivery.pr.create: opening a pull request on GitHub needs github delivery, which is not configured (set AGENTGATE_GITHUB_TOKEN) (available: local).',
         ],
         [
           'a merge request on GitLab',
           task(GITLAB, { pr: { create: true } }),
-          'spec.delivery.pr.create: opening a merge request on GitLab needs gitlab delivery, which this build does not provide (available: local).',
+          'spec.delivery.pr.create: opening a merge request on GitLab needs gitlab delivery, which is not configured (set AGENTGATE_GITLAB_TOKEN) (available: local).',
         ],
         [
           'a CI wait on a local workspace',
           task(LOCAL, { ci: { wait: true } }),
-          'spec.delivery.ci.wait: waiting for CI needs a forge delivery (github or gitlab), which this build does not provide.',
+          'spec.delivery.ci.wait: waiting for CI needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN).',
         ],
         [
           'a push without a remote name',
@@ -135,7 +135,7 @@ describe('DeliveryRegistry', () => {
         [
           'a push to GitHub without a pull request',
           task(GITHUB, { git: { push: true } }),
-          'spec.delivery.git.push: pushing to GitHub needs github delivery, which this build does not provide.',
+          'spec.delivery.git.push: pushing to GitHub needs github delivery, which is not configured (set AGENTGATE_GITHUB_TOKEN).',
         ],
         ['a pull request title without a pull request', task(LOCAL, { pr: { title: 'Fix it' } }), 'spec.delivery.pr.title: has no effect because spec.delivery.pr.create is false.'],
         ['draft without a pull request', task(LOCAL, { pr: { draft: true } }), 'spec.delivery.pr.draft: has no effect because spec.delivery.pr.create is false.'],
@@ -152,7 +152,7 @@ describe('DeliveryRegistry', () => {
         const spec = task(LOCAL);
         spec.delivery.pr.create = true;
         expect(rejection(() => registry.validate(spec)).message).toBe(
-          'spec.delivery.pr.create: opening a pull or merge request needs a forge delivery (github or gitlab), which this build does not provide.',
+          'spec.delivery.pr.create: opening a pull or merge request needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN).',
         );
       });
 
@@ -160,8 +160,8 @@ describe('DeliveryRegistry', () => {
         const error = rejection(() => registry.validate(task(GITHUB, { pr: { create: true }, ci: { wait: true } })));
         expect(error.message).toBe(
           'The task asks for delivery this build cannot do: ' +
-            'spec.delivery.pr.create: opening a pull request on GitHub needs github delivery, which this build does not provide (available: local); ' +
-            'spec.delivery.ci.wait: waiting for CI needs a forge delivery (github or gitlab), which this build does not provide.',
+            'spec.delivery.pr.create: opening a pull request on GitHub needs github delivery, which is not configured (set AGENTGATE_GITHUB_TOKEN) (available: local); ' +
+            'spec.delivery.ci.wait: waiting for CI needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN).',
         );
         expect(error.details?.['issues']).toHaveLength(2);
       });
@@ -344,5 +344,31 @@ describe('LocalDeliveryManager', () => {
       expect(expectOk(await manager.finalize(ctx, { result: 'passed', lastIteration: { iteration: 1, snapshotSha: sha } }))).toEqual({ status: 'unchanged' });
       expect(git(env.bareRemote, 'for-each-ref')).toBe('');
     });
+  });
+});
+
+describe('LocalDeliveryManager and the secret scan', () => {
+  let env: DeliveryConformanceEnv;
+  beforeEach(async () => {
+    env = await makeDeliveryEnv();
+  });
+  afterEach(async () => {
+    await rm(env.root, { recursive: true, force: true });
+  });
+
+  it('refuses to push a branch that adds a private key, naming the file, and pushes nothing', async () => {
+    git(env.sourceRepo, 'remote', 'add', REMOTE, env.bareRemote);
+    const spec = task({ source: 'local', path: env.sourceRepo }, { git: { push: true, remote: REMOTE } });
+    const workspace = await acquire(env, spec, 'secret-1');
+    const manager = createLocalDeliveryManager();
+    const ctx = deliveryContext(spec, workspace);
+    const target = expectOk(await manager.prepare(ctx));
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path.join(workspace.path, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n');
+    const sha = await commitIteration(workspace, 1);
+    const failure = expectFailure(await manager.pushIteration(iterationContext({ ...ctx, target }, 1, sha)));
+    expect(failure.error.code).toBe('AG_ERR_DELIVERY_SECRET_DETECTED');
+    expect(failure.error.message).toContain('id_ed25519');
+    expect(branchSha(env.bareRemote, workspace.branch)).toBeUndefined();
   });
 });

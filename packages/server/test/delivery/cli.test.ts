@@ -1,0 +1,50 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { taskSpecFromFlags, type ExecFlags } from '../../src/cli/run-command.js';
+import { AgentGateError } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+import { makeRepo } from '../helpers/git-repo.js';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+const BASE: ExecFlags = { prompt: 'Implement add', agent: 'command', agentCommand: 'true', delivery: 'local' };
+
+describe('agentgate exec --delivery github|gitlab --wait-ci', () => {
+  it('turns the flags into a pull request on the forge workspace that waits for CI', () => {
+    const spec = taskSpecFromFlags({ ...BASE, github: 'acme/calc', delivery: 'github', waitCi: true }, '/');
+    expect(spec.spec.execution.workspace).toEqual({ source: 'github', repo: 'acme/calc' });
+    expect(spec.spec.delivery.pr.create).toBe(true);
+    expect(spec.spec.delivery.ci.wait).toBe(true);
+    const gitlab = taskSpecFromFlags({ ...BASE, gitlab: 'group/calc', delivery: 'gitlab' }, '/');
+    expect(gitlab.spec.execution.workspace).toEqual({ source: 'gitlab', project: 'group/calc' });
+    expect(gitlab.spec.delivery.ci.wait).toBe(false);
+  });
+
+  it('rejects a forge delivery without that forge’s workspace, and --wait-ci without a forge', () => {
+    const usage = (flags: ExecFlags): string => {
+      try {
+        taskSpecFromFlags(flags, '/');
+      } catch (error) {
+        expect(error).toBeInstanceOf(AgentGateError);
+        return (error as AgentGateError).message;
+      }
+      throw new Error('expected a usage error');
+    };
+    expect(usage({ ...BASE, path: '.', delivery: 'github' })).toContain('--delivery github needs --github <owner/name>');
+    expect(usage({ ...BASE, path: '.', waitCi: true })).toContain('--wait-ci needs --delivery github or gitlab');
+    expect(usage({ ...BASE, path: '.', github: 'a/b' })).toContain('cannot be used together');
+  });
+
+  it('exits 2 naming the token to set when GitHub is not configured, before any run', async () => {
+    const repo = makeRepo();
+    cleanups.push(() => repo.cleanup());
+    const result = await runCli(['exec', '--github', 'acme/calc', '--delivery', 'github', '--wait-ci', '--prompt', 'x', '--agent', 'command', '--agent-command', 'true', '--json'], {
+      env: { AGENTGATE_HOME: repo.home, AGENTGATE_GITHUB_TOKEN: '', GITHUB_TOKEN: '' },
+    });
+    expect(result.code).toBe(2);
+    expect(result.json?.['error']).toMatchObject({ code: 'AG_ERR_DELIVERY_UNSUPPORTED' });
+    expect(String((result.json?.['error'] as { message: string }).message)).toContain('AGENTGATE_GITHUB_TOKEN');
+  }, 30_000);
+});
