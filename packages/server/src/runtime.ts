@@ -8,6 +8,7 @@ import { AgentGateError, isDiskFull, toAgentGateError } from './errors.js';
 import { dirname, join } from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
+import { createForgeDelivery } from './delivery/forges.js';
 import { createDeliveryRegistry, type DeliveryRegistry } from './delivery/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import type { PhaseHandlers } from './execution/phase-orchestrator.js';
@@ -92,9 +93,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });
   metrics.attach(hub);
   const agents = options.agents ?? createAgentDriverRegistry();
-  const delivery = options.delivery ?? createDeliveryRegistry();
+  // GitHub / GitLab delivery and clone access exist only when their token is configured.
+  const forges = createForgeDelivery(config, { clock });
+  const delivery = options.delivery ?? createDeliveryRegistry({ managers: forges.managers });
   const baseEnv = options.baseEnv ?? process.env;
-  const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock });
+  const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock, ...forges.clone });
   const engine = new ExecutionEngine({
     repos,
     hub,

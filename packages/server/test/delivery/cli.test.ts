@@ -2,7 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { taskSpecFromFlags, type ExecFlags } from '../../src/cli/run-command.js';
 import { AgentGateError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
-import { makeRepo } from '../helpers/git-repo.js';
+import { join } from 'node:path';
+import { AGENTS, git, makeRepo, writeAgent } from '../helpers/git-repo.js';
+import { GitHubEmulator } from '../fixtures/forge/github-emulator.js';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
@@ -47,4 +49,25 @@ describe('agentgate exec --delivery github|gitlab --wait-ci', () => {
     expect(result.json?.['error']).toMatchObject({ code: 'AG_ERR_DELIVERY_UNSUPPORTED' });
     expect(String((result.json?.['error'] as { message: string }).message)).toContain('AGENTGATE_GITHUB_TOKEN');
   }, 30_000);
+
+  it('runs a task to a pull request whose CI passed, through the real CLI and the configured runtime', async () => {
+    const repo = makeRepo();
+    cleanups.push(() => repo.cleanup());
+    const bare = join(repo.root, 'origin.git');
+    git(repo.root, 'clone', '--quiet', '--bare', repo.repo, bare);
+    const token = 'ghp_cliEmulatorToken0123456789abcdefghijkl';
+    const emulator = await GitHubEmulator.start({ owner: 'acme', repo: 'calc', bareRepo: bare, token, ci: [{ kind: 'pass' }] });
+    cleanups.push(() => emulator.close());
+    const agent = writeAgent(repo.root, 'agent', AGENTS.correct);
+    const result = await runCli(['exec', '--github', 'acme/calc', '--delivery', 'github', '--wait-ci', '--prompt', 'Implement add and multiply', '--agent', 'command', '--agent-command', `sh ${agent}`, '--json'], {
+      env: { AGENTGATE_HOME: repo.home, AGENTGATE_GITHUB_TOKEN: token, AGENTGATE_GITHUB_API_URL: emulator.url },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.json).toMatchObject({ state: 'succeeded', result: 'passed', prUrl: expect.stringContaining('/pull/') });
+    expect(emulator.pulls).toHaveLength(1);
+    expect(emulator.pulls[0]?.draft).toBe(false);
+    expect(git(bare, 'rev-parse', `refs/heads/${String(result.json?.['branch'])}`)).toMatch(/^[0-9a-f]{40}$/);
+    expect(result.stdout + result.stderr).not.toContain(token);
+    expect(emulator.schemaErrors).toEqual([]);
+  }, 60_000);
 });
