@@ -366,7 +366,7 @@ export class WsConnection {
           this.sendEvent(active, merged.frame, merged.last);
           continue;
         }
-        this.sendEvent(active, { ...event, kind: 'event' }, event);
+        this.sendEvent(active, eventFrame(event), event);
         if (active.stopped) return;
       }
     } catch (error) {
@@ -397,8 +397,8 @@ export class WsConnection {
   }
 
   /** Merges the queued agent output that follows `first` (same iteration and stream) into one frame. */
-  private async coalesce(active: ActiveSubscription, first: Envelope): Promise<{ frame: object; last: Envelope }> {
-    if (first.type !== 'agent_output') return { frame: { ...first, kind: 'event' }, last: first };
+  private async coalesce(active: ActiveSubscription, first: Envelope): Promise<{ frame: object | string; last: Envelope }> {
+    if (first.type !== 'agent_output') return { frame: eventFrame(first), last: first };
     const texts = [first.data.text];
     let bytes = first.data.text.length;
     let last: Envelope = first;
@@ -416,7 +416,7 @@ export class WsConnection {
       last = event;
       lastOutput = event;
     }
-    if (texts.length === 1) return { frame: { ...first, kind: 'event' }, last: first };
+    if (texts.length === 1) return { frame: eventFrame(first), last: first };
     this.counters.eventsCoalesced += texts.length - 1;
     const frame = {
       ...lastOutput,
@@ -427,10 +427,10 @@ export class WsConnection {
     return { frame, last };
   }
 
-  private sendEvent(active: ActiveSubscription, frame: object, event: Envelope): void {
+  private sendEvent(active: ActiveSubscription, frame: object | string, event: Envelope): void {
     const closing = 'runId' in active.target && isClosingEvent(event);
     if (active.clientTypes === null || active.clientTypes.has(event.type)) {
-      this.send(JSON.stringify(frame));
+      this.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
       this.counters.eventsSent += 1;
     }
     if (closing) this.endSubscription(active, 'run_ended', event.seq);
@@ -557,4 +557,20 @@ export class WsConnection {
 function truncateReason(reason: string): string {
   const bytes = Buffer.from(reason, 'utf8');
   return bytes.length <= 123 ? reason : bytes.subarray(0, 123).toString('utf8').replace(/\uFFFD$/, '');
+}
+
+/**
+ * The wire form of one event, serialised once however many sockets it goes to: live events reach every
+ * subscriber as the same envelope object, so the cache (weak: it never holds an event alive) turns N
+ * serialisations of a fan-out into one.
+ */
+const frames = new WeakMap<object, string>();
+
+function eventFrame(event: Envelope): string {
+  let frame = frames.get(event);
+  if (frame === undefined) {
+    frame = JSON.stringify({ ...event, kind: 'event' });
+    frames.set(event, frame);
+  }
+  return frame;
 }

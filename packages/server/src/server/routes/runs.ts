@@ -8,7 +8,8 @@ import type { StoredIterationRecord } from '../../store/repositories.js';
 import type { StoredRun } from '../../store/types.js';
 import type { RouteDeps } from '../app.js';
 import { ok, responses } from '../envelope.js';
-import { IdParamsSchema, IterationViewSchema, ListRunsQuerySchema, RunDetailSchema, RunViewSchema, pageSchema } from '../schemas.js';
+import type { IterationViewSchema} from '../schemas.js';
+import { IdParamsSchema, ListRunsQuerySchema, RunDetailSchema, RunViewSchema, pageSchema } from '../schemas.js';
 import type { z } from 'zod';
 
 export type RunView = z.output<typeof RunViewSchema>;
