@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // AgentGate's main job on the embedded defaults: copies the bundled example repository to a temporary
 // git repository and runs a real work order on it with the scripted command agent (first attempt fails
-// a test, second passes). Shows the loop, the feedback and the resulting branch.
-import { execFileSync, spawnSync } from 'node:child_process';
+// a test, second passes). Shows the loop, the feedback and the resulting branch. Then the same work
+// order through the server: `agentgate serve` on a free loopback port, the legacy WorkOrder API, the
+// run followed live with `agentgate events --follow`, the API docs and metrics, and a clean shutdown.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,4 +44,56 @@ if (outcome.runId) {
   console.log(git('diff', 'main', outcome.branch, '--stat'));
   console.log(`your working tree is untouched:\n${git('status', '--short') || '(clean)'}`);
 }
-process.exit(run.status ?? 1);
+if (run.status !== 0) process.exit(run.status ?? 1);
+
+// --- The same work order through the HTTP server -------------------------------------------------------
+const port = await new Promise((resolve) => {
+  const probe = createServer().listen(0, '127.0.0.1', () => {
+    const { port: free } = probe.address();
+    probe.close(() => resolve(free));
+  });
+});
+const url = `http://127.0.0.1:${port}`;
+const env = { ...process.env, AGENTGATE_HOME: home, AGENTGATE_LOG_LEVEL: 'warn' };
+console.log(`\n=== the server: agentgate serve --port ${port} ===`);
+const server = spawn(process.execPath, [cli, 'serve', '--port', String(port), '--max-concurrent', '2'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+server.stderr.setEncoding('utf8');
+await new Promise((resolve, reject) => {
+  let seen = '';
+  server.stderr.on('data', (chunk) => {
+    seen += chunk;
+    process.stderr.write(chunk);
+    if (seen.includes('listening on')) resolve();
+  });
+  server.on('exit', (code) => reject(new Error(`agentgate serve exited with ${code}`)));
+});
+try {
+  const body = {
+    taskPrompt: 'Implement add and multiply in src/math.js so that the tests pass.',
+    workspaceSource: { type: 'local', path: repo },
+    agentType: 'command',
+    agentCommand: `sh ${agent}`,
+    maxIterations: 3,
+  };
+  console.log(`POST ${url}/api/v1/work-orders (the legacy WorkOrder API)`);
+  const created = await (await fetch(`${url}/api/v1/work-orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json();
+  const workOrderId = created.data.id;
+  console.log(`work order ${workOrderId}: ${created.data.status}`);
+  let runId;
+  for (let i = 0; i < 200 && runId === undefined; i += 1) {
+    const detail = await (await fetch(`${url}/api/v1/work-orders/${workOrderId}`)).json();
+    runId = detail.data.runs?.[0]?.id;
+    if (runId === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  console.log(`run ${runId} — following it live: agentgate events ${runId} --follow --server ${url}\n`);
+  spawnSync(process.execPath, [cli, 'events', runId, '--follow', '--server', url], { env, stdio: 'inherit' });
+  const queue = await (await fetch(`${url}/api/v1/queue`)).json();
+  console.log(`\nGET /api/v1/queue → ${JSON.stringify(queue.data)}`);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  console.log(`GET /metrics →\n${metrics.split('\n').filter((line) => /^agentgate_(runs_started_total|runs_completed_total|iterations_total)/.test(line)).join('\n')}`);
+  console.log(`\nAPI docs: ${url}/docs · WebSocket: ws://127.0.0.1:${port}/ws · SSE: ${url}/api/v1/runs/${runId}/stream`);
+} finally {
+  server.kill('SIGTERM');
+  await new Promise((resolve) => server.on('exit', resolve));
+}
+process.exit(0);
