@@ -251,7 +251,7 @@ describe('agentgate exec', () => {
 
     it.each([
       [['exec', '--path', '.', '--prompt', 'x', '--bogus'], /unknown option/],
-      [['exec', '--prompt', 'x'], /--path <repo> or --git <url> is required/],
+      [['exec', '--prompt', 'x'], /one of --path <repo>, --git <url>, --github <owner\/name> or --gitlab <group\/project> is required/],
       [['exec', '--path', '.', '--prompt', 'x', '--max-iterations', 'zero'], /--max-iterations: expected a positive integer/],
       [['exec', '--path', '.', '--prompt', 'x', '--strategy', 'yolo'], /argument 'yolo' is invalid/],
       [['exec', '--path', '.', '--prompt', 'x', '--agent', 'command'], /agent\.command/],
