@@ -16,7 +16,7 @@ import { parseVerifyConfigYaml, VERIFY_CONFIG_FILE_NAMES } from '../schemas/veri
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
 import { detectGatePlan } from './detect.js';
-import type { RepoReader } from './detect.js';
+import type { GateOrigin, RepoReader } from './detect.js';
 import { listCommitFiles, parseLsTree, gitQuery, readCommitFile } from './git.js';
 import type { GitQueryOptions } from './git.js';
 import { findRunGit } from '../workspace/isolated-git.js';
@@ -27,7 +27,15 @@ export type VerifyConfigFileName = (typeof VERIFY_CONFIG_FILE_NAMES)[number];
 export type GatePlan =
   | { source: VerifyConfigFileName; config: VerifyConfig; /** Repository-relative path of the file read. */ path: VerifyConfigFileName }
   | { source: 'inline'; config: VerifyConfig }
-  | { source: 'detected'; config: VerifyConfig; /** Files the commands were detected from. */ detectedFrom: string[]; notes: string[] }
+  | {
+      source: 'detected';
+      config: VerifyConfig;
+      /** Files the commands were detected from. */
+      detectedFrom: string[];
+      /** Where each setup step and gate came from (file, job, step or section). */
+      origins: GateOrigin[];
+      notes: string[];
+    }
   | { source: 'none'; /** Why nothing was detected, for the run record. */ notes: string[] };
 
 export interface LoadGatePlanOptions {
@@ -89,7 +97,8 @@ export async function loadGatePlan(options: LoadGatePlanOptions): Promise<GatePl
 
   const detection = await detectGatePlan(await commitReader(options.baseSha, git));
   if (detection.plan === undefined) return { source: 'none', notes: detection.notes };
-  return { source: 'detected', config: detection.plan.config, detectedFrom: detection.plan.detectedFrom, notes: detection.notes };
+  const { config, detectedFrom, origins } = detection.plan;
+  return { source: 'detected', config, detectedFrom, origins, notes: detection.notes };
 }
 
 /**
@@ -107,4 +116,30 @@ export function describeGatePlan(plan: GatePlan): string {
   for (const test of tests) lines.push(`- ${test.name}: \`${test.command}\``);
   for (const check of blackbox) lines.push(`- ${check.name} (black-box): \`${check.command}\``);
   return lines.join('\n');
+}
+
+/**
+ * The whole plan as lines for a person (`agentgate gates`, the start of `exec`): where it came from, the
+ * setup steps, the gates with their commands and origins, and the protected paths.
+ */
+export function formatGatePlan(plan: GatePlan): string[] {
+  if (plan.source === 'none') return ['gate plan: none — no verify.yaml and no test command found; a run would be unverified', ...plan.notes.map((note) => `  note: ${note}`)];
+  const origin = (kind: GateOrigin['kind'], name: string): string => {
+    if (plan.source !== 'detected') return plan.source === 'inline' ? 'inline' : plan.path;
+    return plan.origins.find((o) => o.kind === kind && o.name === name)?.from ?? plan.detectedFrom.join(', ');
+  };
+  const head = plan.source === 'detected' ? `detected from ${plan.detectedFrom.join(', ')}` : plan.source === 'inline' ? 'inline in the task' : plan.path;
+  const { environment, contracts, tests, blackbox } = plan.config;
+  const lines = [`gate plan: ${head}`];
+  lines.push(environment.setup.length === 0 ? 'setup: none' : 'setup:');
+  for (const step of environment.setup) lines.push(`  ${step.name}: ${step.command}    (from ${origin('setup', step.name)})`);
+  lines.push(tests.length + blackbox.length === 0 ? 'gates: none besides the contracts' : 'gates:');
+  for (const test of tests) lines.push(`  ${test.name}: ${test.command}    (from ${origin('gate', test.name)})`);
+  for (const check of blackbox) lines.push(`  ${check.name} (black-box): ${check.command}    (from ${origin('gate', check.name)})`);
+  const protectedPaths = [...VERIFY_CONFIG_FILE_NAMES, ...contracts.protectedPaths, ...(plan.source === 'detected' ? plan.detectedFrom : [])];
+  lines.push(`protected paths: ${protectedPaths.join(', ')}`);
+  if (contracts.requiredFiles.length > 0) lines.push(`required files: ${contracts.requiredFiles.join(', ')}`);
+  if (contracts.forbiddenPatterns.length > 0) lines.push(`forbidden files: ${contracts.forbiddenPatterns.join(', ')}`);
+  if (plan.source === 'detected') for (const note of plan.notes) lines.push(`  note: ${note}`);
+  return lines;
 }

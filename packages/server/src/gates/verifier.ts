@@ -19,17 +19,20 @@
  * base commit for each call, which is cheap and can never pick up the agent's edits.
  */
 import { abortError } from '../util/abort.js';
-import { posix } from 'node:path';
+import path, { posix } from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { EmitFn, ProgressEvents } from '../observability/events.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import { VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
+import { runSandboxRoot } from '../util/sandbox.js';
 import type { Env } from '../util/secrets.js';
 import { runBlackboxGate } from './blackbox.js';
 import { runCommandGate, safeFileName } from './command-gate.js';
 import type { CommandEnvironment } from './command-gate.js';
 import { checkContracts } from './contracts.js';
+import { cacheability, EnvCache, environmentKey, findDependencyDirs } from './env-cache.js';
+import type { EnvCacheOutcome } from './env-cache.js';
 import { loadGatePlan } from './loader.js';
 import type { GatePlan } from './loader.js';
 import type { GateLevel, GateResult, VerificationReport } from './types.js';
@@ -60,14 +63,25 @@ export interface GateContext {
 
 export type VerifyResult = { ok: true; report: VerificationReport } | { ok: false; error: AgentGateError; cancelled: boolean };
 
-export type SetupResult = { ok: true; results: GateResult[] } | { ok: false; error: AgentGateError; cancelled: boolean; results: GateResult[] };
+/** `cache` says whether the environment cache restored the setup (`hit`: no setup command ran) or stored it. */
+export type SetupResult =
+  | { ok: true; results: GateResult[]; cache?: EnvCacheOutcome }
+  | { ok: false; error: AgentGateError; cancelled: boolean; results: GateResult[]; cache?: EnvCacheOutcome };
 
 export interface VerifierOptions {
   /** Time between SIGTERM and SIGKILL for a stopped gate (default: runProcess's 2 s). */
   killGraceMs?: number;
   /** Upper bound on diagnostics per gate. */
   maxDiagnostics?: number;
+  /**
+   * The environment cache of setups (env-cache.ts). Default: `$AGENTGATE_HOME/env-cache` when the
+   * artifacts directory is `$AGENTGATE_HOME/runs/<runId>`, else none; `false` turns it off.
+   */
+  envCache?: EnvCache | false;
 }
+
+/** Set to `off` in the gates' base environment to run every setup from scratch. */
+export const ENV_CACHE_ENV = 'AGENTGATE_ENV_CACHE';
 
 
 /** The error a cancelled verification reports: the engine's typed abort reason is kept as cause. */
@@ -123,15 +137,49 @@ export class Verifier {
    */
   async setup(ctx: GateContext): Promise<SetupResult> {
     const results: GateResult[] = [];
+    let cache: EnvCacheOutcome | undefined;
     try {
       const plan = ctx.plan ?? (await this.loadPlan(ctx));
       if (plan.source === 'none') return { ok: true, results };
+      const steps = plan.config.environment.setup;
+      const envCache = this.envCacheFor(ctx);
+      let pending: { key: string; repository: string; lockfiles: string[]; before: Set<string> } | undefined;
+      if (steps.length > 0 && envCache !== undefined) {
+        const cacheable = await cacheability(steps, ctx.worktreePath);
+        if (!cacheable.cacheable) {
+          cache = { status: 'bypass', reason: cacheable.reason };
+        } else {
+          const { key, repository } = await environmentKey({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, steps, signal: ctx.signal, clock: ctx.clock });
+          const entry = await envCache.get(key);
+          if (entry !== undefined) {
+            const started = ctx.clock.now();
+            await envCache.materialize(entry, ctx.worktreePath);
+            const materializeMs = ctx.clock.now() - started;
+            cache = { status: 'hit', key, materializeMs, mode: envCache.mode, dirs: entry.dirs };
+            steps.forEach((step, index) => {
+              const result: GateResult = {
+                name: step.name,
+                level: 'setup',
+                passed: true,
+                durationMs: index === 0 ? materializeMs : 0,
+                command: step.command,
+                message: `restored from the environment cache (${key.slice(0, 12)}, ${entry.dirs.join(', ')}); not run`,
+                diagnostics: [],
+              };
+              results.push(result);
+              this.emit(ctx, result);
+            });
+            return { ok: true, results, cache };
+          }
+          pending = { key, repository, lockfiles: cacheable.lockfiles, before: new Set(await findDependencyDirs(ctx.worktreePath)) };
+        }
+      }
       const logs = new LogNames('setup-');
       const env = this.commandEnvironment(ctx, undefined, undefined);
-      for (const step of plan.config.environment.setup) {
-        if (ctx.signal.aborted) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results };
+      for (const step of steps) {
+        if (ctx.signal.aborted) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results, ...(cache && { cache }) };
         const outcome = await runCommandGate(step, 'setup', logs.next(step.name), env);
-        if (outcome.cancelled) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results };
+        if (outcome.cancelled) return { ok: false, error: cancellation(ctx.signal), cancelled: true, results, ...(cache && { cache }) };
         results.push(outcome.result);
         this.emit(ctx, outcome.result);
         if (!outcome.result.passed) {
@@ -140,16 +188,49 @@ export class Verifier {
             ok: false,
             cancelled: false,
             results,
+            ...(cache && { cache }),
             error: new AgentGateError('AG_ERR_GATE_SETUP_FAILED', `setup step ${step.name} failed: ${result.message ?? 'failed'} (log: ${result.logPath ?? 'none'})`, {
               details: { step: step.name, command: step.command, exitCode: result.exitCode, timedOut: result.timedOut === true, logPath: result.logPath, outputTail: result.outputTail },
             }),
           };
         }
       }
-      return { ok: true, results };
+      if (pending !== undefined && envCache !== undefined) cache = await this.storeEnvironment(envCache, ctx, steps, pending);
+      return { ok: true, results, ...(cache && { cache }) };
     } catch (error) {
-      return { ok: false, ...failure(error, ctx.signal), results };
+      return { ok: false, ...failure(error, ctx.signal), results, ...(cache && { cache }) };
     }
+  }
+
+  /**
+   * Keeps what a successful, cacheable setup installed. A failure to store costs the next run an install,
+   * never this run its setup: it is reported in the outcome instead.
+   */
+  private async storeEnvironment(
+    envCache: EnvCache,
+    ctx: GateContext,
+    steps: readonly { name: string; command: string }[],
+    pending: { key: string; repository: string; lockfiles: string[] },
+  ): Promise<EnvCacheOutcome> {
+    try {
+      const dirs = await findDependencyDirs(ctx.worktreePath);
+      if (dirs.length === 0) return { status: 'miss', key: pending.key, stored: false, reason: 'the setup installed no node_modules directory' };
+      const started = ctx.clock.now();
+      const { evicted } = await envCache.store({ key: pending.key, repository: pending.repository, commands: steps.map((s) => s.command), lockfiles: pending.lockfiles, dirs, worktreePath: ctx.worktreePath });
+      return { status: 'miss', key: pending.key, stored: true, storeMs: ctx.clock.now() - started, dirs, evicted };
+    } catch (error) {
+      return { status: 'miss', key: pending.key, stored: false, reason: `storing failed: ${error instanceof Error ? error.message : String(error)}` };
+    }
+  }
+
+  /** The cache of this verification, if any (see {@link VerifierOptions.envCache}). */
+  private envCacheFor(ctx: GateContext): EnvCache | undefined {
+    if (this.options.envCache === false) return undefined;
+    if ((ctx.env ?? process.env)[ENV_CACHE_ENV]?.trim().toLowerCase() === 'off') return undefined;
+    if (this.options.envCache !== undefined) return this.options.envCache;
+    const { agentGateHome } = runSandboxRoot(ctx.artifactsDir, 'gate');
+    if (agentGateHome === undefined) return undefined;
+    return new EnvCache({ root: path.join(agentGateHome, 'env-cache'), clock: ctx.clock });
   }
 
   /** Runs the gate plan once (see the module comment for order and policy). Never throws. */

@@ -16,6 +16,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyInstance, type FastifyRequest, type FastifySchemaCompiler } from 'fastify';
@@ -54,6 +57,11 @@ export interface ServerOptions {
   readonly auth?: ServerAuth;
   /** Where the OpenAPI UI is served (default `/docs`; the document at `<prefix>/json`). */
   readonly docsPrefix?: string;
+  /**
+   * The dashboard's built files, served at `/` and `/assets/*` (default {@link DEFAULT_DASHBOARD_DIR});
+   * `null` serves no dashboard. When the directory has no `index.html`, `/` says how to build it.
+   */
+  readonly dashboardDir?: string | null;
 }
 
 /** What every route plugin receives. */
@@ -74,9 +82,63 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-/** Routes open without the API key (probes of load balancers and orchestrators). */
+/**
+ * Where `pnpm -r build` puts the dashboard (`packages/dashboard/dist`): the same relative path from
+ * `src/server/app.ts` and from the built `dist/server/app.js`.
+ */
+export const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
+
+/**
+ * Routes open without the API key: probes of load balancers and orchestrators, and the dashboard's
+ * static files (`/`, `/assets/*`), which hold no data — the page asks for the key and sends it itself.
+ */
 export function isPublicRoute(url: string): boolean {
-  return url === '/health' || url.startsWith('/health/');
+  return url === '/health' || url.startsWith('/health/') || url === '/' || url === '/assets/*';
+}
+
+const DASHBOARD_TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+};
+
+/** Asset names as Vite writes them (`index-<hash>.js`): no separators, so no path can escape the dir. */
+const ASSET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
+
+function isMissingFile(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && 'code' in error && (error.code === 'ENOENT' || error.code === 'EISDIR' || error.code === 'ENOTDIR');
+}
+
+/** `GET /` and `GET /assets/*`: the built dashboard, or a plain answer saying how to build it. */
+function dashboardRoutes(app: FastifyInstance, dir: string): void {
+  app.get('/', { schema: { hide: true } }, async (_request, reply) => {
+    try {
+      const html = await readFile(join(dir, 'index.html'));
+      return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(html);
+    } catch (error) {
+      if (!isMissingFile(error)) throw error;
+      return reply
+        .status(503)
+        .type('text/plain; charset=utf-8')
+        .send(`The AgentGate dashboard is not built (no index.html in ${dir}).\nRun \`pnpm build\` in the repository, then reload. The API is at /api/v1 and its documentation at /docs.\n`);
+    }
+  });
+  app.get('/assets/*', { schema: { hide: true } }, async (request, reply) => {
+    const params = request.params as { '*'?: string };
+    const name = params['*'] ?? '';
+    const type = DASHBOARD_TYPES[extname(name)];
+    if (!ASSET_NAME.test(name) || type === undefined) return reply.callNotFound();
+    try {
+      const body = await readFile(join(dir, 'assets', name));
+      return reply.type(type).header('cache-control', 'public, max-age=31536000, immutable').send(body);
+    } catch (error) {
+      if (!isMissingFile(error)) throw error;
+      return reply.callNotFound();
+    }
+  });
 }
 
 /** The request bodies as clients sent them (before the schema's defaults and transforms). */
@@ -243,6 +305,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(authRoutes, deps);
   // Event routes (issue 9 item 4–5): `/ws`, SSE `GET /api/v1/runs/:id/stream`, `GET /api/v1/runs/:id/events`.
   await app.register(eventRoutes, { hub: runtime.hub, repos: runtime.repos, auth });
+  const dashboardDir = options.dashboardDir === undefined ? DEFAULT_DASHBOARD_DIR : options.dashboardDir;
+  if (dashboardDir !== null) dashboardRoutes(base, dashboardDir);
 
   await app.ready();
   return base;

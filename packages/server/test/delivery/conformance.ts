@@ -303,8 +303,13 @@ export function describeDeliveryConformance(name: string, factory: DeliveryConfo
         expect(ctx.events.map((event) => event.type).filter((type) => type.startsWith('delivery_'))).toEqual([]);
       });
 
-      it('pushes nothing when the task does not push', async (testCtx) => {
-        if (setup.nonPushingSpec === undefined) return testCtx.skip();
+      it('pushes nothing when the task does not push (forges always push: the change request needs the branch)', async () => {
+        if (setup.nonPushingSpec === undefined) {
+          // A manager without a non-pushing task must be one whose delivery is the push itself.
+          expect(manager.capabilities.pushTarget).toBe('forge');
+          expect(manager.capabilities.changeRequests).toBe(true);
+          return;
+        }
         const ctx = await prepared(setup.nonPushingSpec);
         const sha = await commitIteration(ctx.workspace, 1);
         expect(expectOk(await manager.pushIteration(iterationContext(ctx, 1, sha)))).toEqual({ status: 'not_pushed', reason: 'push_disabled' });

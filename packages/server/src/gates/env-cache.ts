@@ -1,0 +1,406 @@
+/**
+ * The environment cache: the plan's dependency installation (`environment.setup`) runs once per
+ * repository, lockfile and setup command, and later runs get its result without running it again
+ * (SPEC 8 "Dependencies", issue 11 item 1).
+ *
+ * An entry is `$AGENTGATE_HOME/env-cache/<key>/` with `meta.json` and `files/`, the dependency directories
+ * (`node_modules`, at any depth) the setup produced in the workspace. The key hashes the repository (its
+ * root commits), every manifest and lockfile of the workspace (`package.json`, `package-lock.json`,
+ * `npm-shrinkwrap.json`, `pnpm-lock.yaml`, `yarn.lock`, `.npmrc`, `.yarnrc*`), the setup commands and the
+ * platform: a changed lockfile is a different key, so it is a miss and a new entry.
+ *
+ * Only setups that are nothing but package-manager installs are cached ({@link cacheability}): a setup
+ * that also builds, generates or installs the repository itself has effects outside `node_modules` that
+ * a restored entry would not reproduce, so it keeps running every time.
+ *
+ * Materialising an entry links every file into the workspace (`cp -al`: new directories, hard-linked
+ * files, symlinks recreated as they were — npm and pnpm only write relative ones); it falls back to
+ * copying across file systems. Cached files are made read-only, so a tool writing into `node_modules` in
+ * place fails instead of changing the entry; replacing or deleting files in the workspace never touches
+ * it. A process running as root can still write through a hard link: `materialize: 'copy'` is the
+ * mode for that (docs/gates.md "Environment cache" has the measurements).
+ *
+ * The cache is bounded: after each store, entries are evicted least recently used first until the total
+ * size is within `maxBytes`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Clock } from '../util/clock.js';
+import { gitQuery } from './git.js';
+
+/** Bumped when the entry layout or the key's inputs change: old entries are then simply never hit. */
+export const ENV_CACHE_VERSION = 1;
+
+/** Default bound of the whole cache: room for a few large JavaScript projects. */
+export const DEFAULT_ENV_CACHE_MAX_BYTES = 8 * 1024 * 1024 * 1024;
+
+/** Directory names that hold installed dependencies, the only things an entry keeps. */
+const DEPENDENCY_DIRS = new Set(['node_modules']);
+
+/** Files whose content decides what an install produces. */
+const KEY_FILES = new Set(['package.json', 'package-lock.json', 'npm-shrinkwrap.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'yarn.lock', '.npmrc', '.yarnrc', '.yarnrc.yml']);
+
+/** Lockfiles: without one an install is not reproducible, so it is not cached. */
+const LOCKFILES = ['package-lock.json', 'npm-shrinkwrap.json', 'pnpm-lock.yaml', 'yarn.lock'];
+
+/** Directories never searched for manifests. */
+const SKIPPED_DIRS = new Set(['.git', 'node_modules', '.venv', 'dist', 'build', 'coverage']);
+
+/** How deep manifests are searched (a monorepo's `packages/<name>/package.json` is depth 2). */
+const MAX_MANIFEST_DEPTH = 4;
+
+/** `npm ci`, `npm install`, `pnpm install --frozen-lockfile`, `yarn`, `yarn install --immutable`… and nothing else. */
+const INSTALL_COMMAND = /^(?:npm\s+(?:ci|install|i)|pnpm\s+(?:install|i)|yarn(?:\s+install)?)(?:\s+--?[A-Za-z][A-Za-z0-9-]*(?:=[A-Za-z0-9._-]+)?)*$/;
+
+/** Root lifecycle scripts an install runs: they may write anywhere in the workspace. */
+const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
+
+export type MaterializeMode = 'hardlink' | 'copy';
+
+export interface SetupStepLike {
+  name: string;
+  command: string;
+}
+
+export type Cacheability = { cacheable: true; lockfiles: string[] } | { cacheable: false; reason: string };
+
+/** What the setup result says about the cache (the run record and `gate_checked` messages carry it). */
+export type EnvCacheOutcome =
+  | { status: 'hit'; key: string; materializeMs: number; mode: MaterializeMode; dirs: string[] }
+  | { status: 'miss'; key: string; stored: true; storeMs: number; dirs: string[]; evicted: string[] }
+  | { status: 'miss'; key: string; stored: false; reason: string }
+  | { status: 'bypass'; reason: string };
+
+export interface EnvCacheEntryMeta {
+  version: number;
+  key: string;
+  /** The setup commands the entry was built with. */
+  commands: string[];
+  lockfiles: string[];
+  /** Workspace-relative dependency directories kept under `files/`. */
+  dirs: string[];
+  sizeBytes: number;
+  fileCount: number;
+  createdAt: string;
+  lastUsedAt: string;
+  /** Repository root commit(s), for `agentgate cache ls`. */
+  repository: string;
+}
+
+export interface EnvCacheOptions {
+  /** `$AGENTGATE_HOME/env-cache`. */
+  root: string;
+  clock: Clock;
+  maxBytes?: number;
+  materialize?: MaterializeMode;
+}
+
+/**
+ * Whether a setup plan may be cached: every step a package-manager install, a lockfile present, and no
+ * root install script. Pure apart from reading the root package.json and checking for lockfiles.
+ */
+export async function cacheability(steps: readonly SetupStepLike[], worktreePath: string): Promise<Cacheability> {
+  if (steps.length === 0) return { cacheable: false, reason: 'no setup steps' };
+  const other = steps.find((s) => !INSTALL_COMMAND.test(s.command.trim()));
+  if (other !== undefined) return { cacheable: false, reason: `setup step ${other.name} is not a package-manager install (${other.command})` };
+  const lockfiles: string[] = [];
+  for (const name of LOCKFILES) if (await isFile(path.join(worktreePath, name))) lockfiles.push(name);
+  if (lockfiles.length === 0) return { cacheable: false, reason: 'no lockfile at the repository root' };
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(await readFile(path.join(worktreePath, 'package.json'), 'utf8'));
+  } catch {
+    return { cacheable: false, reason: 'no readable package.json at the repository root' };
+  }
+  const scripts = isRecord(manifest) && isRecord(manifest.scripts) ? manifest.scripts : {};
+  const script = INSTALL_SCRIPTS.find((name) => typeof scripts[name] === 'string');
+  if (script !== undefined) return { cacheable: false, reason: `package.json has a ${script} script, which may write outside node_modules` };
+  return { cacheable: true, lockfiles };
+}
+
+/**
+ * The entry key: the repository (root commits of the base), every manifest and lockfile in the workspace
+ * as it is now (the agent may have changed them), the setup commands, the platform and Node's ABI.
+ */
+export async function environmentKey(input: { worktreePath: string; baseSha: string; steps: readonly SetupStepLike[]; signal: AbortSignal; clock: Clock }): Promise<{ key: string; repository: string }> {
+  const stdout = await gitQuery(['rev-list', '--max-parents=0', input.baseSha], { cwd: input.worktreePath, signal: input.signal, clock: input.clock });
+  const roots = stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '').sort();
+  const repository = roots.join(',');
+  const hash = createHash('sha256');
+  const part = (label: string, value: string | Buffer): void => {
+    hash.update(`${label}\0${String(Buffer.byteLength(value))}\0`);
+    hash.update(value);
+  };
+  part('version', String(ENV_CACHE_VERSION));
+  part('repository', repository);
+  part('platform', `${process.platform}-${process.arch}-node-abi-${process.versions.modules}`);
+  for (const step of input.steps) part('command', step.command.trim());
+  for (const file of await findKeyFiles(input.worktreePath)) part(`file:${file}`, await readFile(path.join(input.worktreePath, file)));
+  return { key: hash.digest('hex').slice(0, 32), repository };
+}
+
+/** Manifests and lockfiles, workspace-relative, sorted. */
+async function findKeyFiles(worktreePath: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (relative: string, depth: number): Promise<void> => {
+    const entries = await readdir(path.join(worktreePath, relative), { withFileTypes: true });
+    for (const entry of entries) {
+      const child = relative === '' ? entry.name : `${relative}/${entry.name}`;
+      if (entry.isFile() && KEY_FILES.has(entry.name)) found.push(child);
+      else if (entry.isDirectory() && depth < MAX_MANIFEST_DEPTH && !SKIPPED_DIRS.has(entry.name)) await walk(child, depth + 1);
+    }
+  };
+  await walk('', 0);
+  return found.sort();
+}
+
+/** Workspace-relative dependency directories (not nested inside another one), sorted. */
+export async function findDependencyDirs(worktreePath: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (relative: string, depth: number): Promise<void> => {
+    const entries = await readdir(path.join(worktreePath, relative), { withFileTypes: true });
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue;
+      const child = relative === '' ? entry.name : `${relative}/${entry.name}`;
+      if (DEPENDENCY_DIRS.has(entry.name)) found.push(child);
+      else if (depth < MAX_MANIFEST_DEPTH && !SKIPPED_DIRS.has(entry.name)) await walk(child, depth + 1);
+    }
+  };
+  await walk('', 0);
+  return found.sort();
+}
+
+interface TreeStats {
+  sizeBytes: number;
+  fileCount: number;
+}
+
+/**
+ * Recreates the tree `from` at `to`: directories created, files hard-linked (or copied: `mode`, or a
+ * different file system), symlinks recreated with the same target. `onFile` sees each source file once.
+ */
+async function cloneTree(from: string, to: string, mode: MaterializeMode, stats: TreeStats, onFile?: (file: string) => Promise<void>): Promise<void> {
+  await mkdir(to, { recursive: true });
+  const entries: Dirent[] = await readdir(from, { withFileTypes: true });
+  for (const entry of entries) {
+    const source = path.join(from, entry.name);
+    const target = path.join(to, entry.name);
+    if (entry.isDirectory()) {
+      await cloneTree(source, target, mode, stats, onFile);
+    } else if (entry.isSymbolicLink()) {
+      await symlink(await readlink(source), target);
+    } else if (entry.isFile()) {
+      if (onFile !== undefined) await onFile(source);
+      stats.fileCount += 1;
+      stats.sizeBytes += (await lstat(source)).size;
+      await placeFile(source, target, mode);
+    }
+    // Sockets, FIFOs and devices have no place in an installed dependency tree: not kept.
+  }
+}
+
+async function placeFile(source: string, target: string, mode: MaterializeMode): Promise<void> {
+  if (mode === 'hardlink') {
+    try {
+      await link(source, target);
+      return;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // EXDEV: another file system; EPERM/EMLINK: links refused or the inode's link count is full.
+      if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
+    }
+  }
+  await copyFile(source, target, fsConstants.COPYFILE_FICLONE);
+}
+
+/** Removes every write bit of a file: an in-place write through a hard link then fails (unless root). */
+async function sealFile(file: string): Promise<void> {
+  const { mode } = await lstat(file);
+  if ((mode & 0o222) !== 0) await chmod(file, mode & 0o7555);
+}
+
+export class EnvCache {
+  readonly root: string;
+  readonly maxBytes: number;
+  readonly mode: MaterializeMode;
+  private readonly clock: Clock;
+
+  constructor(options: EnvCacheOptions) {
+    this.root = path.resolve(options.root);
+    this.clock = options.clock;
+    this.maxBytes = options.maxBytes ?? DEFAULT_ENV_CACHE_MAX_BYTES;
+    this.mode = options.materialize ?? 'hardlink';
+    if (!Number.isFinite(this.maxBytes) || this.maxBytes < 0) throw new RangeError(`maxBytes must be a non-negative number, got ${String(options.maxBytes)}`);
+  }
+
+  private entryDir(key: string): string {
+    if (!/^[0-9a-f]{8,64}$/.test(key)) throw new RangeError(`not an environment cache key: ${key}`);
+    return path.join(this.root, key);
+  }
+
+  /** The entry of `key`, or undefined (absent, incomplete or of another layout version). */
+  async get(key: string): Promise<EnvCacheEntryMeta | undefined> {
+    const meta = await readMeta(path.join(this.entryDir(key), 'meta.json'));
+    return meta !== undefined && meta.version === ENV_CACHE_VERSION && meta.key === key ? meta : undefined;
+  }
+
+  /** Every complete entry, most recently used first. */
+  async list(): Promise<EnvCacheEntryMeta[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const entries: EnvCacheEntryMeta[] = [];
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const meta = await readMeta(path.join(this.root, name, 'meta.json'));
+      if (meta !== undefined && meta.key === name) entries.push(meta);
+    }
+    return entries.sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt));
+  }
+
+  /**
+   * Puts the entry's dependency directories into the workspace, replacing what is there (as the install
+   * it stands for would), and marks the entry used.
+   */
+  async materialize(meta: EnvCacheEntryMeta, worktreePath: string): Promise<void> {
+    const files = path.join(this.entryDir(meta.key), 'files');
+    for (const dir of meta.dirs) {
+      const target = path.join(worktreePath, dir);
+      await rm(target, { recursive: true, force: true });
+      await cloneTree(path.join(files, dir), target, this.mode, { sizeBytes: 0, fileCount: 0 });
+    }
+    await this.touch(meta);
+  }
+
+  /**
+   * Stores the workspace's dependency directories `dirs` as the entry `key`, then evicts beyond the bound.
+   * Concurrent stores of one key are harmless: the first rename wins, the other copy is dropped.
+   */
+  async store(input: { key: string; repository: string; commands: string[]; lockfiles: string[]; dirs: string[]; worktreePath: string }): Promise<{ meta: EnvCacheEntryMeta; evicted: string[] }> {
+    const final = this.entryDir(input.key);
+    await mkdir(this.root, { recursive: true });
+    const staging = path.join(this.root, `.staging-${input.key}-${randomBytes(6).toString('hex')}`);
+    try {
+      const stats: TreeStats = { sizeBytes: 0, fileCount: 0 };
+      for (const dir of input.dirs) {
+        // The workspace's files are sealed first, so the entry's inodes (shared with the workspace) are read-only too.
+        await cloneTree(path.join(input.worktreePath, dir), path.join(staging, 'files', dir), 'hardlink', stats, sealFile);
+      }
+      const now = new Date(this.clock.now()).toISOString();
+      const meta: EnvCacheEntryMeta = {
+        version: ENV_CACHE_VERSION,
+        key: input.key,
+        commands: input.commands,
+        lockfiles: input.lockfiles,
+        dirs: input.dirs,
+        sizeBytes: stats.sizeBytes,
+        fileCount: stats.fileCount,
+        createdAt: now,
+        lastUsedAt: now,
+        repository: input.repository,
+      };
+      await writeFile(path.join(staging, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+      try {
+        await rename(staging, final);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      }
+      const evicted = await this.prune({ maxBytes: this.maxBytes, keep: input.key });
+      return { meta, evicted };
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Evicts entries, least recently used first, until the total is within `maxBytes` (`0` empties the
+   * cache); `keep` is never evicted (the entry a run just stored). Also removes abandoned staging dirs.
+   * Returns the evicted keys.
+   */
+  async prune(options: { maxBytes?: number; keep?: string } = {}): Promise<string[]> {
+    const maxBytes = options.maxBytes ?? this.maxBytes;
+    const entries = await this.list();
+    let total = entries.reduce((sum, e) => sum + e.sizeBytes, 0);
+    const evicted: string[] = [];
+    for (const entry of [...entries].reverse()) {
+      if (total <= maxBytes) break;
+      if (entry.key === options.keep) continue;
+      await this.remove(entry.key);
+      total -= entry.sizeBytes;
+      evicted.push(entry.key);
+    }
+    return evicted;
+  }
+
+  /** Removes one entry; its meta goes first, so a half-removed entry is never hit. */
+  async remove(key: string): Promise<void> {
+    const dir = this.entryDir(key);
+    const doomed = path.join(this.root, `.removing-${key}-${randomBytes(6).toString('hex')}`);
+    try {
+      await rename(dir, doomed);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    await rm(doomed, { recursive: true, force: true });
+  }
+
+  private async touch(meta: EnvCacheEntryMeta): Promise<void> {
+    const file = path.join(this.entryDir(meta.key), 'meta.json');
+    const updated: EnvCacheEntryMeta = { ...meta, lastUsedAt: new Date(this.clock.now()).toISOString() };
+    const temp = `${file}.${randomBytes(4).toString('hex')}`;
+    await writeFile(temp, `${JSON.stringify(updated, null, 2)}\n`);
+    await rename(temp, file);
+    const when = new Date(this.clock.now());
+    await utimes(file, when, when);
+  }
+}
+
+async function readMeta(file: string): Promise<EnvCacheEntryMeta | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw error;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // A torn or hand-edited meta.json: the entry is treated as absent and replaced by the next store.
+    return undefined;
+  }
+  if (!isRecord(value)) return undefined;
+  const { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository } = value;
+  if (typeof version !== 'number' || typeof key !== 'string' || typeof sizeBytes !== 'number' || typeof fileCount !== 'number') return undefined;
+  if (typeof createdAt !== 'string' || typeof lastUsedAt !== 'string' || typeof repository !== 'string') return undefined;
+  if (!isStringArray(commands) || !isStringArray(lockfiles) || !isStringArray(dirs)) return undefined;
+  // Entry directories are workspace-relative: anything escaping the workspace is not an entry of ours.
+  if (dirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..'))) return undefined;
+  return { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository };
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
