@@ -12,6 +12,8 @@ import { runCli, type CliResult } from '../helpers/cli.js';
 import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { BWRAP_PATH_ENV, probeBwrap } from '../../src/util/sandbox.js';
 
+// Where bubblewrap cannot run (a developer's container), these suites are skipped; in CI (`.ci/run`
+// installs bubblewrap) they always run, so a broken sandbox fails the build instead of passing silently.
 const BWRAP_WORKS = probeBwrap().available;
 const FORGE_TOKEN = 'ghp_sandboxSentinelForgeToken0123456789AB';
 const SERVER_KEY = 'agentgate-sandbox-sentinel-api-key-0123456789';
@@ -65,7 +67,7 @@ function marker(name: string): Record<string, string> {
   return { [CONFORMANCE_MARKER_ENV]: `sandbox-${name}-${process.pid}-${Date.now()}` };
 }
 
-describe.skipIf(!BWRAP_WORKS)('agentgate exec in the bubblewrap sandbox', () => {
+describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('agentgate exec in the bubblewrap sandbox', () => {
   describe('when an agent and a gate leave escaped daemons behind', () => {
     it('after a normal end, no process of the run is left', async () => {
       const r = setup(`${escape(1002)} grep -q "a \\* b" src/math.js`);
