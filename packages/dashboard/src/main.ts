@@ -27,7 +27,7 @@ const live = new LiveConnection((state, detail) => {
 });
 
 /** What the current page must undo when the route changes (timers, subscriptions). */
-let teardown: Array<() => void> = [];
+const teardown: Array<() => void> = [];
 
 function leave(): void {
   for (const fn of teardown.splice(0)) fn();

@@ -11,6 +11,9 @@ import { killAllProcessGroups } from '../util/process.js';
 import { assertSandboxAvailable, isSandboxMode, SANDBOX_ENV, SANDBOX_MODES, sandboxWarnings } from '../util/sandbox.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerClientCommands } from './client-commands.js';
+import { registerCacheCommand } from './cache-command.js';
+import { registerGatesCommand } from './gates-command.js';
+import { registerBranchesCommand } from './branches-command.js';
 import { EXIT, runCommand, taskSpecFromFile, taskSpecFromFlags, type CliIo, type ExecFlags } from './run-command.js';
 
 /** The package version, read once from package.json next to src/ and dist/. */
@@ -83,6 +86,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
 
   registerServeCommand(program, io, setExit);
   registerClientCommands(program, io, setExit);
+  registerCacheCommand(program, io, setExit);
+  registerGatesCommand(program, io, setExit);
+  registerBranchesCommand(program, io, setExit);
 
   return program;
 }

@@ -12,6 +12,9 @@ import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
 import { createRuntime } from '../runtime.js';
+import { runGit, runGitTrimmed } from '../workspace/git.js';
+import { gitQuery } from '../gates/git.js';
+import { formatGatePlan, loadGatePlan } from '../gates/loader.js';
 import { systemClock } from '../util/clock.js';
 import { killAllProcessGroups } from '../util/process.js';
 import { sanitizeForTerminal } from '../util/terminal.js';
@@ -134,7 +137,7 @@ export function exitCodeForOutcome(outcome: RunOutcome): number {
   return EXIT.failed;
 }
 
-export function outcomeJson(outcome: RunOutcome): string {
+export function outcomeJson(outcome: RunOutcome, warnings: readonly string[] = []): string {
   const body: Record<string, unknown> = {
     workOrderId: outcome.workOrderId,
     runId: outcome.runId,
@@ -146,8 +149,50 @@ export function outcomeJson(outcome: RunOutcome): string {
   if (outcome.prUrl !== undefined) body['prUrl'] = outcome.prUrl;
   if (outcome.error) body['error'] = { code: outcome.error.code, message: outcome.error.message };
   if (outcome.unverified) body['unverified'] = true;
+  if (warnings.length > 0) body['warnings'] = [...warnings];
   body['usage'] = outcome.usage;
   return JSON.stringify(body);
+}
+
+/**
+ * Prints the gate plan before the run starts, so the user sees what the agent will be judged by (and
+ * where it came from) before paying for it. Local repositories only: a remote's plan is known once it
+ * is fetched (`agentgate gates` shows it for a local clone). Never fails the run: the engine loads the
+ * plan again and reports any error properly.
+ */
+async function printPlan(spec: ResolvedTaskSpec, io: CliIo): Promise<void> {
+  if (spec.workspace.source !== 'local') return;
+  const signal = AbortSignal.timeout(30_000);
+  try {
+    const baseSha = (await gitQuery(['rev-parse', '--verify', '--end-of-options', `${spec.workspace.ref ?? 'HEAD'}^{commit}`], { cwd: spec.workspace.path, signal })).trim();
+    const plan = await loadGatePlan({ worktreePath: spec.workspace.path, baseSha, signal, ...(spec.verify !== undefined && { inline: spec.verify }) });
+    io.stderr.write(`${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`);
+  } catch (error) {
+    const classified = toAgentGateError(error, 'AG_ERR_PHASE_VERIFY');
+    io.stderr.write(`gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`);
+  }
+}
+
+/**
+ * A run that ended before its first snapshot has nothing on its branch but the base commit: the branch
+ * would promise a result that does not exist. For a local repository it is removed (compare-and-delete,
+ * so a branch someone moved stays) and none is printed. Returns whether it was removed.
+ */
+async function dropBranchWithoutSnapshot(spec: ResolvedTaskSpec, outcome: RunOutcome, io: CliIo): Promise<boolean> {
+  if (spec.workspace.source !== 'local' || outcome.branch === null || outcome.branch === undefined || outcome.branch === '') return false;
+  const ref = `refs/heads/${outcome.branch}`;
+  const signal = AbortSignal.timeout(30_000);
+  const git = (args: string[], what: string) => ({ cwd: spec.workspace.path, args, signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP' as const, what, hardened: true });
+  try {
+    const [sha = '', author = '', subject = ''] = (await runGitTrimmed(git(['log', '-1', '--format=%H%n%ae%n%s', ref, '--'], 'read the run branch'))).split('\n');
+    if (author === 'agentgate@localhost' && subject.startsWith('agentgate: iteration ')) return false;
+    await runGit(git(['update-ref', '-m', 'agentgate: run ended before its first snapshot', '-d', ref, sha], 'remove the empty run branch'));
+    return true;
+  } catch (error) {
+    const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
+    io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
+    return false;
+  }
 }
 
 /** Runs a resolved spec in-process and returns the exit code. */
@@ -161,6 +206,7 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
     io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
   }
+  await printPlan(spec, io);
   const display = new ProgressDisplay({
     stream: io.stderr,
     clock: systemClock,
@@ -202,8 +248,12 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
   try {
     const outcome = await started.done;
     display.stop();
-    if (flags.json) io.stdout.write(`${outcomeJson(outcome)}\n`);
-    io.stderr.write(summaryLine(outcome));
+    // Workspace warnings (uncommitted changes ignored …) are recorded with the run; the user sees them here.
+    const warnings = (await runtime.repos.runs.get(started.runId))?.meta.warnings ?? [];
+    const shown = (await dropBranchWithoutSnapshot(spec, outcome, io)) ? { ...outcome, branch: null } : outcome;
+    if (flags.json) io.stdout.write(`${outcomeJson(shown, warnings)}\n`);
+    io.stderr.write(summaryLine(shown));
+    for (const warning of warnings) io.stderr.write(`  warning: ${terminalText(warning)}\n`);
     return exitCodeForOutcome(outcome);
   } catch (error) {
     // The run exists: whatever went wrong, the JSON line names it so the caller can look it up.
@@ -235,7 +285,8 @@ function summaryLine(outcome: RunOutcome): string {
   const head = `run ${outcome.runId} ${outcome.state}${outcome.result ? ` (${outcome.result})` : ''} after ${outcome.iterations} iteration(s)`;
   const error = outcome.error ? `\n  ${outcome.error.code}: ${terminalText(outcome.error.message)}` : '';
   const unverified = outcome.unverified ? '\n  WARNING: unverified — no verify.yaml and no test command was found; nothing was checked' : '';
-  return `${head}; branch ${sanitizeForTerminal(outcome.branch)}${error}${unverified}\n`;
+  const branch = outcome.branch === null ? 'no branch (the run ended before its first snapshot)' : `branch ${sanitizeForTerminal(outcome.branch)}`;
+  return `${head}; ${branch}${error}${unverified}\n`;
 }
 
 /** Shared driver of both commands: config → spec → run, with every error mapped to an exit code. */

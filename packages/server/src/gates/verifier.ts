@@ -143,7 +143,7 @@ export class Verifier {
       if (plan.source === 'none') return { ok: true, results };
       const steps = plan.config.environment.setup;
       const envCache = this.envCacheFor(ctx);
-      let pending: { key: string; repository: string; lockfiles: string[]; before: Set<string> } | undefined;
+      let pending: { key: string; repository: string; lockfiles: string[] } | undefined;
       if (steps.length > 0 && envCache !== undefined) {
         const cacheable = await cacheability(steps, ctx.worktreePath);
         if (!cacheable.cacheable) {
@@ -171,7 +171,7 @@ export class Verifier {
             });
             return { ok: true, results, cache };
           }
-          pending = { key, repository, lockfiles: cacheable.lockfiles, before: new Set(await findDependencyDirs(ctx.worktreePath)) };
+          pending = { key, repository, lockfiles: cacheable.lockfiles };
         }
       }
       const logs = new LogNames('setup-');

@@ -77,7 +77,7 @@ jobs:
       expect(notes.join('\n')).toMatch(/pwsh is not POSIX/);
     });
 
-    it('ignores multi-job workflows, release workflows and unparsable files, falling back to package scripts', async () => {
+    it('ignores workflows without a test job, release workflows and unparsable files, falling back to package scripts', async () => {
       const multiJob = 'on: push\njobs:\n  a: { runs-on: ubuntu-latest, steps: [{ run: make a }] }\n  b: { runs-on: ubuntu-latest, steps: [{ run: make b }] }\n';
       const release = 'on: { release: { types: [published] } }\njobs:\n  r: { runs-on: ubuntu-latest, steps: [{ run: make dist }] }\n';
       const result = await detectGatePlan(
@@ -85,7 +85,7 @@ jobs:
       );
       expect(result.plan?.detectedFrom).toEqual(['package.json']);
       expect(result.notes).toEqual([
-        '.github/workflows/a.yml: skipped, has 2 jobs (only single-job workflows are detected)',
+        '.github/workflows/a.yml: skipped, no job runs a test command',
         '.github/workflows/b.yml: skipped, not triggered by push or pull_request',
         expect.stringMatching(/^\.github\/workflows\/c\.yml: skipped, not valid YAML/),
       ]);
@@ -117,7 +117,8 @@ jobs:
 
     it('follows the packageManager field over lockfiles', async () => {
       const pkg = JSON.stringify({ packageManager: 'yarn@4.1.0', scripts: { test: 'jest' } });
-      expect(await commands({ 'package.json': pkg, 'yarn.lock': '', 'package-lock.json': '' })).toMatchObject({ setup: ['yarn install --immutable'], tests: ['yarn run test'] });
+      // Pinned through corepack: the pinned version runs, and nothing is installed on the machine.
+      expect(await commands({ 'package.json': pkg, 'yarn.lock': '', 'package-lock.json': '' })).toMatchObject({ setup: ['corepack yarn install --immutable'], tests: ['corepack yarn run test'] });
     });
 
     it("skips npm's placeholder test script", async () => {
@@ -162,5 +163,88 @@ jobs:
 
   it('finds nothing in a repository without checks', async () => {
     expect(await detectGatePlan(repo({ 'README.md': '# hi', 'src/main.c': 'int main(){}' }))).toEqual({ plan: undefined, notes: [] });
+  });
+
+  describe('a Python library with src/ layout, pytest in pyproject.toml, a multi-job test workflow, docs and benchmarks', () => {
+    const files = {
+      'pyproject.toml': '[project]\nname = "lib"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n',
+      'src/lib/__init__.py': '',
+      'tests/test_lib.py': 'def test_x(): pass\n',
+      '.github/workflows/docs.yml': 'name: Docs\non: [push, pull_request]\njobs:\n  docs:\n    runs-on: ubuntu-latest\n    steps:\n      - run: pip install -e .[docs]\n      - run: sphinx-build docs docs/_build\n',
+      '.github/workflows/benchmark.yml': 'name: Benchmarks\non: [push]\njobs:\n  bench:\n    runs-on: ubuntu-latest\n    steps:\n      - run: python bench/run.py\n',
+      '.github/workflows/test.yml': `name: Tests
+on: [push, pull_request]
+jobs:
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: ruff check .
+  test:
+    runs-on: \${{ matrix.os }}
+    strategy:
+      matrix:
+        os: [windows-latest, ubuntu-latest, macos-latest]
+        python-version: ["3.9", "3.12"]
+    steps:
+      - uses: actions/setup-python@v5
+        with: { python-version: "\${{ matrix.python-version }}" }
+      - name: Install
+        run: python -m pip install -e .[test]
+      - name: Run tests (py\${{ matrix.python-version }})
+        run: pytest -q --junitxml=reports/\${{ matrix.python-version }}.xml
+`,
+    };
+
+    it('finds the test job by its steps, reduces the matrix to one Linux cell and uses pytest as the gate', async () => {
+      const { plan, notes } = await detectGatePlan(repo(files));
+      expect(plan?.config.tests.map((t) => t.command)).toEqual(['pytest -q --junitxml=reports/3.12.xml']);
+      expect(plan?.config.environment.setup.map((s) => s.command)).toEqual(['python -m pip install -e .[test]']);
+      expect(plan?.detectedFrom).toEqual(['.github/workflows/test.yml']);
+      expect(plan?.origins).toEqual([
+        { kind: 'setup', name: 'Install', from: '.github/workflows/test.yml, job "test", step "Install"' },
+        { kind: 'gate', name: 'Run tests (py3.12)', from: '.github/workflows/test.yml, job "test", step "Run tests (py3.12)"' },
+      ]);
+      expect(notes).toContain('.github/workflows/docs.yml: skipped, a docs, benchmark or release workflow, not the test suite');
+      expect(notes).toContain('.github/workflows/benchmark.yml: skipped, a docs, benchmark or release workflow, not the test suite');
+      expect(notes).toContain('.github/workflows/test.yml: job "test": matrix reduced to one cell (os=ubuntu-latest, python-version=3.12)');
+    });
+
+    it('without the test workflow, uses pytest from pyproject.toml, never the docs or benchmark workflow', async () => {
+      const { '.github/workflows/test.yml': _test, ...rest } = files;
+      const { plan } = await detectGatePlan(repo(rest));
+      expect(plan?.config.tests.map((t) => t.command)).toEqual(['pytest']);
+      expect(plan?.origins).toEqual([{ kind: 'gate', name: 'pytest', from: 'pyproject.toml [tool.pytest]' }]);
+    });
+  });
+
+  describe('language-native configuration', () => {
+    it('uses tox, nox or a Makefile test target when nothing more specific exists', async () => {
+      expect((await commands({ 'tox.ini': '[tox]\nenvlist = py312\n' })).tests).toEqual(['tox']);
+      expect((await commands({ 'pyproject.toml': '[tool.tox]\nlegacy_tox_ini = ""\n' })).tests).toEqual(['tox']);
+      expect((await commands({ 'noxfile.py': 'import nox\n' })).tests).toEqual(['nox']);
+      expect((await commands({ Makefile: 'build:\n\tcc x.c\ntest: build\n\t./run-tests\n' })).tests).toEqual(['make test']);
+      expect((await commands({ Makefile: 'test:\n\tgo test\n', 'go.mod': 'module x\n' })).tests).toEqual(['go test ./...']);
+    });
+
+    it('says where package scripts and their package manager came from', async () => {
+      const { plan } = await detectGatePlan(repo({ 'package.json': JSON.stringify({ packageManager: 'pnpm@9.1.0', scripts: { test: 'vitest run' } }), 'pnpm-lock.yaml': '' }));
+      expect(plan?.config.environment.setup.map((s) => s.command)).toEqual(['corepack pnpm install --frozen-lockfile']);
+      expect(plan?.origins).toEqual([
+        { kind: 'setup', name: 'install', from: 'package.json (pnpm, from packageManager pnpm@9.1.0)' },
+        { kind: 'gate', name: 'test', from: 'package.json scripts.test (pnpm, from packageManager pnpm@9.1.0)' },
+      ]);
+    });
+  });
+
+  describe('corepack in a workflow', () => {
+    it('drops `corepack enable` (it writes into the machine) and runs pnpm through corepack instead', async () => {
+      const workflow = 'on: push\njobs:\n  test:\n    runs-on: ubuntu-latest\n    steps:\n      - run: corepack enable\n      - run: pnpm install --frozen-lockfile\n      - run: |\n          pnpm build\n          pnpm test\n';
+      const { plan, notes } = await detectGatePlan(repo({ '.github/workflows/ci.yml': workflow }));
+      const all = [...(plan?.config.environment.setup ?? []), ...(plan?.config.tests ?? [])].map((s) => s.command);
+      expect(all).toEqual(['corepack pnpm install --frozen-lockfile', 'corepack pnpm build\ncorepack pnpm test']);
+      expect(all.join('\n')).not.toMatch(/corepack enable/);
+      expect(notes.join('\n')).toMatch(/corepack enable` dropped/);
+    });
   });
 });

@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import type { FastifyRequest } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { listRoutes } from '../../src/server/app.js';
+import { isPublicRoute, listRoutes } from '../../src/server/app.js';
 import { ApiKeyAuth, MAX_OUTSTANDING_TICKETS, bearerToken, ticketFromProtocols } from '../../src/server/auth.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { startServer, type TestServer } from './harness.js';
@@ -103,10 +103,15 @@ describe('with an API key configured', () => {
     for (const { method, url } of routes) {
       const path = url.replace(/:[A-Za-z]+/g, 'some-id').replace(/\*$/, 'x');
       const isHealth = url === '/health' || url.startsWith('/health/');
+      // The dashboard's page and assets hold no data: open, like /health*. Everything else needs the key.
+      const isDashboard = isPublicRoute(url) && !isHealth;
+      expect(isPublicRoute(url), `${method} ${url} is public`).toBe(isHealth || url === '/' || url === '/assets/*');
       for (const authorization of [undefined, 'Bearer wrong-key', `Basic ${KEY}`]) {
         const reply = await s.request(method, path, { headers: authorization === undefined ? {} : { authorization } });
         if (isHealth) {
           expect(reply.status, `${method} ${url}`).toBe(200);
+        } else if (isDashboard) {
+          expect(reply.status, `${method} ${url}`).not.toBe(401);
         } else {
           expect(reply.status, `${method} ${url} with ${String(authorization)}`).toBe(401);
           if (method !== 'HEAD') expect(reply.json?.error?.code).toBe('AG_ERR_API_UNAUTHORIZED');

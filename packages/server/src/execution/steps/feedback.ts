@@ -26,11 +26,16 @@ export async function feedback(run: RunContext): Promise<StepOutcome<'feedback'>
     await run.iterations.save();
     return { event: 'system_error', error: run.failure(result.error, 'feedback') };
   }
-  record.feedback = { text: result.value.text, truncated: result.value.truncated };
+  // An iteration that changed nothing is said to be one, so the agent does not believe its edits were tested.
+  const text = record.snapshot?.noChange === true ? `${NO_CHANGE_NOTE}\n\n${result.value.text}` : result.value.text;
+  record.feedback = { text, truncated: result.value.truncated };
   await run.iterations.save();
-  progress.feedback = result.value.text;
+  progress.feedback = text;
   return { event: 'feedback_generated' };
 }
+
+/** Put before the feedback of an iteration in which the agent changed no file. */
+export const NO_CHANGE_NOTE = 'Note: your last iteration changed no files in the workspace, so the gates below ran on the same code as before. Edit the files to fix the failures.';
 
 /** The error that ends the run after failed CI, or undefined when another iteration may fix it. */
 async function ciStops(run: RunContext): Promise<RunErrorInfo | undefined> {
