@@ -91,7 +91,7 @@ try {
   console.log(`\nGET /api/v1/queue → ${JSON.stringify(queue.data)}`);
   const metrics = await (await fetch(`${url}/metrics`)).text();
   console.log(`GET /metrics →\n${metrics.split('\n').filter((line) => /^agentgate_(runs_started_total|runs_completed_total|iterations_total)/.test(line)).join('\n')}`);
-  console.log(`\nAPI docs: ${url}/docs · WebSocket: ws://127.0.0.1:${port}/ws · SSE: ${url}/api/v1/runs/${runId}/stream`);
+  console.log(`\nDashboard: ${url}/ · API docs: ${url}/docs · WebSocket: ws://127.0.0.1:${port}/ws · SSE: ${url}/api/v1/runs/${runId}/stream`);
 } finally {
   server.kill('SIGTERM');
   await new Promise((resolve) => server.on('exit', resolve));

@@ -137,7 +137,10 @@ export function exitCodeForOutcome(outcome: RunOutcome): number {
   return EXIT.failed;
 }
 
-export function outcomeJson(outcome: RunOutcome, warnings: readonly string[] = []): string {
+/** The outcome as shown: `branch` is null when the run left none (it ended before its first snapshot). */
+export type ShownOutcome = Omit<RunOutcome, 'branch'> & { branch: string | null };
+
+export function outcomeJson(outcome: ShownOutcome, warnings: readonly string[] = []): string {
   const body: Record<string, unknown> = {
     workOrderId: outcome.workOrderId,
     runId: outcome.runId,
@@ -179,12 +182,17 @@ async function printPlan(spec: ResolvedTaskSpec, io: CliIo): Promise<void> {
  * so a branch someone moved stays) and none is printed. Returns whether it was removed.
  */
 async function dropBranchWithoutSnapshot(spec: ResolvedTaskSpec, outcome: RunOutcome, io: CliIo): Promise<boolean> {
-  if (spec.workspace.source !== 'local' || outcome.branch === null || outcome.branch === undefined || outcome.branch === '') return false;
+  const workspace = spec.workspace;
+  if (workspace.source !== 'local' || outcome.branch === '') return false;
   const ref = `refs/heads/${outcome.branch}`;
   const signal = AbortSignal.timeout(30_000);
-  const git = (args: string[], what: string) => ({ cwd: spec.workspace.path, args, signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP' as const, what, hardened: true });
+  const git = (args: string[], what: string) => ({ cwd: workspace.path, args, signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP' as const, what, hardened: true });
   try {
-    const [sha = '', author = '', subject = ''] = (await runGitTrimmed(git(['log', '-1', '--format=%H%n%ae%n%s', ref, '--'], 'read the run branch'))).split('\n');
+    // for-each-ref prints nothing for a branch that was never created (the run failed before its workspace).
+    const tip = await runGitTrimmed(git(['for-each-ref', '--format=%(objectname)%00%(authoremail)%00%(subject)', ref], 'read the run branch'));
+    if (tip === '') return true;
+    const [sha = '', email = '', subject = ''] = tip.split('\0');
+    const author = email.replace(/^<|>$/g, '');
     if (author === 'agentgate@localhost' && subject.startsWith('agentgate: iteration ')) return false;
     await runGit(git(['update-ref', '-m', 'agentgate: run ended before its first snapshot', '-d', ref, sha], 'remove the empty run branch'));
     return true;
@@ -250,7 +258,7 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     display.stop();
     // Workspace warnings (uncommitted changes ignored …) are recorded with the run; the user sees them here.
     const warnings = (await runtime.repos.runs.get(started.runId))?.meta.warnings ?? [];
-    const shown = (await dropBranchWithoutSnapshot(spec, outcome, io)) ? { ...outcome, branch: null } : outcome;
+    const shown: ShownOutcome = (await dropBranchWithoutSnapshot(spec, outcome, io)) ? { ...outcome, branch: null } : outcome;
     if (flags.json) io.stdout.write(`${outcomeJson(shown, warnings)}\n`);
     io.stderr.write(summaryLine(shown));
     for (const warning of warnings) io.stderr.write(`  warning: ${terminalText(warning)}\n`);
@@ -281,7 +289,7 @@ function terminalText(untrusted: string): string {
   return sanitizeForTerminal(untrusted, { newlines: 'keep' }).replace(/\n/g, '\n    ');
 }
 
-function summaryLine(outcome: RunOutcome): string {
+function summaryLine(outcome: ShownOutcome): string {
   const head = `run ${outcome.runId} ${outcome.state}${outcome.result ? ` (${outcome.result})` : ''} after ${outcome.iterations} iteration(s)`;
   const error = outcome.error ? `\n  ${outcome.error.code}: ${terminalText(outcome.error.message)}` : '';
   const unverified = outcome.unverified ? '\n  WARNING: unverified — no verify.yaml and no test command was found; nothing was checked' : '';
