@@ -60,6 +60,21 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return envelope.data;
 }
 
+/** A GET answering text (the iteration patch): the text, or the error envelope as an ApiError. */
+export async function apiText(path: string): Promise<string> {
+  const key = storedKey();
+  const response = await fetch(path, { headers: key === null ? {} : { authorization: `Bearer ${key}` } });
+  const body = await response.text();
+  if (response.ok) return body;
+  let envelope: Envelope<unknown> = { success: false };
+  try {
+    envelope = JSON.parse(body) as Envelope<unknown>;
+  } catch {
+    // not an envelope: the status says enough
+  }
+  throw new ApiError(response.status, envelope.error?.code ?? 'AG_ERR_INTERNAL', envelope.error?.message ?? `HTTP ${response.status}`);
+}
+
 export interface Page<T> {
   readonly items: readonly T[];
   readonly total: number;

@@ -2,10 +2,11 @@
  * The AgentGate dashboard: hash routes `#/` (work orders and their latest runs), `#/new` (submit),
  * `#/work-orders/<id>` and `#/runs/<id>` (live timeline over `/ws`). Plain DOM, no framework.
  */
-import { api, ApiError, storedKey, storeKey, type Page, type RunDetail, type RunView, type WorkOrderDetail, type WorkOrderView } from './api.js';
+import { api, apiText, ApiError, storedKey, storeKey, type Page, type RunDetail, type RunView, type WorkOrderDetail, type WorkOrderView } from './api.js';
 import { h } from './dom.js';
 import { AGENT_TYPES, SOURCE_TYPES, validateWorkOrder, type WorkOrderFormValues } from './form.js';
 import { LiveConnection, type ConnectionState } from './live.js';
+import { deliveryOf, gatesOf, safeUrl } from './report.js';
 import { describe, ms, Timeline, type EventEnvelope } from './timeline.js';
 import './style.css';
 
@@ -295,13 +296,92 @@ function feedbackText(feedback: unknown): string {
   return feedback === undefined || feedback === null ? '' : JSON.stringify(feedback, null, 2);
 }
 
+/** One iteration: its gates (failed ones with an output excerpt and diagnostics) and its diff, loaded when opened. */
+function iterationCard(runId: string, iteration: number, record: Record<string, unknown>): HTMLElement {
+  const gates = gatesOf(record);
+  const passed = gates.length > 0 && gates.every((g) => g.passed);
+  const patch = h('pre', { class: 'diff', 'data-testid': 'patch-text' });
+  const patchBox = h('details', { 'data-testid': 'patch' }, h('summary', {}, 'Diff of this iteration'), patch);
+  let loaded = false;
+  patchBox.addEventListener('toggle', () => {
+    if (!patchBox.open || loaded) return;
+    loaded = true;
+    patch.textContent = 'Loading…';
+    apiText(`/api/v1/runs/${encodeURIComponent(runId)}/iterations/${iteration}/patch`).then(
+      (diff) => {
+        // textContent: the diff is shown as text, never parsed as HTML.
+        patch.textContent = diff === '' ? '(no changes)' : diff;
+        patch.dataset.loaded = 'true';
+      },
+      (error: unknown) => {
+        loaded = false;
+        patch.textContent = error instanceof Error ? error.message : String(error);
+        patch.dataset.loaded = 'error';
+      },
+    );
+  });
+  return h(
+    'details',
+    { class: 'card iteration', open: true, 'data-iteration': String(iteration) },
+    h('summary', {}, `Iteration ${iteration}`, gates.length === 0 ? '' : h('span', { class: `badge ${passed ? 'succeeded' : 'failed'}` }, passed ? 'gates passed' : 'gates failed')),
+    gates.length === 0
+      ? h('p', {}, 'No gate results.')
+      : h(
+          'ul',
+          { class: 'gates' },
+          ...gates.map((g) =>
+            h(
+              'li',
+              { class: g.passed ? 'ok' : 'bad', 'data-gate': g.name, 'data-passed': String(g.passed) },
+              h('strong', {}, g.name),
+              ` ${g.passed ? 'passed' : 'failed'}${g.exitCode === null ? '' : ` (exit ${g.exitCode})`}`,
+              g.message === '' ? '' : ` — ${g.message}`,
+              g.diagnostics.length === 0 ? '' : h('ul', { class: 'diagnostics' }, ...g.diagnostics.map((d) => h('li', {}, d))),
+              g.excerpt === '' ? '' : h('pre', { class: 'detail excerpt', 'data-testid': 'gate-excerpt' }, g.excerpt),
+            ),
+          ),
+        ),
+    patchBox,
+  );
+}
+
+/** The PR/MR link, delivery result and latest CI state of a run. */
+function renderDelivery(panel: HTMLElement, events: readonly EventEnvelope[], meta: Record<string, unknown>): void {
+  const d = deliveryOf(events, meta);
+  const link = safeUrl(d.prUrl);
+  panel.dataset.state = d.ok === null ? (d.started ? 'running' : 'none') : d.ok ? 'ok' : 'failed';
+  panel.replaceChildren(
+    h('h2', {}, 'Delivery'),
+    !d.started
+      ? h('p', {}, 'Not delivered yet.')
+      : h(
+          'p',
+          {},
+          `${d.kind ?? 'delivery'}: `,
+          h('span', { class: `badge ${d.ok === null ? 'running' : d.ok ? 'succeeded' : 'failed'}`, 'data-testid': 'delivery-state' }, d.ok === null ? 'in progress' : d.ok ? 'done' : 'failed'),
+          d.branch === null ? '' : h('span', {}, ' · branch ', h('code', { 'data-testid': 'delivery-branch' }, d.branch)),
+        ),
+    d.error === null ? '' : h('p', { class: 'error' }, d.error),
+    d.prUrl === null ? '' : h('p', {}, 'PR/MR: ', link === null ? h('code', {}, d.prUrl) : h('a', { href: link, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'pr-link' }, link)),
+    d.ci === null
+      ? h('p', { 'data-testid': 'ci' }, 'CI: not watched')
+      : h('p', { 'data-testid': 'ci' }, 'CI: ', h('span', { class: `badge ci-${d.ci.status}`, 'data-testid': 'ci-status' }, d.ci.status), d.ci.detail === '' ? '' : ` — ${d.ci.detail}`),
+  );
+}
+
 /** A run's summary, live timeline and per-iteration feedback, into `container`. */
 function mountRun(container: HTMLElement, runId: string, withCancel: boolean): void {
   const head = h('div', { class: 'card', 'data-testid': 'run' });
   const list = h('ol', { class: 'timeline', 'data-testid': 'timeline' });
   const feedback = h('div', { 'data-testid': 'feedback' });
-  container.replaceChildren(head, h('h2', {}, 'Timeline'), list, h('h2', {}, 'Feedback sent to the agent'), feedback);
+  const iterations = h('div', { 'data-testid': 'iterations' });
+  const delivery = h('section', { class: 'card', 'data-testid': 'delivery' });
+  container.replaceChildren(head, delivery, h('h2', {}, 'Timeline'), list, h('h2', {}, 'Gates and diff per iteration'), iterations, h('h2', {}, 'Feedback sent to the agent'), feedback);
   const timeline = new Timeline();
+  let meta: Record<string, unknown> = {};
+  /** Rendered iteration cards with the record they show: a card is rebuilt only when its record changed. */
+  const cards = new Map<number, { json: string; card: HTMLElement }>();
+  renderDelivery(delivery, [], meta);
 
   const loadRun = async (): Promise<void> => {
     const run = await api<RunDetail>('GET', `/api/v1/runs/${encodeURIComponent(runId)}`);
@@ -320,6 +400,16 @@ function mountRun(container: HTMLElement, runId: string, withCancel: boolean): v
       ),
       run.error === null ? '' : h('p', { class: 'error' }, `${run.error.code}: ${run.error.message}`),
     );
+    meta = run.meta;
+    renderDelivery(delivery, timeline.events(), meta);
+    for (const it of run.iterations) {
+      const json = JSON.stringify(it.record);
+      if (cards.get(it.iteration)?.json === json) continue;
+      const card = iterationCard(run.id, it.iteration, it.record);
+      cards.get(it.iteration)?.card.replaceWith(card);
+      cards.set(it.iteration, { json, card });
+    }
+    iterations.replaceChildren(...[...cards.entries()].sort(([a], [b]) => a - b).map(([, { card }]) => card));
     feedback.replaceChildren(
       ...run.iterations
         .filter((it) => feedbackText(it.record.feedback) !== '')
@@ -344,6 +434,7 @@ function mountRun(container: HTMLElement, runId: string, withCancel: boolean): v
     );
     // Events arrive in seq order; a replay only ever adds later seqs, so appending keeps the order.
     list.append(item);
+    if (event.type === 'delivery_started' || event.type === 'delivery_completed' || event.type === 'ci_status') renderDelivery(delivery, timeline.events(), meta);
     if (line.kind === 'header' || line.kind === 'end' || event.type === 'run_state_changed') void loadRun().catch(fail);
   };
 

@@ -157,6 +157,26 @@ describe.skipIf(!haveChromium)('the dashboard in Chromium', () => {
     await page.locator('[data-testid=feedback] details[data-iteration="1"]').waitFor(WAIT);
     await shot(page, '05-succeeded-timeline');
 
+    // Gates per iteration: iteration 1's failed gate with a bounded output excerpt, iteration 2's passing.
+    const first = page.locator('[data-testid=iterations] details[data-iteration="1"]');
+    const failedGate = first.locator('li[data-passed=false]').first();
+    await failedGate.waitFor(WAIT);
+    const gateExcerpt = (await failedGate.locator('[data-testid=gate-excerpt]').textContent()) ?? '';
+    expect(gateExcerpt).toMatch(/\S/);
+    expect(gateExcerpt.length).toBeLessThanOrEqual(4100);
+    await page.locator('[data-testid=iterations] details[data-iteration="2"] li[data-passed=true]').first().waitFor(WAIT);
+    // The diff of iteration 2, loaded when opened, as text.
+    const second = page.locator('[data-testid=iterations] details[data-iteration="2"]');
+    await second.locator('[data-testid=patch] summary').click();
+    await second.locator('[data-testid=patch-text][data-loaded=true]').waitFor(WAIT);
+    expect(await second.locator('[data-testid=patch-text]').textContent()).toContain('diff --git a/src/math.js b/src/math.js');
+    expect(await second.locator('[data-testid=patch-text] *').count()).toBe(0);
+    // Delivery: the local delivery of the run's branch, no CI watched.
+    await page.locator('[data-testid=delivery][data-state=ok]').waitFor(WAIT);
+    expect(await page.getByTestId('delivery-branch').textContent()).toMatch(/\S/);
+    expect(await page.getByTestId('ci').textContent()).toContain('not watched');
+    await shot(page, '05b-gates-diff-delivery');
+
     const runId = await runIdOf(page);
     expect(await renderedSeqs(page)).toEqual(await storedSeqs(s, runId));
 

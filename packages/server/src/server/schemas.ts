@@ -45,6 +45,9 @@ export const IdSchema = z
 
 export const IdParamsSchema = z.object({ id: IdSchema });
 
+/** `/api/v1/runs/:id/iterations/:n/...`: a run id and an iteration number (1-based). */
+export const IterationParamsSchema = z.object({ id: IdSchema, n: decimal(1, 1_000_000) });
+
 const PageQueryFields = {
   limit: decimal(1, MAX_PAGE_LIMIT).default(DEFAULT_PAGE_LIMIT).describe(`Page size, 1-${MAX_PAGE_LIMIT} (default ${DEFAULT_PAGE_LIMIT})`),
   offset: decimal(0, 1_000_000_000).default(0).describe('Items to skip (default 0)'),
