@@ -57,7 +57,7 @@ function matchesResult(run: StoredRun, wanted: PruneResult): boolean {
 }
 
 /** Why a branch is kept, or undefined when it is to be removed. */
-function keepReason(run: StoredRun | null, wanted: PruneResult, cutoff: number): string | undefined {
+export function keepReason(run: StoredRun | null, wanted: PruneResult, cutoff: number): string | undefined {
   if (run === null) return 'no run of that id in this AgentGate home';
   if (!isTerminalState(run.state)) return `its run is ${run.state}`;
   if (!matchesResult(run, wanted)) return `its run ${run.state}${run.result === null ? '' : ` (${run.result})`}`;

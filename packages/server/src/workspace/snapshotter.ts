@@ -8,9 +8,11 @@
  * HEAD and branches) is never read, so an agent that switches branches, commits, or defines filters and
  * diff drivers changes nothing about what is recorded — the snapshot is the bytes of its files.
  *
- * An iteration in which the agent changed nothing still gets a commit (`--allow-empty`), so every
- * iteration has a sha, and is flagged `noChange` — strategies use that to detect no-progress loops. The
- * commit is made as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`).
+ * An iteration in which the agent changed nothing is flagged `noChange` — strategies use that to detect
+ * no-progress loops. With `emptyIterations: 'commit'` (the default for now) it still gets an empty commit
+ * (`--allow-empty`); with `'skip'` no commit is made, so the run branch holds only iterations that changed
+ * something, and the snapshot's sha is the previous snapshot's (or the base commit). The commit is made
+ * as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`).
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
@@ -45,7 +47,14 @@ export function snapshotMessage(iteration: number): string {
   return `agentgate: iteration ${iteration}`;
 }
 
+export interface SnapshotterOptions {
+  /** What an iteration that changed nothing leaves on the run branch: an empty commit, or nothing. */
+  emptyIterations?: 'commit' | 'skip';
+}
+
 export class Snapshotter {
+  constructor(private readonly options: SnapshotterOptions = {}) {}
+
   /** Commits the worktree and reports the iteration's changes; never throws. */
   async snapshot(request: SnapshotRequest): Promise<SnapshotOutcome> {
     try {
@@ -88,9 +97,18 @@ export class Snapshotter {
     const exclusions = nested.map((dir) => `:(top,exclude,literal)${dir}`);
 
     await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
-    await runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', snapshotMessage(iteration)], 'commit the snapshot'));
-    // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base).
-    const since = request.previousSha ?? 'HEAD^';
+    let committed = true;
+    if (this.options.emptyIterations === 'skip') {
+      const [indexTree, headTree] = await Promise.all([
+        runGitTrimmed(git(['write-tree'], 'read the staged tree')),
+        runGitTrimmed(git(['rev-parse', 'HEAD^{tree}'], 'read the last snapshot tree')),
+      ]);
+      committed = indexTree !== headTree;
+    }
+    if (committed) await runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', snapshotMessage(iteration)], 'commit the snapshot'));
+    // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base); without
+    // a new commit, HEAD is the previous snapshot itself.
+    const since = request.previousSha ?? (committed ? 'HEAD^' : 'HEAD');
     const [sha = '', treeSha = '', sinceSha = '', sinceTree = ''] = (
       await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', since, `${since}^{tree}`], 'read the snapshot commit'))
     ).split('\n');

@@ -1,8 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { keepReason } from '../../src/cli/branches-command.js';
+import type { StoredRun } from '../../src/store/types.js';
+import { WorkspaceManager } from '../../src/workspace/manager.js';
+import { Snapshotter } from '../../src/workspace/snapshotter.js';
 import { runCli } from '../helpers/cli.js';
-import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { readRun } from '../helpers/store-checks.js';
+import { AGENTS, agentOutput, agentReceived, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 
 const repos: TempRepo[] = [];
 afterEach(() => {
@@ -38,7 +43,7 @@ describe('honest branches', () => {
   });
 
   describe('agentgate branches prune', () => {
-    it('removes the branches of failed runs, keeps succeeded ones unless --result all, and never a running one', async () => {
+    it('removes the branches of failed runs, keeps succeeded ones unless --result all, and branches of unknown runs', async () => {
       const r = setup();
       const failed = await exec(r, writeAgent(r.root, 'wrong', AGENTS.alwaysWrong), ['--max-iterations', '1']);
       expect(failed.code).toBe(1);
@@ -73,5 +78,87 @@ describe('honest branches', () => {
       const res = await runCli(['branches', 'prune', '--path', r.repo, '--result', 'passed'], { env: { AGENTGATE_HOME: r.home } });
       expect(res.code).toBe(2);
     });
+  });
+});
+
+describe('a run that ends before its first snapshot', () => {
+  it('leaves no branch and prints none', async () => {
+    const r = setup();
+    // An invalid verify.yaml fails the run after its workspace (and branch) exist, before any agent runs.
+    writeFileSync(join(r.repo, 'verify.yaml'), 'version: "1"\ntests: 42\n');
+    git(r.repo, 'add', 'verify.yaml');
+    git(r.repo, 'commit', '-q', '-m', 'broken gates');
+    const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct));
+    expect(res.code).toBe(2);
+    expect(res.json?.['branch']).toBeNull();
+    expect(res.stderr).toContain('no branch (the run ended before its first snapshot)');
+    expect(runBranches(r)).toEqual([]);
+  });
+});
+
+describe('keepReason', () => {
+  const run = (state: StoredRun['state'], completedAt: string | null): StoredRun => ({
+    id: 'r',
+    workOrderId: 'w',
+    state,
+    iteration: 1,
+    maxIterations: 3,
+    result: null,
+    error: null,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    updatedAt: '2026-01-01T00:00:00.000Z',
+    completedAt,
+    branch: 'agentgate/r',
+    meta: {},
+    version: 1,
+  });
+  const later = Date.parse('2026-02-01T00:00:00.000Z');
+
+  it('never removes the branch of a run that has not finished, whatever --result and age', () => {
+    for (const state of ['queued', 'building', 'verifying', 'snapshotting'] as const) {
+      expect(keepReason(run(state, null), 'all', later)).toBe(`its run is ${state}`);
+    }
+  });
+
+  it('removes finished runs by result and age', () => {
+    expect(keepReason(run('failed', '2026-01-02T00:00:00.000Z'), 'failed', later)).toBeUndefined();
+    expect(keepReason(run('canceled', '2026-01-02T00:00:00.000Z'), 'failed', later)).toBe('its run canceled');
+    expect(keepReason(run('canceled', '2026-01-02T00:00:00.000Z'), 'canceled', later)).toBeUndefined();
+    expect(keepReason(run('failed', '2026-03-01T00:00:00.000Z'), 'failed', later)).toBe('its run finished too recently');
+    expect(keepReason(null, 'all', later)).toBe('no run of that id in this AgentGate home');
+  });
+});
+
+describe("Snapshotter with emptyIterations: 'skip'", () => {
+  it('records an iteration that changed nothing without a commit, and the next change still lands on the branch', async () => {
+    const r = setup();
+    const artifacts = join(r.home, 'runs', 'run-skip');
+    const ws = await new WorkspaceManager({ home: r.home }).acquire({ source: 'local', path: r.repo }, { runId: 'run-skip', signal: new AbortController().signal });
+    const snapshotter = new Snapshotter({ emptyIterations: 'skip' });
+    const snap = async (iteration: number, previousSha?: string) => {
+      const outcome = await snapshotter.snapshot({ workspace: ws, iteration, artifactsDir: artifacts, signal: new AbortController().signal, ...(previousSha === undefined ? {} : { previousSha }) });
+      if (!outcome.ok) throw outcome.error;
+      return outcome.snapshot;
+    };
+    const first = await snap(1);
+    expect(first).toMatchObject({ noChange: true, sha: ws.baseSha, filesChanged: 0 });
+    expect(git(r.repo, 'rev-parse', 'agentgate/run-skip')).toBe(ws.baseSha);
+    writeFileSync(join(ws.path, 'added.txt'), 'x\n');
+    const second = await snap(2, first.sha);
+    expect(second).toMatchObject({ noChange: false, filesChanged: 1, changedFiles: ['added.txt'] });
+    const third = await snap(3, second.sha);
+    expect(third).toMatchObject({ noChange: true, sha: second.sha, changedFiles: ['added.txt'] });
+    expect(git(r.repo, 'log', '--format=%s', 'agentgate/run-skip', `^${ws.baseSha}`)).toBe('agentgate: iteration 2');
+  });
+});
+
+describe('an iteration in which the agent changed nothing', () => {
+  it("is said so in the next iteration's feedback", async () => {
+    const r = setup();
+    const idle = `printf 'received-feedback-%s: %s\\n' "$AGENTGATE_ITERATION" "$(printf '%s' "\${AGENTGATE_FEEDBACK:-}" | base64 -w0)"`;
+    const res = await exec(r, writeAgent(r.root, 'idle', idle), ['--max-iterations', '2', '--strategy', 'fixed']);
+    expect(res.code).toBe(1);
+    const output = agentOutput((await readRun(r.home, res.runId)).events);
+    expect(agentReceived(output, 'feedback', 2)).toMatch(/^Note: your last iteration changed no files/);
   });
 });

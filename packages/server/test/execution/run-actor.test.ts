@@ -205,9 +205,13 @@ describe('RunActor', () => {
       const workspaces = runtime.engine['services'].workspaces;
       const release = workspaces.release.bind(workspaces);
       let releaseCalls = 0;
+      // The real release still runs (the worktree must go); the run just never hears back from it. The
+      // test waits for it before the runtime closes its store.
+      const realReleases: Array<Promise<void>> = [];
+      cleanups.push(() => Promise.allSettled(realReleases));
       workspaces.release = (...args) => {
         releaseCalls += 1;
-        void release(...args);
+        realReleases.push(release(...args));
         return new Promise<void>(() => undefined);
       };
       const started = await runtime.engine.start(spec(repo, AGENTS.correct));
