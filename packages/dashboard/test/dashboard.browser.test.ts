@@ -255,7 +255,8 @@ describe('the dashboard when it is not built', () => {
     const s = await startServer({ apiKey: KEY, startQueue: false, server: { dashboardDir: empty } });
     cleanups.push(() => s.close());
     const reply = await s.request('GET', '/');
-    expect(reply.status).toBe(503);
+    expect(reply.status).toBe(404);
+    expect(reply.json).toMatchObject({ success: false, error: { code: 'AG_ERR_API_NOT_FOUND' } });
     expect(reply.text).toContain('pnpm build');
   });
 });

@@ -120,10 +120,14 @@ function dashboardRoutes(app: FastifyInstance, dir: string): void {
       return reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(html);
     } catch (error) {
       if (!isMissingFile(error)) throw error;
-      return reply
-        .status(503)
-        .type('text/plain; charset=utf-8')
-        .send(`The AgentGate dashboard is not built (no index.html in ${dir}).\nRun \`pnpm build\` in the repository, then reload. The API is at /api/v1 and its documentation at /docs.\n`);
+      // An answer like any other missing resource (the error envelope): nothing a client asks for is a 5xx.
+      return reply.status(404).send({
+        success: false,
+        error: {
+          code: 'AG_ERR_API_NOT_FOUND',
+          message: `The AgentGate dashboard is not built (no index.html in ${dir}). Run \`pnpm build\` in the repository, then reload. The API is at /api/v1 and its documentation at /docs.`,
+        },
+      });
     }
   });
   app.get('/assets/*', { schema: { hide: true } }, async (request, reply) => {
