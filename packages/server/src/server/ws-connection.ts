@@ -25,7 +25,7 @@ import { toAgentGateError } from '../errors.js';
 import type { EventHub, Subscription, SubscriptionEnd } from '../observability/event-hub.js';
 import type { RunEventEnvelope, RunEventType, WorkOrderEventEnvelope } from '../observability/events.js';
 import { isTerminalState } from '../orchestrator/state-machine.js';
-import type { Repositories } from '../store/repositories.js';
+import { CLOSING_EVENT_TYPES, isClosingEventType, type Repositories } from '../store/repositories.js';
 import { assertNever } from '../util/abort.js';
 import type { TimerClock, TimerHandle } from '../util/clock.js';
 import {
@@ -43,11 +43,11 @@ import {
 
 type Envelope = RunEventEnvelope | WorkOrderEventEnvelope;
 
-/** The events that end a run's log: nothing follows them (docs/events.md). */
-export const CLOSING_EVENT_TYPES: readonly RunEventType[] = ['run_completed', 'run_failed', 'run_canceled'];
+/** The events that end a run's log (the store's list): nothing follows them (docs/events.md). */
+const CLOSING_TYPES: readonly RunEventType[] = Object.values(CLOSING_EVENT_TYPES);
 
 export function isClosingEvent(event: Envelope): boolean {
-  return (CLOSING_EVENT_TYPES as readonly string[]).includes(event.type);
+  return isClosingEventType(event.type);
 }
 
 export interface WsFlowOptions {
@@ -307,7 +307,7 @@ export class WsConnection {
       }
       // A finished run whose log the client has seen to the end: confirm, then say it is over.
       alreadyEnded = isTerminalState(run.state) && afterSeq >= (await repos.runs.lastSeq(target.runId));
-      const filter = clientTypes === null ? undefined : ([...clientTypes, ...CLOSING_EVENT_TYPES] as RunEventType[]);
+      const filter = clientTypes === null ? undefined : ([...clientTypes, ...CLOSING_TYPES] as RunEventType[]);
       subscription = hub.subscribe({ runId: target.runId, afterSeq, maxQueued: flow.maxBufferedEvents, ...(filter !== undefined && { filter }) });
     } else {
       if ((await repos.workOrders.get(target.workOrderId)) === null) {

@@ -58,6 +58,11 @@ export const CLOSING_EVENT_TYPES = {
   canceled: 'run_canceled',
 } as const satisfies Record<TerminalState, string>;
 
+/** Whether an event type is a closing event: nothing follows it in a run's log. */
+export function isClosingEventType(type: string): boolean {
+  return (Object.values(CLOSING_EVENT_TYPES) as readonly string[]).includes(type);
+}
+
 export interface WorkOrderRepository {
   /** @throws AG_ERR_STORE_CONFLICT when the id exists. Also appends `work_order_created`. */
   create(input: NewWorkOrder): Promise<{ workOrder: StoredWorkOrder; event: StoredWorkOrderEvent }>;

@@ -6,8 +6,7 @@ import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/confo
 import { AgentGateError } from '../../src/errors.js';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from '../../src/agents/registry.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import type { RunEventEnvelope } from '../../src/observability/events.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
 import { resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
@@ -15,21 +14,15 @@ import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import type { ConvergenceStrategy } from '../../src/convergence/types.js';
 import { AGENTS, agentOutput, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
-import { commandTask } from '../helpers/tasks.js';
+import { commandTask, engineSetup, type EngineSetup } from '../helpers/tasks.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-async function setup(files: Record<string, string> = {}): Promise<{ repo: TempRepo; runtime: Runtime; events: RunEventEnvelope[] }> {
-  const repo = makeRepo(files);
-  cleanups.push(repo.cleanup);
-  const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), baseEnv: { ...process.env } });
-  cleanups.push(() => runtime.close());
-  const events: RunEventEnvelope[] = [];
-  runtime.hub.on((e) => events.push(e));
-  return { repo, runtime, events };
+function setup(files: Record<string, string> = {}): Promise<EngineSetup> {
+  return engineSetup(cleanups, files);
 }
 
 function spec(repo: TempRepo, agentPath: string, limits: Record<string, unknown> = {}, extra: Partial<TaskSpecInput['spec']> = {}): ResolvedTaskSpec {

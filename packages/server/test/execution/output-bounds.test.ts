@@ -9,28 +9,19 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
 import { TRANSCRIPT_FILE } from '../../src/agents/process-driver/transcript.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import type { RunEventEnvelope } from '../../src/observability/events.js';
-import { createRuntime, type Runtime } from '../../src/runtime.js';
-import { loadConfig } from '../../src/schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
-import { AGENTS, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun } from '../helpers/store-checks.js';
+import { engineSetup, type EngineSetup } from '../helpers/tasks.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const fn of cleanups.splice(0).reverse()) await fn();
 });
 
-async function setup(files: Record<string, string> = {}): Promise<{ repo: TempRepo; runtime: Runtime; events: RunEventEnvelope[] }> {
-  const repo = makeRepo(files);
-  cleanups.push(repo.cleanup);
-  const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: repo.home }), logger: silentLogger(), baseEnv: { ...process.env } });
-  cleanups.push(() => runtime.close());
-  const events: RunEventEnvelope[] = [];
-  runtime.hub.on((e) => events.push(e));
-  return { repo, runtime, events };
+function setup(files: Record<string, string> = {}): Promise<EngineSetup> {
+  return engineSetup(cleanups, files);
 }
 
 function spec(repo: TempRepo, agentPath: string, maxIterations = 1): ResolvedTaskSpec {

@@ -1,23 +1,14 @@
 import WebSocket from 'ws';
 import type { FastifyRequest } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isPublicRoute, listRoutes } from '../../src/server/app.js';
 import { ApiKeyAuth, MAX_OUTSTANDING_TICKETS, bearerToken, ticketFromProtocols } from '../../src/server/auth.js';
 import { ManualClock } from '../../src/util/clock.js';
-import { startServer, type TestServer } from './harness.js';
+import { serversClosedAfterEach } from './harness.js';
 
 const KEY = 'test-api-key-0123456789';
 
-const servers: TestServer[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await server.close();
-});
-
-async function server(options: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
-  const started = await startServer(options);
-  servers.push(started);
-  return started;
-}
+const server = serversClosedAfterEach();
 
 function requestWith(authorization?: string): FastifyRequest {
   // Only the headers are read by authorize().

@@ -3,6 +3,7 @@
  * git repository (the calculator example), `buildServer()` listening on an ephemeral port, and a small
  * fetch client that returns status, headers and the parsed envelope.
  */
+import { afterEach } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
@@ -124,5 +125,21 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       await runtime.close();
       repo.cleanup();
     },
+  };
+}
+
+/**
+ * The `server()` of a test file: it starts a server with {@link startServer} and closes every server it
+ * started after each test.
+ */
+export function serversClosedAfterEach(): (options?: TestServerOptions) => Promise<TestServer> {
+  const servers: TestServer[] = [];
+  afterEach(async () => {
+    for (const server of servers.splice(0)) await server.close();
+  });
+  return async (options = {}) => {
+    const started = await startServer(options);
+    servers.push(started);
+    return started;
   };
 }

@@ -1,17 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AGENTS } from '../helpers/git-repo.js';
-import { startServer, type Envelope, type TestServer } from './harness.js';
+import { serversClosedAfterEach, type Envelope, type TestServer } from './harness.js';
 
-const servers: TestServer[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await server.close();
-});
-
-async function server(options: Parameters<typeof startServer>[0] = {}): Promise<TestServer> {
-  const started = await startServer(options);
-  servers.push(started);
-  return started;
-}
+const server = serversClosedAfterEach();
 
 interface WorkOrderData {
   id: string;
