@@ -1,6 +1,9 @@
 /**
  * The AgentGate dashboard: hash routes `#/` (work orders and their latest runs), `#/new` (submit),
  * `#/work-orders/<id>` and `#/runs/<id>` (live timeline over `/ws`). Plain DOM, no framework.
+ *
+ * Kept in one file (over 400 lines) on purpose: the four pages share the router, the one live connection
+ * and the API-key prompt; the pieces without that state live in api, dom, form, live, report, timeline.
  */
 import { api, apiText, ApiError, storedKey, storeKey, type Page, type RunDetail, type RunView, type WorkOrderDetail, type WorkOrderView } from './api.js';
 import { h } from './dom.js';

@@ -9,9 +9,9 @@
  * - **structured** — markdown with one section per failed gate: what ran, how it failed, the parsed
  *   diagnostics (`file:line:col — message`), the relevant lines of output, then the files to look at.
  *
- * Longer than 400 lines on purpose: the byte budget is shared by every section and the final cut must
- * keep the file list and the closing instruction, so the renderer and its budget arithmetic are kept in
- * one file where the invariant can be read at once.
+ * Kept in one file (over 400 lines) on purpose: the byte budget is shared by every section and the final
+ * cut must keep the file list and the closing instruction, so the renderer and its budget arithmetic stay
+ * where that invariant can be read at once.
  */
 import { AgentGateError } from '../errors.js';
 import type { Diagnostic, GateResult, VerificationReport } from '../gates/types.js';

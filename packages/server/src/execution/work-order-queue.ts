@@ -17,6 +17,10 @@
  * One scheduler per `$AGENTGATE_HOME`: two servers on one store would both start the same queued work
  * order (the second start is refused only while the first run's lease is held by a live process).
  * The CLI's `exec` never starts the queue, so it never takes a server's work.
+ *
+ * Kept in one file (over 400 lines) on purpose: submit, cancel, run again, the scheduling pass, the
+ * reconciliation tick and close all run under the one in-process lock described above; split, that
+ * invariant would be scattered over files.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';

@@ -1,6 +1,9 @@
 /**
  * Gate detection for repositories without verify.yaml (SPEC 6).
  *
+ * Kept in one file (over 400 lines) on purpose: the detection order below is one ranking and every source
+ * (workflows, package scripts, Python, Cargo, Go, Makefile) is a rung of it; together the order reads in one place.
+ *
  * A team that has not written verify.yaml has usually told us how it checks code elsewhere: in its CI
  * workflow or its package scripts. Detection turns those into a plan so the run is still verified, and
  * when nothing is found the run is recorded as `unverified` instead of passing silently.

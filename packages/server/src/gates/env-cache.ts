@@ -22,6 +22,10 @@
  *
  * The cache is bounded: after each store, entries are evicted least recently used first until the total
  * size is within `maxBytes`.
+ *
+ * Kept in one file (over 400 lines) on purpose: the key, the cacheability rules, store/restore and eviction
+ * guard one invariant — an entry is never written through a workspace and never served for another
+ * lockfile — which should be checkable in one reading.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
