@@ -12,7 +12,6 @@ import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
 import { createRuntime } from '../runtime.js';
-import { runGit, runGitTrimmed } from '../workspace/git.js';
 import { gitQuery } from '../gates/git.js';
 import { formatGatePlan, loadGatePlan } from '../gates/loader.js';
 import { systemClock } from '../util/clock.js';
@@ -137,7 +136,7 @@ export function exitCodeForOutcome(outcome: RunOutcome): number {
   return EXIT.failed;
 }
 
-/** The outcome as shown: `branch` is null when the run left none (it ended before its first snapshot). */
+/** The outcome as shown: `branch` is null when the run left none (no snapshot commit reached the repository). */
 export type ShownOutcome = Omit<RunOutcome, 'branch'> & { branch: string | null };
 
 export function outcomeJson(outcome: ShownOutcome, warnings: readonly string[] = []): string {
@@ -173,33 +172,6 @@ async function printPlan(spec: ResolvedTaskSpec, io: CliIo): Promise<void> {
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_PHASE_VERIFY');
     io.stderr.write(`gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`);
-  }
-}
-
-/**
- * A run that ended before its first snapshot has nothing on its branch but the base commit: the branch
- * would promise a result that does not exist. For a local repository it is removed (compare-and-delete,
- * so a branch someone moved stays) and none is printed. Returns whether it was removed.
- */
-async function dropBranchWithoutSnapshot(spec: ResolvedTaskSpec, outcome: RunOutcome, io: CliIo): Promise<boolean> {
-  const workspace = spec.workspace;
-  if (workspace.source !== 'local' || outcome.branch === '') return false;
-  const ref = `refs/heads/${outcome.branch}`;
-  const signal = AbortSignal.timeout(30_000);
-  const git = (args: string[], what: string) => ({ cwd: workspace.path, args, signal, failAs: 'AG_ERR_WORKSPACE_CLEANUP' as const, what, hardened: true });
-  try {
-    // for-each-ref prints nothing for a branch that was never created (the run failed before its workspace).
-    const tip = await runGitTrimmed(git(['for-each-ref', '--format=%(objectname)%00%(authoremail)%00%(subject)', ref], 'read the run branch'));
-    if (tip === '') return true;
-    const [sha = '', email = '', subject = ''] = tip.split('\0');
-    const author = email.replace(/^<|>$/g, '');
-    if (author === 'agentgate@localhost' && subject.startsWith('agentgate: iteration ')) return false;
-    await runGit(git(['update-ref', '-m', 'agentgate: run ended before its first snapshot', '-d', ref, sha], 'remove the empty run branch'));
-    return true;
-  } catch (error) {
-    const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
-    io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
-    return false;
   }
 }
 
@@ -258,7 +230,8 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     display.stop();
     // Workspace warnings (uncommitted changes ignored …) are recorded with the run; the user sees them here.
     const warnings = (await runtime.repos.runs.get(started.runId))?.meta.warnings ?? [];
-    const shown: ShownOutcome = (await dropBranchWithoutSnapshot(spec, outcome, io)) ? { ...outcome, branch: null } : outcome;
+    // A run whose snapshots never reached the repository has no branch (execution/run-branch.ts): none is named.
+    const shown: ShownOutcome = outcome.branch === '' ? { ...outcome, branch: null } : outcome;
     if (flags.json) io.stdout.write(`${outcomeJson(shown, warnings)}\n`);
     io.stderr.write(summaryLine(shown));
     for (const warning of warnings) io.stderr.write(`  warning: ${terminalText(warning)}\n`);
@@ -293,7 +266,7 @@ function summaryLine(outcome: ShownOutcome): string {
   const head = `run ${outcome.runId} ${outcome.state}${outcome.result ? ` (${outcome.result})` : ''} after ${outcome.iterations} iteration(s)`;
   const error = outcome.error ? `\n  ${outcome.error.code}: ${terminalText(outcome.error.message)}` : '';
   const unverified = outcome.unverified ? '\n  WARNING: unverified — no verify.yaml and no test command was found; nothing was checked' : '';
-  const branch = outcome.branch === null ? 'no branch (the run ended before its first snapshot)' : `branch ${sanitizeForTerminal(outcome.branch)}`;
+  const branch = outcome.branch === null ? 'no branch (no iteration changed anything)' : `branch ${sanitizeForTerminal(outcome.branch)}`;
   return `${head}; ${branch}${error}${unverified}\n`;
 }
 

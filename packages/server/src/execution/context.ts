@@ -50,6 +50,8 @@ export interface RunProgress {
   delivery: DeliveryProgress;
   /** Paths the last snapshot could not capture (nested repositories, submodule paths). */
   uncaptured: string[];
+  /** Whether a snapshot commit reached the repository, creating the run branch there. */
+  branchPublished: boolean;
   /** Feedback from a failed CI run, consumed by the feedback step. */
   ciFeedback: string | undefined;
 }

@@ -124,7 +124,8 @@ export class ExecutionEngine {
     const created = await repos.runs.create({
       workOrder: { id: workOrderId, source: options.source ?? spec.source, spec: storableSpec(spec), request: options.request ?? null, createdAt },
       run: createRun({ id: runId, workOrderId, maxIterations: spec.convergence.limits.maxIterations, createdAt }),
-      meta: { branch: `${spec.delivery.branchPrefix}${runId}` },
+      // The branch is named now and exists once the first snapshot commit reaches the repository (run-branch.ts).
+      meta: { branch: `${spec.delivery.branchPrefix}${runId}`, data: { branchPublished: false } },
       lease: { key: fence.leaseKey, owner: fence.owner, ttlMs: this.execution.leaseTtlMs, now: new Date(now) },
     });
     this.services.workOrders.created(created.workOrderEvent);

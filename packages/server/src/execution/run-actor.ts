@@ -25,6 +25,7 @@ import { abortReason, abortWith, leaseLost, storeFailed, type RunAbort } from '.
 import type { TimerClock } from '../util/clock.js';
 import { redact } from '../util/secrets.js';
 import { RunEventWriter, type RunEventSink } from './event-writer.js';
+import { publishedBranch } from './run-branch.js';
 import type { WorkOrderService } from './work-order-service.js';
 
 /** Services every actor needs, executing or adopting. */
@@ -184,7 +185,7 @@ export class RunActor {
 
   private closingEvent(state: 'succeeded' | 'failed' | 'canceled', result: NonNullable<StoredRun['result']>, error: RunErrorInfo | null, at: string): NewEvent {
     const { usage, unverified, iterations } = this.totals();
-    const branch = this.current.branch ?? '';
+    const branch = publishedBranch(this.current) ?? '';
     const durationMs = this.services.clock.now() - this.startedAt;
     switch (state) {
       case 'succeeded':

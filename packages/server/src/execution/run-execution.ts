@@ -87,6 +87,7 @@ export function newProgress(): RunProgress {
     delivery: {},
     ciFeedback: undefined,
     uncaptured: [],
+    branchPublished: false,
   };
 }
 
@@ -288,7 +289,8 @@ async function finish(actor: RunActor, run: RunContext, services: RunExecutionSe
     state: stored.state,
     result: stored.result,
     iterations: run.iterations.count,
-    branch: run.branch,
+    // Empty when the run has no branch: no snapshot commit ever reached the repository.
+    branch: run.progress.branchPublished ? run.branch : '',
     ...(prUrl !== undefined && { prUrl }),
     error,
     unverified: run.progress.unverified,

@@ -71,6 +71,11 @@ export interface RunMeta {
   prUrl?: string;
   workspacePath?: string;
   warnings?: string[];
+  /**
+   * False from the workspace's creation until the first snapshot commit reached the repository, true
+   * after: a run whose agent never changed anything (or that ended earlier) has no branch.
+   */
+  branchPublished?: boolean;
   [key: string]: unknown;
 }
 

@@ -3,8 +3,8 @@
  * every workspace kind.
  *
  * The user's repository is never modified in place: AgentGate only reads it (`rev-parse`, a status
- * that takes no optional locks, so not even the index's stat cache is rewritten), creates the run branch
- * in it, and later fetches the snapshot commits onto that branch. The workspace is a repository of its
+ * that takes no optional locks, so not even the index's stat cache is rewritten) and fetches the snapshot
+ * commits onto the run branch, which the first snapshot that changed something creates. The workspace is a repository of its
  * own (see `isolated-git.ts`), not a linked worktree: the user's `.git` gains no worktree entry and is
  * never shared with the agent. The user's working tree, index, HEAD and current branch stay exactly as
  * they were; the run's result is the branch `agentgate/<runId>` in their repository.
@@ -13,7 +13,7 @@ import { realpath, stat, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
-import { canceledError, neverAborted, runGit, runGitTrimmed, withCleanupFailure } from './git.js';
+import { canceledError, runGit, runGitTrimmed, withCleanupFailure } from './git.js';
 import { createRunRepositories, recordBaseGitlinks, removeTree, shareIndexWithAgent, type IsolatedGit } from './isolated-git.js';
 import { isInside } from './paths.js';
 
@@ -168,11 +168,12 @@ export interface CreateWorkspaceRequest {
 }
 
 /**
- * Creates the run's workspace: the branch `refs/heads/<branch>` at the base commit in `repoPath` (refused
- * when it exists), AgentGate's git directory and the agent's repository (both borrowing `objectsDir`), and
- * the checked-out files — written by AgentGate's own `read-tree -u`, so no attribute, filter or hook of
- * anyone runs, and the files are the base commit's bytes. A failed or canceled creation is rolled back
- * (directories removed, the branch deleted if this call created it and it still points at the base).
+ * Creates the run's workspace: AgentGate's git directory and the agent's repository (both borrowing
+ * `objectsDir`), and the checked-out files — written by AgentGate's own `read-tree -u`, so no attribute,
+ * filter or hook of anyone runs, and the files are the base commit's bytes. The run branch is refused when
+ * `repoPath` already has it, but not created there: it reaches the repository with the first snapshot that
+ * changed something (`snapshotter.ts`), so a run that ended earlier leaves no branch behind. A failed or
+ * canceled creation is rolled back (directories removed).
  *
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
@@ -183,18 +184,20 @@ export async function createRunWorkspace(request: CreateWorkspaceRequest): Promi
       throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The run directory ${existing} already exists`, { retryable: false, details: { path: existing } });
     }
   }
-  let branchCreated = false;
   try {
-    // An empty old value makes update-ref refuse an existing branch: a run never takes over a branch.
-    await runGit({
+    // A run never takes over a branch: one that exists already (a user's, or a run's) is refused here, and
+    // the first fetch of the run branch (snapshotter.ts) creates it.
+    const existing = await runGitTrimmed({
       cwd: repoPath,
-      args: ['update-ref', '-m', 'agentgate: create run branch', `refs/heads/${branch}`, baseSha, ''],
+      args: ['for-each-ref', '--format=%(refname)', `refs/heads/${branch}`],
       signal,
       failAs: 'AG_ERR_WORKSPACE_SETUP',
-      what: `create the run branch ${branch}`,
+      what: `check that the run branch ${branch} does not exist`,
       hardened: true,
     });
-    branchCreated = true;
+    if (existing !== '') {
+      throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The branch ${branch} already exists in ${repoPath}; a run never takes over a branch`, { retryable: false, details: { branch } });
+    }
     const git = await createRunRepositories({ gitDir, workTree: worktreePath, objectsDir: request.objectsDir, branch, baseSha });
     const setup = { cwd: worktreePath, signal, failAs: 'AG_ERR_WORKSPACE_SETUP', isolated: git } as const;
     await runGit({ ...setup, args: ['read-tree', '--reset', '-u', baseSha], what: 'check out the base commit' });
@@ -202,7 +205,7 @@ export async function createRunWorkspace(request: CreateWorkspaceRequest): Promi
     await recordBaseGitlinks(git, stage);
     return git;
   } catch (error) {
-    const rollbackFailure = await rollbackWorkspace(request, branchCreated).then(
+    const rollbackFailure = await rollbackWorkspace(request).then(
       () => undefined,
       (rollbackError: unknown) => rollbackError,
     );
@@ -210,14 +213,9 @@ export async function createRunWorkspace(request: CreateWorkspaceRequest): Promi
   }
 }
 
-async function rollbackWorkspace({ repoPath, worktreePath, gitDir, branch, baseSha }: CreateWorkspaceRequest, branchCreated: boolean): Promise<void> {
+async function rollbackWorkspace({ worktreePath, gitDir }: CreateWorkspaceRequest): Promise<void> {
   // Runs outside the run's (possibly aborted) scope: a half-created workspace must not survive.
-  const cleanup = neverAborted();
-  const what = `roll back the workspace ${worktreePath}`;
   await Promise.all([removeTree(worktreePath), removeTree(gitDir)]);
-  if (!branchCreated) return;
-  // Only a branch that still points at the base commit holds no work; compare-and-delete.
-  await runGit({ cwd: repoPath, args: ['update-ref', '-d', `refs/heads/${branch}`, baseSha], signal: cleanup, failAs: 'AG_ERR_WORKSPACE_CLEANUP', what, hardened: true });
 }
 
 export interface RemoveWorkspaceRequest {

@@ -9,10 +9,13 @@
  * diff drivers changes nothing about what is recorded — the snapshot is the bytes of its files.
  *
  * An iteration in which the agent changed nothing is flagged `noChange` — strategies use that to detect
- * no-progress loops. With `emptyIterations: 'commit'` (the default for now) it still gets an empty commit
- * (`--allow-empty`); with `'skip'` no commit is made, so the run branch holds only iterations that changed
- * something, and the snapshot's sha is the previous snapshot's (or the base commit). The commit is made
- * as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`).
+ * no-progress loops, and the feedback tells the agent. By default (`emptyIterations: 'skip'`) it gets no
+ * commit: the run branch holds only iterations that changed something, and the snapshot's sha is the
+ * previous snapshot's (or the base commit); `'commit'` records an empty commit (`--allow-empty`) instead.
+ * The commit is made as the fixed AgentGate identity with hooks and signing disabled (see `git.ts`).
+ *
+ * The run branch reaches the repository only with a commit: the first snapshot that changed something
+ * creates it there, so a run in which the agent never changed anything leaves no branch.
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
@@ -48,7 +51,7 @@ export function snapshotMessage(iteration: number): string {
 }
 
 export interface SnapshotterOptions {
-  /** What an iteration that changed nothing leaves on the run branch: an empty commit, or nothing. */
+  /** What an iteration that changed nothing leaves on the run branch: nothing (default), or an empty commit. */
   emptyIterations?: 'commit' | 'skip';
 }
 
@@ -98,7 +101,7 @@ export class Snapshotter {
 
     await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
     let committed = true;
-    if (this.options.emptyIterations === 'skip') {
+    if ((this.options.emptyIterations ?? 'skip') === 'skip') {
       const [indexTree, headTree] = await Promise.all([
         runGitTrimmed(git(['write-tree'], 'read the staged tree')),
         runGitTrimmed(git(['rev-parse', 'HEAD^{tree}'], 'read the last snapshot tree')),
@@ -123,8 +126,9 @@ export class Snapshotter {
       fromBase ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here.
       runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
-      // The run branch reaches the repository by the repository fetching it from AgentGate's git directory.
-      fetchRunBranch(workspace, signal),
+      // The run branch reaches the repository by the repository fetching it from AgentGate's git directory;
+      // without a new commit there is nothing new to fetch (and before the first one, no branch to create).
+      committed ? fetchRunBranch(workspace, signal) : Promise.resolve(),
     ]);
     const stats = parseNumstat(numstat);
 
@@ -133,6 +137,7 @@ export class Snapshotter {
       sha,
       treeSha,
       noChange: treeSha === sinceTree,
+      committed,
       filesChanged: stats.filesChanged,
       insertions: stats.insertions,
       deletions: stats.deletions,

@@ -35,8 +35,14 @@ export interface SnapshotResult {
   sha: string;
   /** Tree of the snapshot commit: equal trees mean identical content (used to detect no-progress loops). */
   treeSha: string;
-  /** True when the agent changed nothing in this iteration (an empty commit was recorded). */
+  /** True when the agent changed nothing in this iteration. */
   noChange: boolean;
+  /**
+   * Whether this iteration got a commit on the run branch (and the branch was fetched into the
+   * repository). False for an iteration that changed nothing, unless empty commits are configured;
+   * absent in records written before AgentGate skipped empty commits (they always committed).
+   */
+  committed?: boolean;
   filesChanged: number;
   insertions: number;
   deletions: number;

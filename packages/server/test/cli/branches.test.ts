@@ -84,14 +84,14 @@ describe('honest branches', () => {
 describe('a run that ends before its first snapshot', () => {
   it('leaves no branch and prints none', async () => {
     const r = setup();
-    // An invalid verify.yaml fails the run after its workspace (and branch) exist, before any agent runs.
+    // An invalid verify.yaml fails the run after its workspace exists, before any agent runs.
     writeFileSync(join(r.repo, 'verify.yaml'), 'version: "1"\ntests: 42\n');
     git(r.repo, 'add', 'verify.yaml');
     git(r.repo, 'commit', '-q', '-m', 'broken gates');
     const res = await exec(r, writeAgent(r.root, 'agent', AGENTS.correct));
     expect(res.code).toBe(2);
     expect(res.json?.['branch']).toBeNull();
-    expect(res.stderr).toContain('no branch (the run ended before its first snapshot)');
+    expect(res.stderr).toContain('no branch (no iteration changed anything)');
     expect(runBranches(r)).toEqual([]);
   });
 });
@@ -129,25 +129,26 @@ describe('keepReason', () => {
   });
 });
 
-describe("Snapshotter with emptyIterations: 'skip'", () => {
-  it('records an iteration that changed nothing without a commit, and the next change still lands on the branch', async () => {
+describe('the Snapshotter by default', () => {
+  it('records an iteration that changed nothing without a commit or a branch, and the first change creates the branch', async () => {
     const r = setup();
     const artifacts = join(r.home, 'runs', 'run-skip');
     const ws = await new WorkspaceManager({ home: r.home }).acquire({ source: 'local', path: r.repo }, { runId: 'run-skip', signal: new AbortController().signal });
-    const snapshotter = new Snapshotter({ emptyIterations: 'skip' });
+    const snapshotter = new Snapshotter();
     const snap = async (iteration: number, previousSha?: string) => {
       const outcome = await snapshotter.snapshot({ workspace: ws, iteration, artifactsDir: artifacts, signal: new AbortController().signal, ...(previousSha === undefined ? {} : { previousSha }) });
       if (!outcome.ok) throw outcome.error;
       return outcome.snapshot;
     };
     const first = await snap(1);
-    expect(first).toMatchObject({ noChange: true, sha: ws.baseSha, filesChanged: 0 });
-    expect(git(r.repo, 'rev-parse', 'agentgate/run-skip')).toBe(ws.baseSha);
+    expect(first).toMatchObject({ noChange: true, committed: false, sha: ws.baseSha, filesChanged: 0 });
+    expect(runBranches(r)).toEqual([]);
     writeFileSync(join(ws.path, 'added.txt'), 'x\n');
     const second = await snap(2, first.sha);
-    expect(second).toMatchObject({ noChange: false, filesChanged: 1, changedFiles: ['added.txt'] });
+    expect(second).toMatchObject({ noChange: false, committed: true, filesChanged: 1, changedFiles: ['added.txt'] });
+    expect(git(r.repo, 'rev-parse', 'agentgate/run-skip')).toBe(second.sha);
     const third = await snap(3, second.sha);
-    expect(third).toMatchObject({ noChange: true, sha: second.sha, changedFiles: ['added.txt'] });
+    expect(third).toMatchObject({ noChange: true, committed: false, sha: second.sha, changedFiles: ['added.txt'] });
     expect(git(r.repo, 'log', '--format=%s', 'agentgate/run-skip', `^${ws.baseSha}`)).toBe('agentgate: iteration 2');
   });
 });

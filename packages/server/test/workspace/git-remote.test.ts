@@ -130,9 +130,9 @@ describe('WorkspaceManager with a git remote', () => {
     expect(await readdir(path.join(home, 'repos'))).toHaveLength(1);
     const cache = runs[0]!.repoPath;
     expect(git(cache, 'fsck', '--no-progress')).toBe('');
-    expect(git(cache, 'for-each-ref', '--format=%(refname)', 'refs/heads/')).toBe(
-      ['refs/heads/agentgate/run-a', 'refs/heads/agentgate/run-b', 'refs/heads/agentgate/run-c'].join('\n'),
-    );
+    // Run branches reach the cache with their first snapshot commit; none yet.
+    expect(git(cache, 'for-each-ref', '--format=%(refname)', 'refs/heads/')).toBe('');
+    expect(runs.map((ws) => git(ws.gitDir, 'symbolic-ref', 'HEAD'))).toEqual(['refs/heads/agentgate/run-a', 'refs/heads/agentgate/run-b', 'refs/heads/agentgate/run-c']);
   });
 
   it('keeps running branches intact when a later fetch prunes and a run branch was pushed', async () => {

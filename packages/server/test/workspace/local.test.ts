@@ -34,7 +34,7 @@ describe('WorkspaceManager with a local repository', () => {
   afterEach(() => temp.cleanup());
 
   describe('acquire', () => {
-    it('creates a workspace under the home on branch agentgate/<runId> from HEAD', async () => {
+    it('creates a workspace under the home on branch agentgate/<runId> from HEAD, without the branch in the repository yet', async () => {
       const head = git(repo, 'rev-parse', 'HEAD');
       const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
 
@@ -53,7 +53,8 @@ describe('WorkspaceManager with a local repository', () => {
       expect(await readFile(path.join(ws.path, 'src', 'app.txt'), 'utf8')).toBe('one\ntwo\nthree\n');
       expect(git(ws.path, 'symbolic-ref', 'HEAD')).toBe('refs/heads/agentgate/run-1');
       expect(git(ws.path, 'rev-parse', 'HEAD')).toBe(head);
-      expect(git(repo, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(head);
+      // The repository gets the branch with the first snapshot commit (snapshotter.test.ts).
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
       expect(git(ws.gitDir, 'rev-parse', 'refs/heads/agentgate/run-1')).toBe(head);
     });
 
@@ -184,7 +185,8 @@ describe('WorkspaceManager with a local repository', () => {
       expect(a.path).not.toBe(b.path);
       expect(git(a.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-a');
       expect(git(b.path, 'symbolic-ref', '--short', 'HEAD')).toBe('agentgate/run-b');
-      expect(git(repo, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/')).toBe('refs/heads/agentgate/run-a\nrefs/heads/agentgate/run-b');
+      expect(git(a.gitDir, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/')).toBe('refs/heads/agentgate/run-a');
+      expect(git(b.gitDir, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/')).toBe('refs/heads/agentgate/run-b');
     });
 
     it('reports cancellation, not a failure, when the run is canceled', async () => {
@@ -233,7 +235,7 @@ describe('WorkspaceManager with a local repository', () => {
       await manager.release(ws, { signal: liveSignal() });
       expect(existsSync(ws.path)).toBe(false);
       expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(ws.path);
-      expect(git(repo, 'rev-parse', '--verify', 'refs/heads/agentgate/run-1')).toMatch(/^[0-9a-f]{40}$/);
+      expect(existsSync(ws.gitDir)).toBe(false);
     });
 
     it('refuses to delete a directory outside the worktrees root', async () => {
@@ -259,7 +261,7 @@ describe('WorkspaceManager with a local repository', () => {
       expect(existsSync(live.path)).toBe(true);
       expect(existsSync(live.gitDir)).toBe(true);
       expect(git(repo, 'worktree', 'list', '--porcelain')).not.toContain(dead.path);
-      expect(git(repo, 'rev-parse', '--verify', 'refs/heads/agentgate/run-dead')).toBe(dead.baseSha);
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
     });
   });
 

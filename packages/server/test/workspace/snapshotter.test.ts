@@ -109,13 +109,20 @@ describe('Snapshotter', () => {
   });
 
   describe('when the agent changed nothing', () => {
-    it('records an empty commit flagged noChange', async () => {
+    it('records no commit, flags noChange, and the repository gets no branch', async () => {
       const snapshot = expectOk(await snap(1));
-      expect(snapshot).toMatchObject({ noChange: true, filesChanged: 0, insertions: 0, deletions: 0, changedFiles: [] });
-      expect(snapshot.sha).not.toBe(ws.baseSha);
-      expect(git(repo, 'log', '-1', '--format=%s', 'agentgate/run-1')).toBe('agentgate: iteration 1');
+      expect(snapshot).toMatchObject({ noChange: true, committed: false, sha: ws.baseSha, filesChanged: 0, insertions: 0, deletions: 0, changedFiles: [] });
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
       expect(snapshot.treeSha).toBe(git(repo, 'rev-parse', `${ws.baseSha}^{tree}`));
       expect(await readFile(snapshot.patchPath, 'utf8')).toBe('');
+    });
+
+    it("with emptyIterations: 'commit', records an empty commit flagged noChange", async () => {
+      const outcome = await new Snapshotter({ emptyIterations: 'commit' }).snapshot({ workspace: ws, iteration: 1, artifactsDir: artifacts, signal: liveSignal() });
+      const snapshot = expectOk(outcome);
+      expect(snapshot).toMatchObject({ noChange: true, committed: true, filesChanged: 0 });
+      expect(snapshot.sha).not.toBe(ws.baseSha);
+      expect(git(repo, 'log', '-1', '--format=%s', 'agentgate/run-1')).toBe('agentgate: iteration 1');
     });
 
     it('flags a later iteration that repeats the previous tree, with the cumulative changes kept', async () => {
@@ -128,13 +135,14 @@ describe('Snapshotter', () => {
 
   describe('when the agent committed its work itself or switched branches', () => {
     it('measures against the previous snapshot, so the work still counts', async () => {
+      await writeFile(path.join(ws.path, 'first.txt'), 'first iteration\n');
       const first = expectOk(await snap(1));
       await writeFile(path.join(ws.path, 'agent.txt'), 'committed by the agent\n');
       git(ws.path, 'add', 'agent.txt');
       git(ws.path, 'commit', '--quiet', '-m', 'agent commit');
 
       const second = expectOk(await snap(2, { previousSha: first.sha }));
-      expect(second).toMatchObject({ noChange: false, filesChanged: 1, insertions: 1, changedFiles: ['agent.txt'] });
+      expect(second).toMatchObject({ noChange: false, filesChanged: 1, insertions: 1, changedFiles: ['agent.txt', 'first.txt'] });
       expect(git(repo, 'log', '--format=%s', 'agentgate/run-1', `^${ws.baseSha}`)).toBe('agentgate: iteration 2\nagentgate: iteration 1');
     });
 
@@ -171,6 +179,7 @@ describe('Snapshotter', () => {
     process.env['GIT_AUTHOR_NAME'] = 'Somebody Else';
     process.env['GIT_COMMITTER_EMAIL'] = 'else@example.com';
     try {
+      await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
       expectOk(await snap(1));
     } finally {
       if (saved.name === undefined) delete process.env['GIT_AUTHOR_NAME'];
@@ -190,7 +199,7 @@ describe('Snapshotter', () => {
       expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
       expect(error.cause).toBeInstanceOf(Error);
       expect(error.message).toMatch(/index\.lock/);
-      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
     });
 
     it('returns AG_ERR_PHASE_SNAPSHOT when AgentGate’s git directory is gone', async () => {
@@ -209,7 +218,7 @@ describe('Snapshotter', () => {
       controller.abort(new AgentGateError('AG_ERR_RUN_CANCELED', 'user canceled'));
       const error = expectFailure(await snap(1, { signal: controller.signal }));
       expect(error.code).toBe('AG_ERR_RUN_CANCELED');
-      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(ws.baseSha);
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
     });
 
     it('rejects an invalid iteration number', async () => {

@@ -10,5 +10,9 @@ export async function snapshot(run: RunContext): Promise<StepOutcome<'snapshotti
   }
   run.iterations.record.snapshot = result.value.snapshot;
   run.progress.uncaptured = result.value.snapshot.uncaptured;
+  if (result.value.snapshot.committed === true && !run.progress.branchPublished) {
+    run.progress.branchPublished = true;
+    await run.updateMeta({ branchPublished: true });
+  }
   return { event: 'snapshot_completed' };
 }

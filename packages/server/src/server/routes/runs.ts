@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { AgentGateError } from '../../errors.js';
 import type { StoredIterationRecord } from '../../store/repositories.js';
 import type { StoredRun } from '../../store/types.js';
+import { publishedBranch } from '../../execution/run-branch.js';
 import type { RouteDeps } from '../app.js';
 import { ErrorEnvelopeSchema, ok, responses } from '../envelope.js';
 import type { IterationViewSchema} from '../schemas.js';
@@ -27,7 +28,7 @@ export function toRunView(run: StoredRun): RunView {
     maxIterations: run.maxIterations,
     result: run.result,
     error: run.error === null ? null : { ...run.error },
-    branch: run.branch,
+    branch: publishedBranch(run),
     meta: { ...run.meta },
     createdAt: run.createdAt,
     updatedAt: run.updatedAt,
