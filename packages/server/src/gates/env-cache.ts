@@ -57,7 +57,7 @@ const SKIPPED_DIRS = new Set(['.git', 'node_modules', '.venv', 'dist', 'build', 
 const MAX_MANIFEST_DEPTH = 4;
 
 /** `npm ci`, `npm install`, `pnpm install --frozen-lockfile`, `yarn`, `yarn install --immutable`… and nothing else. */
-const INSTALL_COMMAND = /^(?:npm\s+(?:ci|install|i)|pnpm\s+(?:install|i)|yarn(?:\s+install)?)(?:\s+--?[A-Za-z][A-Za-z0-9-]*(?:=[A-Za-z0-9._-]+)?)*$/;
+const INSTALL_COMMAND = /^(?:npm\s+(?:ci|install|i)|(?:corepack\s+)?pnpm\s+(?:install|i)|(?:corepack\s+)?yarn(?:\s+install)?)(?:\s+--?[A-Za-z][A-Za-z0-9-]*(?:=[A-Za-z0-9._-]+)?)*$/;
 
 /** Root lifecycle scripts an install runs: they may write anywhere in the workspace. */
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
