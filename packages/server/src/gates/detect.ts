@@ -192,11 +192,45 @@ function viaCorepack(command: string): string {
 
 const COREPACK_ENABLE = /^corepack enable(\s|$)/;
 
+/**
+ * Commands that change the machine outside the workspace: a global package install (`npm i -g`,
+ * `npm install --global`, combined flags such as `-fg`, `pnpm add -g`, `yarn global add`) or
+ * `corepack enable` (shims next to the machine's node). They are dropped from a step, also from the
+ * middle of an `a && b` chain; what the repository needs from them comes from corepack (pinned pnpm/yarn)
+ * or the environment cache.
+ */
+const MACHINE_CHANGE = [
+  COREPACK_ENABLE,
+  /^npm\s+(?:i|install|add)\b.*\s(?:--global|-[A-Za-z]*g[A-Za-z]*)(?:\s|$)/,
+  /^pnpm\s+(?:add|i|install)\b.*\s(?:--global|-g)(?:\s|$)/,
+  /^yarn\s+global\s+add\b/,
+];
+
+/** Splits a command line at `&&` (outside quotes it is a plain token in CI scripts) into its commands. */
+function chainParts(line: string): string[] {
+  return line.split(/\s*&&\s*/).filter((part) => part !== '');
+}
+
+function changesMachine(command: string): boolean {
+  return MACHINE_CHANGE.some((pattern) => pattern.test(command));
+}
+
+/** The line without its machine-changing commands (undefined when nothing is left), and what was dropped. */
+function withoutMachineChanges(line: string): { kept: string | undefined; dropped: string[] } {
+  const parts = chainParts(line);
+  const dropped = parts.filter(changesMachine);
+  if (dropped.length === 0) return { kept: line, dropped };
+  const kept = parts.filter((part) => !changesMachine(part));
+  return { kept: kept.length === 0 ? undefined : kept.join(' && '), dropped };
+}
+
 function jobDraft(file: string, jobId: string, job: Record<string, unknown>, notes: string[]): { draft: Draft; runsTests: boolean } {
   const cell = matrixCell(job.strategy);
   const draft: Draft = { setup: [], tests: [], from: [file] };
   const steps: unknown[] = Array.isArray(job.steps) ? job.steps : [];
-  const usesCorepack = steps.some((step) => isRecord(step) && typeof step.run === 'string' && commandLines(step.run).some((line) => COREPACK_ENABLE.test(line)));
+  const usesCorepack = steps.some(
+    (step) => isRecord(step) && typeof step.run === 'string' && commandLines(step.run).some((line) => chainParts(line).some((part) => COREPACK_ENABLE.test(part))),
+  );
   let runsTests = false;
   for (const [index, step] of steps.entries()) {
     if (!isRecord(step) || typeof step.run !== 'string' || step.uses !== undefined) continue;
@@ -213,9 +247,17 @@ function jobDraft(file: string, jobId: string, job: Record<string, unknown>, not
       continue;
     }
     let body = run;
-    if (lines.some((line) => COREPACK_ENABLE.test(line))) {
-      notes.push(`${where}: \`corepack enable\` dropped (it writes shims next to the machine's node); pnpm and yarn run as \`corepack pnpm\` / \`corepack yarn\``);
-      lines = lines.filter((line) => !COREPACK_ENABLE.test(line));
+    const cleaned = lines.map(withoutMachineChanges);
+    const dropped = cleaned.flatMap((line) => line.dropped);
+    if (dropped.length > 0) {
+      for (const command of dropped) {
+        notes.push(
+          COREPACK_ENABLE.test(command)
+            ? `${where}: \`corepack enable\` dropped (it writes shims next to the machine's node); pnpm and yarn run as \`corepack pnpm\` / \`corepack yarn\``
+            : `${where}: \`${command}\` dropped (a global install changes the machine outside the workspace)`,
+        );
+      }
+      lines = cleaned.flatMap((line) => (line.kept === undefined ? [] : [line.kept]));
       if (lines.length === 0) continue;
       body = lines.join('\n');
     }

@@ -246,5 +246,27 @@ jobs:
       expect(all.join('\n')).not.toMatch(/corepack enable/);
       expect(notes.join('\n')).toMatch(/corepack enable` dropped/);
     });
+
+    it('drops global installs, also inside an `&&` chain (unjs/ufo installs corepack globally before enabling it)', async () => {
+      const workflow = [
+        'on: push',
+        'jobs:',
+        '  ci:',
+        '    runs-on: ubuntu-latest',
+        '    steps:',
+        '      - run: npm i -fg corepack && corepack enable',
+        '      - run: pnpm install',
+        '      - run: npm install --global typescript && yarn global add serve && pnpm vitest run',
+        '',
+      ].join('\n');
+      const { plan, notes } = await detectGatePlan(repo({ '.github/workflows/ci.yml': workflow }));
+      expect(plan?.config.environment.setup.map((s) => s.command)).toEqual(['corepack pnpm install']);
+      expect(plan?.config.tests.map((s) => s.command)).toEqual(['corepack pnpm vitest run']);
+      const said = notes.join('\n');
+      expect(said).toMatch(/`npm i -fg corepack` dropped \(a global install/);
+      expect(said).toMatch(/`npm install --global typescript` dropped/);
+      expect(said).toMatch(/`yarn global add serve` dropped/);
+      expect(said).toMatch(/corepack enable` dropped/);
+    });
   });
 });
