@@ -25,6 +25,8 @@ export const ERROR_CATALOGUE = {
   AG_ERR_RUN_BUDGET_EXCEEDED: { status: 500, retryable: false, description: 'The run used up its token or cost budget.' },
   AG_ERR_RUN_UNEXPECTED: { status: 500, retryable: false, description: 'An unclassified error escaped a phase; it was normalised at the engine boundary.' },
   AG_ERR_WORK_ORDER_NOT_FOUND: { status: 404, retryable: false, description: 'No work order with this id exists.' },
+  AG_ERR_WORK_ORDER_CLAIMED: { status: 409, retryable: false, description: 'The work order is no longer queued: another worker claimed it (or it was canceled) first. Nothing was written; take the next one.' },
+  AG_ERR_RUN_EXCLUSIVE_BUSY: { status: 409, retryable: true, description: 'Another run that is not finished holds the same exclusive key (repository and branch). Nothing was written; try again once that run ended.' },
 
   // Configuration and input
   AG_ERR_CONFIG_INVALID: { status: 400, retryable: false, description: 'A configuration value (environment variable, flag, option) is invalid.' },
@@ -34,11 +36,12 @@ export const ERROR_CATALOGUE = {
   AG_ERR_CLI_USAGE: { status: 400, retryable: false, description: 'The command line was invalid (unknown flag, missing value, bad combination).' },
 
   // Storage
-  AG_ERR_STORE_OPEN: { status: 500, retryable: false, description: 'The SQLite store could not be opened.' },
+  AG_ERR_STORE_OPEN: { status: 500, retryable: false, description: 'The store could not be opened (SQLite file; PostgreSQL database missing, credentials refused) or was used after close.' },
   AG_ERR_STORE_MIGRATION: { status: 500, retryable: false, description: 'A schema migration failed; the database was left at its previous version.' },
   AG_ERR_STORE_WRITE: { status: 500, retryable: true, description: 'A write to the store failed and was rolled back.' },
   AG_ERR_STORE_BUSY: { status: 503, retryable: true, description: 'The store stayed locked by another writer beyond the busy timeout.' },
   AG_ERR_DISK_FULL: { status: 507, retryable: true, description: 'A write failed because the disk (or quota) is full: ENOSPC, EDQUOT or SQLITE_FULL. Free space and run again.' },
+  AG_ERR_STORE_UNAVAILABLE: { status: 503, retryable: true, description: 'The PostgreSQL server could not be reached, or the connection was lost during the call. A write interrupted at its commit may or may not have been applied; version checks and claims make a retry safe.' },
   AG_ERR_STORE_CONFLICT: { status: 409, retryable: false, description: 'A write conflicted with the stored state (stale run version or duplicate key).' },
 
   // Workspaces and leases

@@ -20,7 +20,7 @@ import { EventHub } from './observability/event-hub.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { AgentGateConfig } from './schemas/config.js';
-import { openSqliteRepositories, type SqliteRepositories } from './store/sqlite/index.js';
+import { openRepositories, type OpenedRepositories } from './store/open.js';
 import { systemClock, type TimerClock } from './util/clock.js';
 import { secretValues } from './util/secrets.js';
 import { WorkspaceManager } from './workspace/manager.js';
@@ -56,7 +56,8 @@ export interface RuntimeOptions {
 
 export interface Runtime {
   config: AgentGateConfig;
-  repos: SqliteRepositories;
+  /** PostgreSQL when `config.databaseUrl` is set, else SQLite in `config.home` (store/open.ts). */
+  repos: OpenedRepositories;
   hub: EventHub;
   workOrders: WorkOrderService;
   engine: ExecutionEngine;
@@ -87,7 +88,15 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   ensureHome(config.home);
   const logFile = options.logger === undefined ? pinoFile(join(config.home, 'logs', 'agentgate.log')) : undefined;
   const logger = options.logger ?? createLogger({ level: config.logLevel, ...(logFile !== undefined && { destination: logFile.stream }) });
-  const repos = openSqliteRepositories({ home: config.home, clock: () => new Date(clock.now()) });
+  // SQLite always uses the runtime clock; PostgreSQL only an injected one (tests), else the database's
+  // clock, which every process sharing the database agrees on.
+  const storeClock = options.clock === undefined && config.databaseUrl !== undefined ? undefined : () => new Date(clock.now());
+  const repos = await openRepositories({
+    home: config.home,
+    ...(config.databaseUrl !== undefined && { databaseUrl: config.databaseUrl }),
+    ...(storeClock !== undefined && { clock: storeClock }),
+    onConnectionError: (error) => logger.warn({ code: error.code, err: error }, 'store connection lost; the pool reconnects on the next call'),
+  });
   const hub = new EventHub({ runs: repos.runs, workOrders: repos.workOrders, logger });
   const workOrders = new WorkOrderService({ workOrders: repos.workOrders, hub, clock, logger });
   const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import { isTerminalState } from '../orchestrator/state-machine.js';
 import { loadConfig } from '../schemas/config.js';
-import { openSqliteRepositories } from '../store/sqlite/index.js';
+import { openRepositories } from '../store/open.js';
 import type { StoredRun } from '../store/types.js';
 import { sanitizeForTerminal } from '../util/terminal.js';
 import { runGit, runGitTrimmed } from '../workspace/git.js';
@@ -79,7 +79,7 @@ export async function pruneBranches(flags: PruneFlags, io: CliIo, now: number = 
     const listed = await runGit(git(['for-each-ref', '--format=%(objectname) %(refname)', `refs/heads/${prefix}`], 'list the run branches'));
     const current = await runGitTrimmed(git(['symbolic-ref', '--quiet', 'HEAD'], 'read the current branch')).catch(() => '');
     const config = loadConfig(io.env);
-    const repos = openSqliteRepositories({ home: config.home });
+    const repos = await openRepositories({ home: config.home, ...(config.databaseUrl !== undefined && { databaseUrl: config.databaseUrl }) });
     let removed = 0;
     try {
       for (const line of listed.split('\n').filter((l) => l.trim() !== '')) {
@@ -102,7 +102,7 @@ export async function pruneBranches(flags: PruneFlags, io: CliIo, now: number = 
         }
       }
     } finally {
-      repos.close();
+      await repos.close();
     }
     io.stderr.write(`${flags.dryRun === true ? 'would remove' : 'removed'} ${removed} run branch(es)\n`);
     return EXIT.succeeded;

@@ -42,6 +42,12 @@ export interface AgentGateConfig {
   requeueInterrupted?: boolean;
   /** `AGENTGATE_RECONCILE_INTERVAL_MS`: period of the server's reconciliation of dead owners' runs (default 30 s). */
   reconcileIntervalMs?: number;
+  /**
+   * `AGENTGATE_DATABASE_URL` (`postgres://user:password@host:5432/db`): store everything in this PostgreSQL
+   * database, which several AgentGate processes may share, instead of `$AGENTGATE_HOME/agentgate.db`.
+   * A secret (it may hold a password): never logged, never passed to agents or gates.
+   */
+  databaseUrl?: string;
 }
 
 /** Values from command-line flags. Numbers may arrive as strings, exactly as the CLI parser gives them. */
@@ -59,6 +65,7 @@ export interface ConfigOverrides {
   sandbox?: string;
   requeueInterrupted?: boolean | string;
   reconcileIntervalMs?: number | string;
+  databaseUrl?: string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -96,6 +103,12 @@ const HttpUrl = z.string().transform((raw, ctx) => {
 });
 
 const Secret = z.string();
+
+/** A PostgreSQL connection URL. The value is never echoed in the error: it may hold a password. */
+const DatabaseUrl = z.string().refine(
+  (raw) => URL.canParse(raw) && ['postgres:', 'postgresql:'].includes(new URL(raw).protocol),
+  { error: 'expected a postgres:// or postgresql:// URL (value not shown: it may contain a password)' },
+);
 
 const Flag = z.string().transform((raw, ctx) => {
   const value = raw.toLowerCase();
@@ -145,6 +158,7 @@ const FIELDS = {
     flag: '--reconcile-interval-ms',
     schema: integer(1_000, 86_400_000, 'milliseconds between 1000 and 86400000'),
   },
+  databaseUrl: { env: 'AGENTGATE_DATABASE_URL', flag: '--database-url', schema: DatabaseUrl },
 } as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
 
 /** Environment variable names, e.g. for `--help` text and docs. */
@@ -203,6 +217,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const sandbox = read(FIELDS.sandbox, overrides.sandbox);
   const requeueInterrupted = read(FIELDS.requeueInterrupted, overrides.requeueInterrupted);
   const reconcileIntervalMs = read(FIELDS.reconcileIntervalMs, overrides.reconcileIntervalMs);
+  const databaseUrl = read(FIELDS.databaseUrl, overrides.databaseUrl);
 
   if (issues.length > 0) {
     throw new AgentGateError('AG_ERR_CONFIG_INVALID', issues.map((issue) => `${issue.variable}: ${issue.message}`).join('; '), {
@@ -225,5 +240,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (sandbox !== undefined) config.sandbox = sandbox;
   if (requeueInterrupted !== undefined) config.requeueInterrupted = requeueInterrupted;
   if (reconcileIntervalMs !== undefined) config.reconcileIntervalMs = reconcileIntervalMs;
+  if (databaseUrl !== undefined) config.databaseUrl = databaseUrl;
   return config;
 }

@@ -1,12 +1,13 @@
 /**
- * The durable store (SPEC section 13): the asynchronous repository contract and its embedded SQLite
- * implementation.
+ * The durable store (SPEC section 13): the asynchronous repository contract, its embedded SQLite
+ * implementation and its PostgreSQL implementation, and the choice between them (`openRepositories`).
  */
 export { CLOSING_EVENT_TYPES } from './repositories.js';
 export type {
   CommitOutcome,
   CommitRequest,
   CreateRunInput,
+  CreateRunResult,
   Fence,
   IterationRepository,
   LeaseRepository,
@@ -23,6 +24,10 @@ export {
   openSqliteRepositories,
 } from './sqlite/index.js';
 export type { SqliteOpenOptions, SqliteRepositories } from './sqlite/index.js';
+export { openPostgresRepositories, POSTGRES_SCHEMA_VERSION, classifyPostgresCode, translatePostgresError } from './postgres/index.js';
+export type { PostgresOpenOptions, PostgresPoolOptions, PostgresRepositories } from './postgres/index.js';
+export { openRepositories } from './open.js';
+export type { OpenRepositoriesOptions, OpenedRepositories } from './open.js';
 export { migrate, getSchemaVersion, MIGRATIONS, LATEST_SCHEMA_VERSION } from './migrations.js';
 export type { Migration, MigrateOptions, MigrateResult } from './migrations.js';
 export { classifySqliteCode, isSqliteError, translateSqliteError } from './sqlite-errors.js';

@@ -110,8 +110,26 @@ const leases: Migration = {
   },
 };
 
+/**
+ * Migration 3: the exclusive key of `runs.create({ exclusiveKey })` (a repository + branch). The partial
+ * unique index holds only runs that are not terminal, so a second live run with the same key cannot be
+ * inserted (`AG_ERR_RUN_EXCLUSIVE_BUSY`), and the key is free again the moment its run becomes terminal —
+ * the index, not application code, keeps the rule for every connection and process.
+ */
+const runExclusiveKey: Migration = {
+  version: 3,
+  name: 'run_exclusive_key',
+  up(db) {
+    db.exec(`
+      ALTER TABLE runs ADD COLUMN exclusive_key TEXT;
+      CREATE UNIQUE INDEX runs_exclusive_key_idx ON runs (exclusive_key)
+        WHERE exclusive_key IS NOT NULL AND state NOT IN ('succeeded', 'failed', 'canceled');
+    `);
+  },
+};
+
 /** Every migration, in order. Append only. */
-export const MIGRATIONS: readonly Migration[] = [coreSchema, leases];
+export const MIGRATIONS: readonly Migration[] = [coreSchema, leases, runExclusiveKey];
 
 /** The schema version this build writes. */
 export const LATEST_SCHEMA_VERSION: number = MIGRATIONS.length;

@@ -99,6 +99,28 @@ export interface CreateRunInput {
   readonly meta?: NewRunMeta;
   /** The run's lease, taken in the same transaction: no instant exists in which the run is unowned. */
   readonly lease: { readonly key: string; readonly owner: string; readonly ttlMs: number; readonly now?: Date };
+  /**
+   * Claim the work order for this run: in the same transaction the stored work order must be `queued`;
+   * it becomes `running` with its `work_order_updated {status: 'running', runId}`. When it is not queued
+   * (another worker claimed it first) the create fails with `AG_ERR_WORK_ORDER_CLAIMED` and writes
+   * nothing. With `workOrders.listQueued` this is the whole queue protocol of several workers sharing one
+   * store: list, then claim; exactly one concurrent claim of a work order wins.
+   */
+  readonly claim?: boolean;
+  /**
+   * At most one run that is not terminal holds this key (a repository + branch): a create whose key is
+   * held fails with the retryable `AG_ERR_RUN_EXCLUSIVE_BUSY` and writes nothing. The key is free again
+   * once its run is terminal. Enforced by the store (a partial unique index over non-terminal runs).
+   */
+  readonly exclusiveKey?: string;
+}
+
+export interface CreateRunResult {
+  readonly run: StoredRun;
+  /** The `work_order_created` event when this call created the work order, else null. */
+  readonly workOrderEvent: StoredWorkOrderEvent | null;
+  /** Every work-order event this call wrote, in seq order: `work_order_created` and/or the claim's `work_order_updated`. */
+  readonly workOrderEvents: StoredWorkOrderEvent[];
 }
 
 export interface CommitRequest {
@@ -124,11 +146,13 @@ export interface CommitOutcome {
 
 export interface RunRepository {
   /**
-   * Inserts the work order (when given and absent, with its `work_order_created`), the run and the run's
-   * lease in one transaction. @throws AG_ERR_LEASE_HELD (nothing written) when another live owner holds
-   * the lease; AG_ERR_STORE_CONFLICT on a duplicate run id; AG_ERR_WORK_ORDER_NOT_FOUND.
+   * Inserts the work order (when given and absent, with its `work_order_created`), claims it when asked,
+   * and inserts the run and the run's lease, in one transaction. Nothing is written when it fails:
+   * @throws AG_ERR_WORK_ORDER_CLAIMED (claim of a work order that is not queued), AG_ERR_LEASE_HELD
+   * (another live owner holds the lease), AG_ERR_RUN_EXCLUSIVE_BUSY (the exclusive key is held),
+   * AG_ERR_STORE_CONFLICT (duplicate run id), AG_ERR_WORK_ORDER_NOT_FOUND.
    */
-  create(input: CreateRunInput): Promise<{ run: StoredRun; workOrderEvent: StoredWorkOrderEvent | null }>;
+  create(input: CreateRunInput): Promise<CreateRunResult>;
   get(id: string): Promise<StoredRun | null>;
   /** Newest first. */
   list(query: ListRunsQuery): Promise<Page<StoredRun>>;

@@ -15,6 +15,10 @@ export const SERVER_SECRET_ENV = [
   'GH_TOKEN',
   'GITLAB_TOKEN',
   'GL_TOKEN',
+  // The store's credentials: a PostgreSQL URL carries its password, and libpq's variables may too.
+  'AGENTGATE_DATABASE_URL',
+  'PGPASSWORD',
+  'PGPASSFILE',
 ] as const;
 
 /** Model credentials an agent may need but a gate (the project's own test commands) never does. */

@@ -1,9 +1,10 @@
 /**
  * The one conformance suite of the repository contract (`src/store/repositories.ts`). Every backend runs
- * it unchanged: SQLite in `sqlite-repositories.test.ts`, PostgreSQL when it lands. It is written against
+ * it unchanged: SQLite in `sqlite-repositories.test.ts`, PostgreSQL in `postgres-repositories.test.ts`. It is written against
  * the interfaces only — no SQL, no backend types, no control over the backend's clock.
  */
 import { describe } from 'vitest';
+import { describeClaimsContract } from './contract/claims.js';
 import { describeDataContract } from './contract/data.js';
 import { useRepositories, type MakeRepositories, type RepositoryContractOptions } from './contract/fixture.js';
 import { describeLeaseRepositoryContract } from './contract/leases.js';
@@ -22,6 +23,7 @@ export function describeRepositoryContract(name: string, makeRepositories: MakeR
     const repositories = useRepositories(makeRepositories);
     describeDataContract(repositories, options);
     describeRulesContract(repositories);
+    describeClaimsContract(repositories);
   });
   describeLeaseRepositoryContract(name, async () => {
     const { repos, cleanup } = await makeRepositories();

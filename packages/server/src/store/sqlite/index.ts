@@ -11,7 +11,7 @@ import { SqliteWorkOrderRepository } from './work-order-repository.js';
 
 export { DEFAULT_BUSY_TIMEOUT_MS, STORE_FILE_NAME, SqliteDatabase } from './database.js';
 export type { SqliteOpenOptions } from './database.js';
-export { DEFAULT_EVENTS_LIMIT } from './codec.js';
+export { DEFAULT_EVENTS_LIMIT } from '../codec.js';
 export { SqliteIterationRepository } from './iteration-repository.js';
 export { SqliteLeaseRepository } from './lease-repository.js';
 export { SqliteRunRepository } from './run-repository.js';
@@ -20,6 +20,10 @@ export { SqliteWorkOrderRepository } from './work-order-repository.js';
 export interface SqliteRepositories extends Repositories {
   /** The database file (or `:memory:`). */
   readonly path: string;
+  /** `sqlite:<path>`: which store this is, for logs and readiness. */
+  readonly location: string;
+  /** Readiness: resolves when the database answers a query. @throws AG_ERR_STORE_OPEN once closed */
+  ping(): Promise<void>;
 }
 
 /**
@@ -38,6 +42,10 @@ export function openSqliteRepositories(options: SqliteOpenOptions): SqliteReposi
   let closing: Promise<void> | undefined;
   return {
     path: db.path,
+    location: `sqlite:${db.path}`,
+    async ping() {
+      db.read('ping', () => db.connection.prepare('SELECT 1').get());
+    },
     workOrders,
     runs,
     iterations,

@@ -1,7 +1,7 @@
 /** {@link IterationRepository} on SQLite: one typed record per run iteration. */
 import { AgentGateError } from '../../errors.js';
 import type { Fence, IterationRepository, StoredIterationRecord } from '../repositories.js';
-import { mapIteration, toJson, type IterationRow } from './codec.js';
+import { mapIteration, toJson, type IterationRow } from '../codec.js';
 import type { SqliteDatabase } from './database.js';
 import type { SqliteRunRepository } from './run-repository.js';
 

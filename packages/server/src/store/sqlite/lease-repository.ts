@@ -2,10 +2,10 @@
  * {@link LeaseRepository} on SQLite, and the fencing check every fenced write of the other
  * repositories runs inside its own transaction.
  */
-import { AgentGateError } from '../../errors.js';
 import type { Fence, LeaseRepository } from '../repositories.js';
 import type { AcquireLeaseRequest, Lease, ReleaseLeaseRequest, RenewLeaseRequest } from '../types.js';
-import { checkTtl, mapLease, type LeaseRow } from './codec.js';
+import { checkTtl, mapLease, type LeaseRow } from '../codec.js';
+import { assertFenceHolds } from '../run-rules.js';
 import type { SqliteDatabase } from './database.js';
 
 function prepare(db: SqliteDatabase) {
@@ -93,12 +93,6 @@ export class SqliteLeaseRepository implements LeaseRepository {
    */
   assertFence(fence: Fence | null, operation: string): void {
     if (fence === null) return;
-    const row = this.stmts.get.get(fence.leaseKey);
-    const now = this.db.clock().getTime();
-    if (row !== undefined && row.owner === fence.owner && row.expires_at > now) return;
-    const why = row === undefined ? 'no longer exists' : row.owner !== fence.owner ? 'is held by another owner' : 'has expired';
-    throw new AgentGateError('AG_ERR_LEASE_LOST', `Refused ${operation}: the lease ${fence.leaseKey} ${why}`, {
-      details: { leaseKey: fence.leaseKey, owner: fence.owner, operation },
-    });
+    assertFenceHolds(fence, this.stmts.get.get(fence.leaseKey), this.db.clock().getTime(), operation);
   }
 }

@@ -3,26 +3,7 @@
  * one transaction; the rules of `repositories.ts` (terminal is final, fencing) are checked inside it.
  */
 import { AgentGateError } from '../../errors.js';
-import { TERMINAL_STATES, applyTransition, isTerminalState, type Run } from '../../orchestrator/state-machine.js';
-import {
-  CLOSING_EVENT_TYPES,
-  type CommitOutcome,
-  type CommitRequest,
-  type CreateRunInput,
-  type Fence,
-  type RunRepository,
-} from '../repositories.js';
-import type {
-  ListEventsQuery,
-  ListRunsQuery,
-  NewEvent,
-  Page,
-  RunMeta,
-  RunStateChangedData,
-  StoredEvent,
-  StoredRun,
-  StoredWorkOrderEvent,
-} from '../types.js';
+import { TERMINAL_STATES, applyTransition, type Run } from '../../orchestrator/state-machine.js';
 import {
   checkEventsQuery,
   checkPaging,
@@ -35,7 +16,19 @@ import {
   type EventRow,
   type RunRow,
   type SeqRow,
-} from './codec.js';
+} from '../codec.js';
+import type { CommitOutcome, CommitRequest, CreateRunInput, CreateRunResult, Fence, RunRepository } from '../repositories.js';
+import {
+  assertAppendable,
+  assertExpectedVersion,
+  assertNotTerminal,
+  assertSameWorkOrder,
+  commitEvents,
+  exclusiveBusy,
+  leaseHeld,
+} from '../run-rules.js';
+import { isSqliteError } from '../sqlite-errors.js';
+import type { ListEventsQuery, ListRunsQuery, NewEvent, Page, RunMeta, StoredEvent, StoredRun, StoredWorkOrderEvent } from '../types.js';
 import type { SqliteDatabase } from './database.js';
 import type { SqliteLeaseRepository } from './lease-repository.js';
 import type { SqliteWorkOrderRepository } from './work-order-repository.js';
@@ -43,10 +36,7 @@ import type { SqliteWorkOrderRepository } from './work-order-repository.js';
 const RUN_COLUMNS =
   'id, work_order_id, state, iteration, max_iterations, result, error_json, branch, data_json, version, created_at, updated_at, completed_at';
 
-/** Event types only {@link SqliteRunRepository.commit} may write. */
-const COMMIT_ONLY_TYPES: ReadonlySet<string> = new Set(['run_state_changed', ...Object.values(CLOSING_EVENT_TYPES)]);
-
-type RunInsertParams = Omit<RunRow, 'version'>;
+type RunInsertParams = Omit<RunRow, 'version'> & { exclusive_key: string | null };
 
 interface RunStateParams {
   id: string;
@@ -63,8 +53,8 @@ function prepare(db: SqliteDatabase) {
   const c = db.connection;
   return {
     insert: c.prepare<[RunInsertParams]>(
-      `INSERT INTO runs (${RUN_COLUMNS})
-       VALUES (@id, @work_order_id, @state, @iteration, @max_iterations, @result, @error_json, @branch, @data_json, 1, @created_at, @updated_at, @completed_at)`,
+      `INSERT INTO runs (${RUN_COLUMNS}, exclusive_key)
+       VALUES (@id, @work_order_id, @state, @iteration, @max_iterations, @result, @error_json, @branch, @data_json, 1, @created_at, @updated_at, @completed_at, @exclusive_key)`,
     ),
     get: c.prepare<[string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
     nonTerminal: c.prepare<[], RunRow>(
@@ -98,27 +88,29 @@ export class SqliteRunRepository implements RunRepository {
     this.stmts = prepare(db);
   }
 
-  async create(input: CreateRunInput): Promise<{ run: StoredRun; workOrderEvent: StoredWorkOrderEvent | null }> {
+  async create(input: CreateRunInput): Promise<CreateRunResult> {
     const { run, meta = {}, lease } = input;
-    const params = runInsertParams(run, meta.branch ?? null, toJson(meta.data ?? {}, 'run metadata'));
+    const params = runInsertParams(run, meta.branch ?? null, toJson(meta.data ?? {}, 'run metadata'), input.exclusiveKey ?? null);
+    if (input.workOrder !== undefined) assertSameWorkOrder(run, input.workOrder.id);
     return this.db.write('runs.create', () => {
+      const workOrderEvents: StoredWorkOrderEvent[] = [];
       let workOrderEvent: StoredWorkOrderEvent | null = null;
-      if (input.workOrder !== undefined) {
-        if (input.workOrder.id !== run.workOrderId) {
-          throw new AgentGateError('AG_ERR_INTERNAL', `Run ${run.id} belongs to work order ${run.workOrderId}, not ${input.workOrder.id}`);
-        }
-        if (!this.workOrders.existsInTransaction(run.workOrderId)) workOrderEvent = this.workOrders.createInTransaction(input.workOrder).event;
-      } else if (!this.workOrders.existsInTransaction(run.workOrderId)) {
-        throw workOrderNotFound(run.workOrderId);
+      if (!this.workOrders.existsInTransaction(run.workOrderId)) {
+        if (input.workOrder === undefined) throw workOrderNotFound(run.workOrderId);
+        workOrderEvent = this.workOrders.createInTransaction(input.workOrder).event;
+        workOrderEvents.push(workOrderEvent);
       }
+      if (input.claim === true) workOrderEvents.push(this.workOrders.claimInTransaction(run.workOrderId, run.id));
       const acquired = this.leases.acquireInTransaction({ key: lease.key, owner: lease.owner, runId: run.id, ttlMs: lease.ttlMs, ...(lease.now === undefined ? {} : { now: lease.now }) });
-      if (!acquired) {
-        throw new AgentGateError('AG_ERR_LEASE_HELD', `Another live owner holds the lease ${lease.key}; run ${run.id} was not created`, {
-          details: { key: lease.key, runId: run.id },
-        });
+      if (!acquired) throw leaseHeld(lease.key, run.id);
+      try {
+        this.stmts.insert.run(params);
+      } catch (err) {
+        // The runs table's only UNIQUE index besides its primary key is the exclusive key's (migration 3).
+        if (params.exclusive_key !== null && isSqliteError(err) && err.code === 'SQLITE_CONSTRAINT_UNIQUE') throw exclusiveBusy(params.exclusive_key, run.id, err);
+        throw err;
       }
-      this.stmts.insert.run(params);
-      return { run: this.require(run.id), workOrderEvent };
+      return { run: this.require(run.id), workOrderEvent, workOrderEvents };
     });
   }
 
@@ -175,14 +167,10 @@ export class SqliteRunRepository implements RunRepository {
   async commit(runId: string, request: CommitRequest): Promise<CommitOutcome> {
     return this.db.write('runs.commit', () => {
       const current = this.requireWritable(runId, request.fence, 'runs.commit');
-      if (request.expectedVersion !== undefined && request.expectedVersion !== current.version) {
-        throw new AgentGateError('AG_ERR_STORE_CONFLICT', `Run ${runId} is at version ${current.version}, expected ${request.expectedVersion}`, {
-          details: { runId, version: current.version, expectedVersion: request.expectedVersion },
-        });
-      }
+      assertExpectedVersion(runId, current.version, request.expectedVersion);
       const at = request.at ?? this.db.now();
       const next = applyTransition(current, request.event, request.error === undefined ? { at } : { at, error: request.error });
-      const closing = checkClosing(runId, next, request.closing);
+      const toWrite = commitEvents(current, request, next, at);
       const written = this.stmts.updateState.run({
         id: runId,
         version: current.version,
@@ -197,18 +185,7 @@ export class SqliteRunRepository implements RunRepository {
         // Unreachable under the IMMEDIATE lock; kept so a future non-locking change cannot lose a write silently.
         throw new AgentGateError('AG_ERR_STORE_CONFLICT', `Run ${runId} changed during its commit`, { details: { runId } });
       }
-      const data: RunStateChangedData = {
-        from: current.state,
-        event: request.event,
-        to: next.state,
-        iteration: next.iteration,
-        ...(next.result === null ? {} : { result: next.result }),
-        ...(request.error === undefined ? {} : { error: request.error }),
-      };
-      const events = [this.insertEvent(runId, current.workOrderId, { type: 'run_state_changed', data, timestamp: at })];
-      if (closing !== undefined) {
-        events.push(this.insertEvent(runId, current.workOrderId, { ...closing, timestamp: closing.timestamp ?? at }));
-      }
+      const events = toWrite.map((event) => this.insertEvent(runId, current.workOrderId, event));
       return { run: this.require(runId), events };
     });
   }
@@ -218,11 +195,7 @@ export class SqliteRunRepository implements RunRepository {
    * connection, any process) get consecutive seqs with no gap or duplicate.
    */
   async appendEvents(runId: string, events: readonly NewEvent[], fence: Fence | null): Promise<StoredEvent[]> {
-    for (const event of events) {
-      if (COMMIT_ONLY_TYPES.has(event.type)) {
-        throw new AgentGateError('AG_ERR_INTERNAL', `${event.type} is written by runs.commit only, not appended`, { details: { runId, type: event.type } });
-      }
-    }
+    assertAppendable(runId, events);
     return this.db.write('runs.appendEvents', () => {
       const run = this.requireWritable(runId, fence, 'runs.appendEvents');
       return events.map((event) => this.insertEvent(runId, run.workOrderId, event));
@@ -245,11 +218,7 @@ export class SqliteRunRepository implements RunRepository {
    */
   requireWritable(runId: string, fence: Fence | null, operation: string): StoredRun {
     const run = this.require(runId);
-    if (isTerminalState(run.state)) {
-      throw new AgentGateError('AG_ERR_RUN_ALREADY_TERMINAL', `Refused ${operation}: run ${runId} is already ${run.state}`, {
-        details: { runId, state: run.state, operation },
-      });
-    }
+    assertNotTerminal(runId, run.state, operation);
     this.leases.assertFence(fence, operation);
     return run;
   }
@@ -276,26 +245,7 @@ export class SqliteRunRepository implements RunRepository {
   }
 }
 
-/** A commit into a terminal state carries exactly its closing event; any other commit carries none. */
-function checkClosing(runId: string, next: Run, closing: NewEvent | undefined): NewEvent | undefined {
-  if (!isTerminalState(next.state)) {
-    if (closing !== undefined) {
-      throw new AgentGateError('AG_ERR_INTERNAL', `Run ${runId}: a closing event (${closing.type}) on a commit into ${next.state}`, {
-        details: { runId, to: next.state, closing: closing.type },
-      });
-    }
-    return undefined;
-  }
-  const expected = CLOSING_EVENT_TYPES[next.state];
-  if (closing === undefined || closing.type !== expected) {
-    throw new AgentGateError('AG_ERR_INTERNAL', `Run ${runId}: a commit into ${next.state} must carry its ${expected} event`, {
-      details: { runId, to: next.state, expected, ...(closing === undefined ? {} : { closing: closing.type }) },
-    });
-  }
-  return closing;
-}
-
-function runInsertParams(run: Run, branch: string | null, dataJson: string): RunInsertParams {
+function runInsertParams(run: Run, branch: string | null, dataJson: string, exclusiveKey: string | null): RunInsertParams {
   return {
     id: run.id,
     work_order_id: run.workOrderId,
@@ -309,5 +259,6 @@ function runInsertParams(run: Run, branch: string | null, dataJson: string): Run
     created_at: run.createdAt,
     updated_at: run.updatedAt,
     completed_at: run.completedAt,
+    exclusive_key: exclusiveKey,
   };
 }

@@ -20,7 +20,8 @@ import {
   type SeqRow,
   type WorkOrderEventRow,
   type WorkOrderRow,
-} from './codec.js';
+} from '../codec.js';
+import { workOrderClaimed } from '../run-rules.js';
 import type { SqliteDatabase } from './database.js';
 
 function prepare(db: SqliteDatabase) {
@@ -100,11 +101,7 @@ export class SqliteWorkOrderRepository implements WorkOrderRepository {
   ): Promise<{ workOrder: StoredWorkOrder; event: StoredWorkOrderEvent }> {
     const timestamp = at ?? this.db.now();
     const payload = toJson({ status, ...data }, 'work_order_updated event data');
-    return this.db.write('workOrders.setStatus', () => {
-      if (this.stmts.updateStatus.run(status, timestamp, id).changes === 0) throw workOrderNotFound(id);
-      const event = this.insertEvent(id, 'work_order_updated', payload, timestamp);
-      return { workOrder: this.require(id), event };
-    });
+    return this.db.write('workOrders.setStatus', () => this.setStatusInTransaction(id, status, payload, timestamp));
   }
 
   async listEvents(id: string, query: ListEventsQuery = {}): Promise<StoredWorkOrderEvent[]> {
@@ -140,6 +137,25 @@ export class SqliteWorkOrderRepository implements WorkOrderRepository {
     });
     const event = this.insertEvent(input.id, 'work_order_created', toJson({ status }, 'work_order_created event data'), at);
     return { workOrder: this.require(input.id), event };
+  }
+
+  /**
+   * The claim of `runs.create({ claim: true })`, inside the caller's write transaction: the work order
+   * must be `queued`; it becomes `running` with `work_order_updated {status: 'running', runId}`.
+   * @throws AG_ERR_WORK_ORDER_NOT_FOUND, AG_ERR_WORK_ORDER_CLAIMED
+   */
+  claimInTransaction(id: string, runId: string): StoredWorkOrderEvent {
+    const current = this.stmts.get.get(id);
+    if (current === undefined) throw workOrderNotFound(id);
+    if (current.status !== 'queued') throw workOrderClaimed(id, current.status, runId);
+    const payload = toJson({ status: 'running', runId }, 'work_order_updated event data');
+    return this.setStatusInTransaction(id, 'running', payload, this.db.now()).event;
+  }
+
+  private setStatusInTransaction(id: string, status: WorkOrderStatus, payload: string, timestamp: string) {
+    if (this.stmts.updateStatus.run(status, timestamp, id).changes === 0) throw workOrderNotFound(id);
+    const event = this.insertEvent(id, 'work_order_updated', payload, timestamp);
+    return { workOrder: this.require(id), event };
   }
 
   /** Must run inside a write transaction: the seq read and the insert share the write lock. */

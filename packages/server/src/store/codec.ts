@@ -1,12 +1,13 @@
 /**
- * Rows of the SQLite schema and their mapping to the stored types: JSON columns in and out, enum
- * columns checked on the way out (a corrupt row is `AG_ERR_INTERNAL`, never a wrongly typed value),
- * argument checks shared by the repositories.
+ * Rows of the store's tables and their mapping to the stored types, shared by both backends: SQLite and
+ * PostgreSQL use the same column names, keep JSON as text and timestamps as ISO strings, so one mapping
+ * reads both. JSON columns in and out, enum columns checked on the way out (a corrupt row is
+ * `AG_ERR_INTERNAL`, never a wrongly typed value), argument checks shared by the repositories.
  */
-import { AgentGateError } from '../../errors.js';
-import { ALL_RESULTS, ALL_STATES, type RunErrorInfo, type RunResult, type RunState } from '../../orchestrator/state-machine.js';
-import type { IterationRecord } from '../records.js';
-import type { StoredIterationRecord } from '../repositories.js';
+import { AgentGateError } from '../errors.js';
+import { ALL_RESULTS, ALL_STATES, type RunErrorInfo, type RunResult, type RunState } from '../orchestrator/state-machine.js';
+import type { IterationRecord } from './records.js';
+import type { StoredIterationRecord } from './repositories.js';
 import {
   ALL_WORK_ORDER_SOURCES,
   ALL_WORK_ORDER_STATUSES,
@@ -17,7 +18,7 @@ import {
   type StoredRun,
   type StoredWorkOrder,
   type StoredWorkOrderEvent,
-} from '../types.js';
+} from './types.js';
 
 /** Default page size of `listEvents`, matching the API's `GET /runs/:id/events` default. */
 export const DEFAULT_EVENTS_LIMIT = 1000;
