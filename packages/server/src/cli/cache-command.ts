@@ -1,6 +1,7 @@
 /**
- * `agentgate cache ls|prune`: the environment cache of setups (gates/env-cache.ts, docs/gates.md).
- * Both read `$AGENTGATE_HOME/env-cache` (or `--home`); neither needs the server.
+ * `agentgate cache ls|prune`: the environment cache of setups (gates/env-cache.ts, docs/gates.md) — both
+ * kinds of entries, `node` (node_modules) and `python` (virtualenvs, gates/python-env.ts). Both read
+ * `$AGENTGATE_HOME/env-cache` (or `--home`); neither needs the server.
  */
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import type { Command } from 'commander';
 import { AgentGateError } from '../errors.js';
 import { DEFAULT_ENV_CACHE_MAX_BYTES, EnvCache } from '../gates/env-cache.js';
 import { systemClock } from '../util/clock.js';
+import { sanitizeForTerminal } from '../util/terminal.js';
 import type { CliIo } from './run-command.js';
 import { EXIT } from './run-command.js';
 
@@ -41,7 +43,7 @@ function cacheRoot(home: string | undefined, io: CliIo): string {
 }
 
 export function registerCacheCommand(program: Command, io: CliIo, setExit: (code: number) => void): void {
-  const cache = program.command('cache').description('the environment cache of setup steps (installed dependencies)');
+  const cache = program.command('cache').description('the environment cache of setup steps (installed dependencies: node_modules, Python virtualenvs)');
   cache
     .command('ls')
     .description('list cached environments, most recently used first')
@@ -52,7 +54,10 @@ export function registerCacheCommand(program: Command, io: CliIo, setExit: (code
       if (flags.json === true) {
         io.stdout.write(`${JSON.stringify(entries)}\n`);
       } else {
-        for (const e of entries) io.stdout.write(`${e.key}  ${formatSize(e.sizeBytes).padStart(10)}  used ${e.lastUsedAt}  ${e.dirs.join(',')}  ${e.commands.join(' && ')}\n`);
+        for (const e of entries) {
+          const what = e.python === undefined ? e.dirs.join(',') : `Python ${e.python.version}`;
+          io.stdout.write(sanitizeForTerminal(`${e.key}  ${e.kind.padEnd(6)}  ${formatSize(e.sizeBytes).padStart(10)}  used ${e.lastUsedAt}  ${what}  ${e.commands.join(' && ')}`) + '\n');
+        }
         const total = entries.reduce((sum, e) => sum + e.sizeBytes, 0);
         io.stdout.write(`${entries.length} entries, ${formatSize(total)}\n`);
       }

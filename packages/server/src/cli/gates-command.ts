@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import { gitQuery } from '../gates/git.js';
 import { formatGatePlan, loadGatePlan } from '../gates/loader.js';
+import { removePythonEnvironment } from '../gates/python-env.js';
 import type { GateResult } from '../gates/types.js';
 import { Verifier } from '../gates/verifier.js';
 import { systemClock } from '../util/clock.js';
@@ -70,8 +71,9 @@ export async function gatesCommand(flags: GatesFlags, io: CliIo, signal: AbortSi
       io.stdout.write(`${verified.report.passed ? 'passed' : 'failed'}: ${verified.report.gates.filter((g) => g.passed).length}/${verified.report.gates.length} gates\n`);
       return verified.report.passed ? EXIT.succeeded : EXIT.failed;
     } finally {
-      // The logs named in FAIL lines are kept; the checkout goes.
+      // The logs named in FAIL lines are kept; the checkout and its Python virtualenv go.
       await rm(worktreePath, { recursive: true, force: true });
+      await removePythonEnvironment(artifactsDir);
     }
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_INTERNAL');

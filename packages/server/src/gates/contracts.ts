@@ -19,6 +19,15 @@
  * skip-worktree bits, `info/exclude`, replace refs, config, filters, attributes — is consulted, and the
  * attributes of the work tree cannot select a filter or change bytes. A directory that is not a run
  * workspace (tests, tools) gets a scratch git directory of the same kind.
+ *
+ * Cost. Given the iteration's snapshot commit ({@link SnapshotRef}; the verify phase passes it), the
+ * tamper check compares the base commit's tree with the snapshot's tree — no file of the work tree is
+ * read for that — and looks at the work tree only below the protected patterns (edits made after the
+ * snapshot, and files the snapshot left out: ignored ones, nested repositories). Without a snapshot the
+ * work tree is compared with the base commit through an index: the run's own index has the stat data of
+ * its last snapshot, so only changed files are read; a scratch index (a directory that is not a run
+ * workspace) has none — nothing trustworthy could supply it, the repository's own index being the
+ * agent's — so git reads every file once. Callers that know a commit of the tree pass it.
  */
 import { lstat, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,7 +36,7 @@ import picomatch from 'picomatch';
 import { AgentGateError } from '../errors.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
-import { createScratchGitDir, findRunGit } from '../workspace/isolated-git.js';
+import { createScratchGitDir, findRunGit, type IsolatedGit } from '../workspace/isolated-git.js';
 import { gitQuery, splitNul } from './git.js';
 import type { GitQueryOptions } from './git.js';
 import type { Diagnostic, GateResult } from './types.js';
@@ -41,8 +50,31 @@ export interface ContractsInput {
   contracts: VerifyConfig['contracts'];
   /** Exact repository-relative paths that are protected whatever the config says, with the reason shown. */
   alwaysProtected: ReadonlyArray<{ path: string; reason: string }>;
+  /**
+   * The snapshot of the tree being checked, when there is one: the tamper check then compares trees
+   * (see the module comment). Without it the work tree is compared with the base commit file by file.
+   */
+  snapshot?: SnapshotRef;
   signal: AbortSignal;
   clock: Clock;
+}
+
+/**
+ * A commit holding the work tree as the snapshot phase captured it (`git add --all` into AgentGate's own
+ * index, then a commit: `workspace/snapshotter.ts`). Files ignored by the work tree's `.gitignore` and
+ * nested repositories are not in it; the checks that need them still look at the work tree.
+ */
+export interface SnapshotRef {
+  /**
+   * The snapshot commit: a sha, or a revision resolved in the git directory of {@link git} (the verify
+   * phase passes `HEAD`: the tip of the run branch, which only ever holds snapshots).
+   */
+  commit: string;
+  /**
+   * AgentGate's git state the snapshot was taken in; its index lists the snapshot's files. Default: the
+   * run's state found from the worktree path, else a scratch git directory with `commit` read into its index.
+   */
+  git?: IsolatedGit;
 }
 
 /** The L0 gate names, stable for events, reports and feedback. */
@@ -83,9 +115,11 @@ async function exists(file: string): Promise<boolean> {
 /**
  * Runs `fn` with query options bound to AgentGate's own git state for `options.cwd`: the one given, the
  * run's (`findRunGit`), or — for a directory that is not a run workspace — a scratch git directory
- * borrowing that repository's objects, with `baseSha` read into its index, removed afterwards.
+ * borrowing that repository's objects, with `indexCommit` (the base commit, or the snapshot being checked)
+ * read into its index, removed afterwards. That index has no stat data: a query comparing it with the
+ * work tree reads every file.
  */
-export async function withIsolatedGit<T>(options: GitQueryOptions, baseSha: string, fn: (git: GitQueryOptions) => Promise<T>): Promise<T> {
+export async function withIsolatedGit<T>(options: GitQueryOptions, indexCommit: string, fn: (git: GitQueryOptions) => Promise<T>): Promise<T> {
   if (options.isolated !== undefined) return fn(options);
   const run = await findRunGit(options.cwd);
   if (run !== undefined) return fn({ ...options, isolated: run });
@@ -94,7 +128,7 @@ export async function withIsolatedGit<T>(options: GitQueryOptions, baseSha: stri
   try {
     const isolated = await createScratchGitDir(path.join(scratch, 'git'), path.resolve(options.cwd), path.join(commonDir, 'objects'));
     const own: GitQueryOptions = { ...options, isolated };
-    await gitQuery(['read-tree', baseSha], own);
+    await gitQuery(['read-tree', indexCommit], own);
     return await fn(own);
   } finally {
     await rm(scratch, { recursive: true, force: true });
@@ -122,39 +156,84 @@ export async function listWorktreeFiles(git: GitQueryOptions, baseSha?: string):
  * its `info/exclude`, replace refs, config and filters play no part; the work tree's attributes are reset
  * (see `workspace/isolated-git.ts`); and files under protected patterns are listed without any ignore
  * rules but the base commit's (so a `.gitignore` the agent wrote hides nothing there).
+ *
+ * With `snapshotCommit` (a commit of the work tree made by AgentGate, see {@link SnapshotRef}) the answer
+ * is: the files that differ between the base and the snapshot (tree to tree, no file read), plus, below
+ * the protected patterns only, files edited or deleted since the snapshot and files the snapshot does not
+ * hold (ignored by the work tree's rules but not by the base's, nested repositories). Files outside the
+ * protected patterns that the snapshot left out are not listed: nothing checks them.
  */
-export async function listChangedFiles(baseSha: string, git: GitQueryOptions, protectedPatterns: readonly string[] = []): Promise<ChangedFile[]> {
-  return withIsolatedGit(git, baseSha, async (own) => {
-    // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
-    // fixture path as an escape); git would refuse the whole query for it.
-    const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
-    // Three read-only queries against the same index (GIT_OPTIONAL_LOCKS=0: none rewrites it): run them together.
-    const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
-      gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', baseSha, '--'], own),
-      gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
-      // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
-      // agent added (a new .gitignore) cannot hide a new conftest.py or test file.
-      pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own),
-    ]);
-    const diff = splitNul(diffOut);
+export async function listChangedFiles(baseSha: string, git: GitQueryOptions, protectedPatterns: readonly string[] = [], snapshotCommit?: string): Promise<ChangedFile[]> {
+  // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
+  // fixture path as an escape); git would refuse the whole query for it.
+  const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
+  return withIsolatedGit(git, snapshotCommit ?? baseSha, async (own) => {
+    const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, pathspecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, own);
     const out: ChangedFile[] = [];
     const seen = new Set<string>();
-    for (let i = 0; i + 1 < diff.length; i += 2) {
-      const status = diff[i] ?? '';
-      const file = diff[i + 1] ?? '';
-      seen.add(file);
-      out.push({ path: file, change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
-    }
-    const untracked = splitNul(untrackedOut);
-    const ignored = splitNul(ignoredOut);
-    const ignoredByBase = await ignoredByBaseRules(baseSha, ignored, own);
-    for (const file of [...untracked, ...ignored.filter((f) => !ignoredByBase.has(f))]) {
-      if (seen.has(file)) continue;
-      seen.add(file);
-      out.push({ path: file, change: 'added' });
+    for (const file of [...found.changed, ...(await countedUntracked(baseSha, found.candidates, own))]) {
+      if (seen.has(file.path)) continue;
+      seen.add(file.path);
+      out.push(file);
     }
     return out;
   });
+}
+
+/** Changed files found by git, and untracked files that count unless the base commit's rules ignore them. */
+interface Findings {
+  changed: ChangedFile[];
+  candidates: string[];
+}
+
+/** The work tree against the base commit, through the index's stat data (read-only queries, run together). */
+async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
+  // Three read-only queries against the same index (GIT_OPTIONAL_LOCKS=0: none rewrites it): run them together.
+  const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
+    gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', baseSha, '--'], own),
+    gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
+    // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
+    // agent added (a new .gitignore) cannot hide a new conftest.py or test file.
+    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own),
+  ]);
+  const untracked = splitNul(untrackedOut).map((file): ChangedFile => ({ path: file, change: 'added' }));
+  return { changed: [...parseNameStatus(diffOut), ...untracked], candidates: splitNul(ignoredOut) };
+}
+
+/**
+ * The snapshot against the base commit, tree to tree; the work tree only below the protected patterns.
+ * The snapshot holds every tracked and non-ignored file of the work tree at the time it was taken, so
+ * what it cannot show is (1) an edit or deletion made after it, which a diff of the snapshot against the
+ * work tree limited to the protected patterns finds (through the run's index: stat data, no re-reading),
+ * and (2) files it never held: ignored ones, whatever rules the agent wrote, and nested repositories. With
+ * no ignore rules at all, `ls-files --others` lists both, and the base commit's rules decide.
+ */
+async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
+  const [treeOut, sinceOut, untrackedOut] = await Promise.all([
+    gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', baseSha, snapshotCommit, '--'], own),
+    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', snapshotCommit, '--', ...pathspecs], own),
+    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--', ...pathspecs], own),
+  ]);
+  // A path the snapshot did not change has the same kind of change against the snapshot as against the
+  // base; a path it did change is already listed (first entry wins), so the kinds stay relative to the base.
+  return { changed: [...parseNameStatus(treeOut), ...parseNameStatus(sinceOut)], candidates: splitNul(untrackedOut) };
+}
+
+/** Parses `--name-status -z --no-renames` output (`<status>\0<path>\0` per file). */
+function parseNameStatus(output: string): ChangedFile[] {
+  const fields = splitNul(output);
+  const out: ChangedFile[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const status = fields[i] ?? '';
+    out.push({ path: fields[i + 1] ?? '', change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
+  }
+  return out;
+}
+
+/** The `candidates` that the base commit's ignore rules do not ignore, as added files. */
+async function countedUntracked(baseSha: string, candidates: readonly string[], own: GitQueryOptions): Promise<ChangedFile[]> {
+  const ignoredByBase = await ignoredByBaseRules(baseSha, candidates, own);
+  return candidates.filter((file) => !ignoredByBase.has(file)).map((file) => ({ path: file, change: 'added' }));
 }
 
 /**
@@ -232,7 +311,8 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
   const started = input.clock.now();
   const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
   const violations: Array<{ file: ChangedFile; why: string }> = [];
-  for (const file of await listChangedFiles(input.baseSha, git, [...input.contracts.protectedPaths, ...input.alwaysProtected.map((p) => p.path)])) {
+  const patterns = [...input.contracts.protectedPaths, ...input.alwaysProtected.map((p) => p.path)];
+  for (const file of await listChangedFiles(input.baseSha, git, patterns, input.snapshot?.commit)) {
     const fixed = input.alwaysProtected.find((p) => p.path === file.path);
     const hit = fixed === undefined ? matchers.find((m) => m.match(file.path)) : undefined;
     if (fixed !== undefined) violations.push({ file, why: fixed.reason });
@@ -255,8 +335,9 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
  *   `AG_ERR_WORKSPACE_PATH_ESCAPE` for a required file outside the worktree.
  */
 export async function checkContracts(input: ContractsInput): Promise<GateResult[]> {
-  const options: GitQueryOptions = { cwd: input.worktreePath, signal: input.signal, clock: input.clock };
-  return withIsolatedGit(options, input.baseSha, async (git) => {
+  const { snapshot } = input;
+  const options: GitQueryOptions = { cwd: input.worktreePath, signal: input.signal, clock: input.clock, ...(snapshot?.git !== undefined && { isolated: snapshot.git }) };
+  return withIsolatedGit(options, snapshot?.commit ?? input.baseSha, async (git) => {
     let listing: Promise<string[]> | undefined;
     const files = (): Promise<string[]> => (listing ??= listWorktreeFiles(git));
     const out: GateResult[] = [];

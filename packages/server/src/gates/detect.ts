@@ -21,6 +21,8 @@
  *    …) become `environment.setup` steps, because the tests cannot run without them. `corepack enable`
  *    (which writes shims next to the machine's `node`) is dropped; pnpm and yarn then run as `corepack pnpm`
  *    / `corepack yarn`, the repository's pinned version, without installing anything outside the run.
+ *    `pip install --upgrade pip` is dropped too (Python setups run in AgentGate's virtualenv, with the
+ *    interpreter's pip; python-env.ts).
  *    A workflow without a test job (lint only, docs, benchmarks) contributes nothing.
  * 2. Otherwise every ecosystem found at the repository root contributes (its language-native configuration):
  *    - package.json scripts `typecheck`, `lint`, `test` (in that order; npm's placeholder test script is
@@ -91,7 +93,7 @@ const WORKFLOW_FILE = /^\.github\/workflows\/[^/]+\.ya?ml$/;
 
 /** Dependency installation: needed before tests, so it becomes a setup step rather than a gate. */
 const INSTALL =
-  /^(npm (ci|install|i)|pnpm (install|i)|yarn install|bun install|pip3? install|python3? -m pip install|poetry install|pipenv install|uv sync|uv pip install|bundle install|go mod download|cargo fetch|corepack enable)(\s|$)/;
+  /^(npm (ci|install|i)|pnpm (install|i)|yarn install|bun install|pip3?(\.\d+)? install|python(3(\.\d+)?)? -m pip install|poetry install|pipenv install|uv sync|uv pip install|bundle install|go mod download|cargo fetch|corepack enable)(\s|$)/;
 
 /** Bare `yarn` (optionally with flags) installs too. */
 const YARN_BARE = /^yarn(\s+-\S+)*$/;
@@ -224,6 +226,13 @@ function withoutMachineChanges(line: string): { kept: string | undefined; droppe
   return { kept: kept.length === 0 ? undefined : kept.join(' && '), dropped };
 }
 
+/**
+ * `python -m pip install --upgrade pip` (and the `pip install -U pip` forms): it upgrades the installer,
+ * installs nothing the tests use, and needs the index every run. Setup runs in AgentGate's virtualenv
+ * with the interpreter's own pip (docs/gates.md "Python environments"), so it is dropped.
+ */
+const PIP_SELF_UPGRADE = /^(python(3(\.\d+)?)? -m pip|pip3?(\.\d+)?) install(\s+-[-A-Za-z]+)*\s+["']?pip["']?(\s+-[-A-Za-z]+)*$/;
+
 function jobDraft(file: string, jobId: string, job: Record<string, unknown>, notes: string[]): { draft: Draft; runsTests: boolean } {
   const cell = matrixCell(job.strategy);
   const draft: Draft = { setup: [], tests: [], from: [file] };
@@ -247,6 +256,12 @@ function jobDraft(file: string, jobId: string, job: Record<string, unknown>, not
       continue;
     }
     let body = run;
+    if (lines.some((line) => PIP_SELF_UPGRADE.test(line))) {
+      notes.push(`${where}: \`${lines.find((line) => PIP_SELF_UPGRADE.test(line)) ?? 'pip install --upgrade pip'}\` dropped (setup runs in AgentGate's virtualenv with the interpreter's own pip)`);
+      lines = lines.filter((line) => !PIP_SELF_UPGRADE.test(line));
+      if (lines.length === 0) continue;
+      body = lines.join('\n');
+    }
     const cleaned = lines.map(withoutMachineChanges);
     const dropped = cleaned.flatMap((line) => line.dropped);
     if (dropped.length > 0) {

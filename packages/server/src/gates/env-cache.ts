@@ -3,9 +3,11 @@
  * repository, lockfile and setup command, and later runs get its result without running it again
  * (SPEC 8 "Dependencies", issue 11 item 1).
  *
- * An entry is `$AGENTGATE_HOME/env-cache/<key>/` with `meta.json` and `files/`, the dependency directories
- * (`node_modules`, at any depth) the setup produced in the workspace. The key hashes the repository (its
- * root commits), every manifest and lockfile of the workspace (`package.json`, `package-lock.json`,
+ * An entry is `$AGENTGATE_HOME/env-cache/<key>/` with `meta.json` and `files/`. A `node` entry holds the
+ * dependency directories (`node_modules`, at any depth) the setup produced in the workspace; a `python`
+ * entry holds AgentGate's virtualenv of a run without the project itself (python-env.ts builds, keys and
+ * links it; {@link MaterializeOptions.relocate} moves it to the next run's path). The node key hashes the
+ * repository (its root commits), every manifest and lockfile of the workspace (`package.json`, `package-lock.json`,
  * `npm-shrinkwrap.json`, `pnpm-lock.yaml`, `yarn.lock`, `.npmrc`, `.yarnrc*`), the setup commands and the
  * platform: a changed lockfile is a different key, so it is a miss and a new entry.
  *
@@ -51,18 +53,55 @@ const KEY_FILES = new Set(['package.json', 'package-lock.json', 'npm-shrinkwrap.
 const LOCKFILES = ['package-lock.json', 'npm-shrinkwrap.json', 'pnpm-lock.yaml', 'yarn.lock'];
 
 /** Directories never searched for manifests. */
-const SKIPPED_DIRS = new Set(['.git', 'node_modules', '.venv', 'dist', 'build', 'coverage']);
+const SKIPPED_DIRS = new Set(['.git', 'node_modules', '.venv', 'venv', '.tox', '.nox', '__pycache__', 'dist', 'build', 'coverage']);
 
 /** How deep manifests are searched (a monorepo's `packages/<name>/package.json` is depth 2). */
 const MAX_MANIFEST_DEPTH = 4;
 
-/** `npm ci`, `npm install`, `pnpm install --frozen-lockfile`, `yarn`, `yarn install --immutable`… and nothing else. */
+/**
+ * `npm ci`, `npm install`, `pnpm install --frozen-lockfile`, `yarn`, `yarn install --immutable`… and nothing
+ * else; pnpm and yarn also through `corepack` (what detection runs instead of `corepack enable`).
+ */
 const INSTALL_COMMAND = /^(?:npm\s+(?:ci|install|i)|(?:corepack\s+)?pnpm\s+(?:install|i)|(?:corepack\s+)?yarn(?:\s+install)?)(?:\s+--?[A-Za-z][A-Za-z0-9-]*(?:=[A-Za-z0-9._-]+)?)*$/;
 
 /** Root lifecycle scripts an install runs: they may write anywhere in the workspace. */
 const INSTALL_SCRIPTS = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare'];
 
 export type MaterializeMode = 'hardlink' | 'copy';
+
+/** What an entry holds: `node_modules` directories of the workspace, or a Python virtualenv (python-env.ts). */
+export type EnvKind = 'node' | 'python';
+
+/** What a `python` entry needs to be used by another run (a virtualenv is not relocatable by itself). */
+export interface PythonEntryInfo {
+  /** The virtualenv's absolute path when it was stored: rewritten to the run's path when materialised. */
+  prefix: string;
+  /** The base interpreter the virtualenv was made from. */
+  interpreter: string;
+  /** Its version (`3.11.7`). */
+  version: string;
+  /** Worktree-relative project directories linked into each run's virtualenv instead of installed. */
+  linked: string[];
+}
+
+/**
+ * While materialising, files selected by `files` (and symlinks) that name `from` are copied with `from`
+ * replaced by `to` instead of being linked: virtualenv scripts carry their interpreter's absolute path
+ * in the shebang, and `pyvenv.cfg` and `activate` name the directory.
+ */
+export interface Relocation {
+  from: string;
+  to: string;
+  /** Entry-relative path (e.g. `venv/bin/pytest`) → whether to look into it. */
+  files: (relative: string) => boolean;
+}
+
+export interface MaterializeOptions {
+  relocate?: Relocation;
+}
+
+/** Files larger than this are never searched for a path to relocate (compiled tools in `bin/`). */
+const RELOCATE_MAX_BYTES = 1024 * 1024;
 
 export interface SetupStepLike {
   name: string;
@@ -73,14 +112,16 @@ export type Cacheability = { cacheable: true; lockfiles: string[] } | { cacheabl
 
 /** What the setup result says about the cache (the run record and `gate_checked` messages carry it). */
 export type EnvCacheOutcome =
-  | { status: 'hit'; key: string; materializeMs: number; mode: MaterializeMode; dirs: string[] }
-  | { status: 'miss'; key: string; stored: true; storeMs: number; dirs: string[]; evicted: string[] }
-  | { status: 'miss'; key: string; stored: false; reason: string }
-  | { status: 'bypass'; reason: string };
+  | { status: 'hit'; kind: EnvKind; key: string; materializeMs: number; mode: MaterializeMode; dirs: string[] }
+  | { status: 'miss'; kind: EnvKind; key: string; stored: true; storeMs: number; dirs: string[]; evicted: string[] }
+  | { status: 'miss'; kind: EnvKind; key: string; stored: false; reason: string }
+  | { status: 'bypass'; kind: EnvKind; reason: string };
 
 export interface EnvCacheEntryMeta {
   version: number;
   key: string;
+  /** Entries written before kinds existed are `node`. */
+  kind: EnvKind;
   /** The setup commands the entry was built with. */
   commands: string[];
   lockfiles: string[];
@@ -92,6 +133,8 @@ export interface EnvCacheEntryMeta {
   lastUsedAt: string;
   /** Repository root commit(s), for `agentgate cache ls`. */
   repository: string;
+  /** Only on `python` entries. */
+  python?: PythonEntryInfo;
 }
 
 export interface EnvCacheOptions {
@@ -130,6 +173,29 @@ export async function cacheability(steps: readonly SetupStepLike[], worktreePath
  * as it is now (the agent may have changed them), the setup commands, the platform and Node's ABI.
  */
 export async function environmentKey(input: { worktreePath: string; baseSha: string; steps: readonly SetupStepLike[]; signal: AbortSignal; clock: Clock }): Promise<{ key: string; repository: string }> {
+  return computeEnvironmentKey({
+    ...input,
+    kind: 'node',
+    platform: `${process.platform}-${process.arch}-node-abi-${process.versions.modules}`,
+    files: await findKeyFiles(input.worktreePath, (_relative, name) => KEY_FILES.has(name)),
+  });
+}
+
+/**
+ * A key of either kind: the layout version, the kind, the repository (root commits of `baseSha`), the
+ * platform, the setup commands and the content of `files` (worktree-relative, read now; a missing one
+ * counts as missing).
+ */
+export async function computeEnvironmentKey(input: {
+  kind: EnvKind;
+  worktreePath: string;
+  baseSha: string;
+  steps: readonly SetupStepLike[];
+  platform: string;
+  files: readonly string[];
+  signal: AbortSignal;
+  clock: Clock;
+}): Promise<{ key: string; repository: string }> {
   const stdout = await gitQuery(['rev-list', '--max-parents=0', input.baseSha], { cwd: input.worktreePath, signal: input.signal, clock: input.clock });
   const roots = stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '').sort();
   const repository = roots.join(',');
@@ -139,21 +205,33 @@ export async function environmentKey(input: { worktreePath: string; baseSha: str
     hash.update(value);
   };
   part('version', String(ENV_CACHE_VERSION));
+  // Node keys predate kinds: leaving the kind out of them keeps their entries valid.
+  if (input.kind !== 'node') part('kind', input.kind);
   part('repository', repository);
-  part('platform', `${process.platform}-${process.arch}-node-abi-${process.versions.modules}`);
+  part('platform', input.platform);
   for (const step of input.steps) part('command', step.command.trim());
-  for (const file of await findKeyFiles(input.worktreePath)) part(`file:${file}`, await readFile(path.join(input.worktreePath, file)));
+  for (const file of [...new Set(input.files)].sort()) {
+    let content: Buffer | string;
+    try {
+      content = await readFile(path.join(input.worktreePath, file));
+    } catch (error) {
+      // A file a command names that does not exist: the install fails the same way every time.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      content = '\0missing';
+    }
+    part(`file:${file}`, content);
+  }
   return { key: hash.digest('hex').slice(0, 32), repository };
 }
 
-/** Manifests and lockfiles, workspace-relative, sorted. */
-async function findKeyFiles(worktreePath: string): Promise<string[]> {
+/** Files for which `wanted(relativePath, name)` holds, workspace-relative, sorted (up to four directories deep). */
+export async function findKeyFiles(worktreePath: string, wanted: (relative: string, name: string) => boolean): Promise<string[]> {
   const found: string[] = [];
   const walk = async (relative: string, depth: number): Promise<void> => {
     const entries = await readdir(path.join(worktreePath, relative), { withFileTypes: true });
     for (const entry of entries) {
       const child = relative === '' ? entry.name : `${relative}/${entry.name}`;
-      if (entry.isFile() && KEY_FILES.has(entry.name)) found.push(child);
+      if (entry.isFile() && wanted(child, entry.name)) found.push(child);
       else if (entry.isDirectory() && depth < MAX_MANIFEST_DEPTH && !SKIPPED_DIRS.has(entry.name)) await walk(child, depth + 1);
     }
   };
@@ -182,28 +260,68 @@ interface TreeStats {
   fileCount: number;
 }
 
+interface CloneOptions {
+  mode: MaterializeMode;
+  stats: TreeStats;
+  /** Sees each source file once, before it is placed. */
+  onFile?: (file: string) => Promise<void>;
+  /** Source files (absolute paths) left out. */
+  skip?: ReadonlySet<string>;
+  /** Relocation, with `relative` the path of `from` inside the entry (see {@link Relocation}). */
+  relocate?: Relocation;
+  relative?: string;
+}
+
 /**
  * Recreates the tree `from` at `to`: directories created, files hard-linked (or copied: `mode`, or a
- * different file system), symlinks recreated with the same target. `onFile` sees each source file once.
+ * different file system), symlinks recreated with the same target — except what `relocate` rewrites.
  */
-async function cloneTree(from: string, to: string, mode: MaterializeMode, stats: TreeStats, onFile?: (file: string) => Promise<void>): Promise<void> {
+async function cloneTree(from: string, to: string, options: CloneOptions): Promise<void> {
   await mkdir(to, { recursive: true });
   const entries: Dirent[] = await readdir(from, { withFileTypes: true });
   for (const entry of entries) {
     const source = path.join(from, entry.name);
     const target = path.join(to, entry.name);
+    const relative = options.relative === undefined ? entry.name : `${options.relative}/${entry.name}`;
+    if (options.skip?.has(source) === true) continue;
     if (entry.isDirectory()) {
-      await cloneTree(source, target, mode, stats, onFile);
+      await cloneTree(source, target, { ...options, relative });
     } else if (entry.isSymbolicLink()) {
-      await symlink(await readlink(source), target);
+      const linkTarget = await readlink(source);
+      const moved = options.relocate !== undefined && isInsideOrSame(linkTarget, options.relocate.from) ? options.relocate.to + linkTarget.slice(options.relocate.from.length) : linkTarget;
+      await symlink(moved, target);
     } else if (entry.isFile()) {
-      if (onFile !== undefined) await onFile(source);
-      stats.fileCount += 1;
-      stats.sizeBytes += (await lstat(source)).size;
-      await placeFile(source, target, mode);
+      if (options.onFile !== undefined) await options.onFile(source);
+      const { size, mode } = await lstat(source);
+      options.stats.fileCount += 1;
+      options.stats.sizeBytes += size;
+      if (options.relocate !== undefined && size <= RELOCATE_MAX_BYTES && options.relocate.files(relative) && (await relocateFile(source, target, mode, options.relocate))) continue;
+      await placeFile(source, target, options.mode);
     }
     // Sockets, FIFOs and devices have no place in an installed dependency tree: not kept.
   }
+}
+
+/** Writes `source` to `target` with `from` replaced by `to` when it names `from`; false (nothing written) when it does not. */
+async function relocateFile(source: string, target: string, mode: number, relocation: Relocation): Promise<boolean> {
+  const content = await readFile(source);
+  const needle = Buffer.from(relocation.from);
+  if (content.indexOf(needle) === -1) return false;
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (let found = content.indexOf(needle, at); found !== -1; found = content.indexOf(needle, at)) {
+    parts.push(content.subarray(at, found), Buffer.from(relocation.to));
+    at = found + needle.length;
+  }
+  parts.push(content.subarray(at));
+  await writeFile(target, Buffer.concat(parts), { mode: mode & 0o7777 });
+  // writeFile's mode is filtered by the umask; the entry's (sealed, executable) mode is what counts.
+  await chmod(target, mode & 0o7777);
+  return true;
+}
+
+function isInsideOrSame(candidate: string, root: string): boolean {
+  return candidate === root || candidate.startsWith(`${root}/`);
 }
 
 async function placeFile(source: string, target: string, mode: MaterializeMode): Promise<void> {
@@ -273,12 +391,12 @@ export class EnvCache {
    * Puts the entry's dependency directories into the workspace, replacing what is there (as the install
    * it stands for would), and marks the entry used.
    */
-  async materialize(meta: EnvCacheEntryMeta, worktreePath: string): Promise<void> {
+  async materialize(meta: EnvCacheEntryMeta, worktreePath: string, options: MaterializeOptions = {}): Promise<void> {
     const files = path.join(this.entryDir(meta.key), 'files');
     for (const dir of meta.dirs) {
       const target = path.join(worktreePath, dir);
       await rm(target, { recursive: true, force: true });
-      await cloneTree(path.join(files, dir), target, this.mode, { sizeBytes: 0, fileCount: 0 });
+      await cloneTree(path.join(files, dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 }, relative: dir, ...(options.relocate === undefined ? {} : { relocate: options.relocate }) });
     }
     await this.touch(meta);
   }
@@ -287,7 +405,19 @@ export class EnvCache {
    * Stores the workspace's dependency directories `dirs` as the entry `key`, then evicts beyond the bound.
    * Concurrent stores of one key are harmless: the first rename wins, the other copy is dropped.
    */
-  async store(input: { key: string; repository: string; commands: string[]; lockfiles: string[]; dirs: string[]; worktreePath: string }): Promise<{ meta: EnvCacheEntryMeta; evicted: string[] }> {
+  async store(input: {
+    key: string;
+    repository: string;
+    commands: string[];
+    lockfiles: string[];
+    dirs: string[];
+    worktreePath: string;
+    /** Default `node`. */
+    kind?: EnvKind;
+    python?: PythonEntryInfo;
+    /** Files (absolute paths) under `dirs` that are not part of the entry. */
+    skip?: ReadonlySet<string>;
+  }): Promise<{ meta: EnvCacheEntryMeta; evicted: string[] }> {
     const final = this.entryDir(input.key);
     await mkdir(this.root, { recursive: true });
     const staging = path.join(this.root, `.staging-${input.key}-${randomBytes(6).toString('hex')}`);
@@ -295,12 +425,13 @@ export class EnvCache {
       const stats: TreeStats = { sizeBytes: 0, fileCount: 0 };
       for (const dir of input.dirs) {
         // The workspace's files are sealed first, so the entry's inodes (shared with the workspace) are read-only too.
-        await cloneTree(path.join(input.worktreePath, dir), path.join(staging, 'files', dir), 'hardlink', stats, sealFile);
+        await cloneTree(path.join(input.worktreePath, dir), path.join(staging, 'files', dir), { mode: 'hardlink', stats, onFile: sealFile, ...(input.skip === undefined ? {} : { skip: input.skip }) });
       }
       const now = new Date(this.clock.now()).toISOString();
       const meta: EnvCacheEntryMeta = {
         version: ENV_CACHE_VERSION,
         key: input.key,
+        kind: input.kind ?? 'node',
         commands: input.commands,
         lockfiles: input.lockfiles,
         dirs: input.dirs,
@@ -309,6 +440,7 @@ export class EnvCache {
         createdAt: now,
         lastUsedAt: now,
         repository: input.repository,
+        ...(input.python === undefined ? {} : { python: input.python }),
       };
       await writeFile(path.join(staging, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
       try {
@@ -384,13 +516,22 @@ async function readMeta(file: string): Promise<EnvCacheEntryMeta | undefined> {
     return undefined;
   }
   if (!isRecord(value)) return undefined;
-  const { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository } = value;
+  const { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository, kind, python } = value;
   if (typeof version !== 'number' || typeof key !== 'string' || typeof sizeBytes !== 'number' || typeof fileCount !== 'number') return undefined;
   if (typeof createdAt !== 'string' || typeof lastUsedAt !== 'string' || typeof repository !== 'string') return undefined;
   if (!isStringArray(commands) || !isStringArray(lockfiles) || !isStringArray(dirs)) return undefined;
   // Entry directories are workspace-relative: anything escaping the workspace is not an entry of ours.
   if (dirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..'))) return undefined;
-  return { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository };
+  const entryKind: EnvKind | undefined = kind === undefined || kind === 'node' ? 'node' : kind === 'python' ? 'python' : undefined;
+  if (entryKind === undefined) return undefined;
+  const base = { version, key, kind: entryKind, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository };
+  if (entryKind === 'node') return base;
+  // A python entry is unusable without where it was built (relocation) and what to link.
+  if (!isRecord(python)) return undefined;
+  const { prefix, interpreter, version: pythonVersion, linked } = python;
+  if (typeof prefix !== 'string' || !path.isAbsolute(prefix) || typeof interpreter !== 'string' || typeof pythonVersion !== 'string' || !isStringArray(linked)) return undefined;
+  if (linked.some((d) => path.isAbsolute(d) || d.split('/').includes('..'))) return undefined;
+  return { ...base, python: { prefix, interpreter, version: pythonVersion, linked } };
 }
 
 function isStringArray(value: unknown): value is string[] {

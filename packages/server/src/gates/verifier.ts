@@ -30,11 +30,12 @@ import type { Env } from '../util/secrets.js';
 import { runBlackboxGate } from './blackbox.js';
 import { runCommandGate, safeFileName } from './command-gate.js';
 import type { CommandEnvironment } from './command-gate.js';
-import { checkContracts } from './contracts.js';
+import { checkContracts, type SnapshotRef } from './contracts.js';
 import { cacheability, EnvCache, environmentKey, findDependencyDirs } from './env-cache.js';
 import type { EnvCacheOutcome } from './env-cache.js';
 import { loadGatePlan } from './loader.js';
 import type { GatePlan } from './loader.js';
+import { needsPythonEnvironment, pythonGateEnvironment, setupPythonEnvironment } from './python-env.js';
 import type { GateLevel, GateResult, VerificationReport } from './types.js';
 
 /** What one verification (or setup) of one run needs; built by the verify phase. */
@@ -55,6 +56,12 @@ export interface GateContext {
    * commit). Saves reading it again on every verification.
    */
   plan?: GatePlan;
+  /**
+   * The snapshot of the worktree this verification checks (the verify phase passes the one the snapshot
+   * phase just committed): tamper detection then compares the base and snapshot trees instead of reading
+   * the worktree (contracts.ts).
+   */
+  snapshot?: SnapshotRef;
   /** The TaskSpec's inline plan; it replaces the repository's verify.yaml. */
   inline?: VerifyConfig;
   /** The environment gates start from, before secrets are removed (default: `process.env`). */
@@ -143,19 +150,36 @@ export class Verifier {
       if (plan.source === 'none') return { ok: true, results };
       const steps = plan.config.environment.setup;
       const envCache = this.envCacheFor(ctx);
+      // Python installs and Python gates run in the run's own virtualenv, never the user's (python-env.ts).
+      if (needsPythonEnvironment({ setup: steps, gates: [...plan.config.tests, ...plan.config.blackbox] }, ctx.worktreePath)) {
+        const logs = new LogNames('setup-');
+        const python = await setupPythonEnvironment({
+          steps,
+          worktreePath: ctx.worktreePath,
+          baseSha: ctx.baseSha,
+          artifactsDir: ctx.artifactsDir,
+          signal: ctx.signal,
+          clock: ctx.clock,
+          env: ctx.env ?? process.env,
+          envCache,
+          runStep: (step, env) => runCommandGate(step, 'setup', logs.next(step.name), this.commandEnvironment({ ...ctx, env }, undefined, undefined)),
+          emit: (result) => this.emit(ctx, result),
+        });
+        if (python !== undefined) return python;
+      }
       let pending: { key: string; repository: string; lockfiles: string[] } | undefined;
       if (steps.length > 0 && envCache !== undefined) {
         const cacheable = await cacheability(steps, ctx.worktreePath);
         if (!cacheable.cacheable) {
-          cache = { status: 'bypass', reason: cacheable.reason };
+          cache = { status: 'bypass', kind: 'node', reason: cacheable.reason };
         } else {
           const { key, repository } = await environmentKey({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, steps, signal: ctx.signal, clock: ctx.clock });
           const entry = await envCache.get(key);
-          if (entry !== undefined) {
+          if (entry !== undefined && entry.kind === 'node') {
             const started = ctx.clock.now();
             await envCache.materialize(entry, ctx.worktreePath);
             const materializeMs = ctx.clock.now() - started;
-            cache = { status: 'hit', key, materializeMs, mode: envCache.mode, dirs: entry.dirs };
+            cache = { status: 'hit', kind: 'node', key, materializeMs, mode: envCache.mode, dirs: entry.dirs };
             steps.forEach((step, index) => {
               const result: GateResult = {
                 name: step.name,
@@ -214,12 +238,12 @@ export class Verifier {
   ): Promise<EnvCacheOutcome> {
     try {
       const dirs = await findDependencyDirs(ctx.worktreePath);
-      if (dirs.length === 0) return { status: 'miss', key: pending.key, stored: false, reason: 'the setup installed no node_modules directory' };
+      if (dirs.length === 0) return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: 'the setup installed no node_modules directory' };
       const started = ctx.clock.now();
       const { evicted } = await envCache.store({ key: pending.key, repository: pending.repository, commands: steps.map((s) => s.command), lockfiles: pending.lockfiles, dirs, worktreePath: ctx.worktreePath });
-      return { status: 'miss', key: pending.key, stored: true, storeMs: ctx.clock.now() - started, dirs, evicted };
+      return { status: 'miss', kind: 'node', key: pending.key, stored: true, storeMs: ctx.clock.now() - started, dirs, evicted };
     } catch (error) {
-      return { status: 'miss', key: pending.key, stored: false, reason: `storing failed: ${error instanceof Error ? error.message : String(error)}` };
+      return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: `storing failed: ${error instanceof Error ? error.message : String(error)}` };
     }
   }
 
@@ -242,7 +266,8 @@ export class Verifier {
         // Nothing to check: the run goes on, but every surface must show that it was not verified.
         return { ok: true, report: { passed: true, unverified: true, source: 'none', gates: [], passRatio: 1, durationMs: ctx.clock.now() - started, notes: plan.notes } };
       }
-      const gates = await this.runPlan(plan, ctx);
+      // A run whose setup made a Python environment runs its gates in it (python-env.ts).
+      const gates = await this.runPlan(plan, { ...ctx, env: await pythonGateEnvironment(ctx.artifactsDir, ctx.env ?? process.env) });
       if (gates === undefined) return { ok: false, error: cancellation(ctx.signal), cancelled: true };
       const passedCount = gates.filter((g) => g.passed).length;
       const report: VerificationReport = {
@@ -271,7 +296,8 @@ export class Verifier {
       ...(plan.source === 'detected' ? plan.detectedFrom.map((path) => ({ path, reason: 'the detected gate commands come from it' })) : []),
     ];
     const gates: GateResult[] = [];
-    for (const result of await checkContracts({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, contracts: config.contracts, alwaysProtected, signal: ctx.signal, clock: ctx.clock })) {
+    const snapshot = ctx.snapshot === undefined ? {} : { snapshot: ctx.snapshot };
+    for (const result of await checkContracts({ worktreePath: ctx.worktreePath, baseSha: ctx.baseSha, contracts: config.contracts, alwaysProtected, signal: ctx.signal, clock: ctx.clock, ...snapshot })) {
       gates.push(result);
       this.emit(ctx, result);
     }

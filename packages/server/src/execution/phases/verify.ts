@@ -18,6 +18,9 @@ export class VerifyPhase implements PhaseHandler<'verify'> {
       clock: ctx.clock,
       emit: ctx.emit,
       env: ctx.services.baseEnv,
+      // The snapshot phase has just committed the worktree on the run branch, the HEAD of AgentGate's git
+      // directory of the run (its index is that snapshot's): tamper detection compares trees.
+      snapshot: { commit: 'HEAD', git: { gitDir: ctx.workspace.gitDir, indexFile: ctx.workspace.indexFile, workTree: ctx.workspace.path } },
       ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
       ...(ctx.progress.plan !== undefined && { plan: ctx.progress.plan }),
     };
