@@ -121,7 +121,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     snapshotter: new Snapshotter(),
     verifier: new Verifier(),
     ...(options.strategies !== undefined && { strategies: options.strategies }),
-    ...(options.leaseTtlMs !== undefined && { leaseTtlMs: options.leaseTtlMs }),
+    ...((options.leaseTtlMs ?? config.leaseTtlMs) !== undefined && { leaseTtlMs: options.leaseTtlMs ?? config.leaseTtlMs }),
   }, options.handlers);
   const reconcile = async (): Promise<string[]> => {
     const closed = await reconcileInterruptedRuns({

@@ -43,6 +43,12 @@ export interface AgentGateConfig {
   /** `AGENTGATE_RECONCILE_INTERVAL_MS`: period of the server's reconciliation of dead owners' runs (default 30 s). */
   reconcileIntervalMs?: number;
   /**
+   * `AGENTGATE_LEASE_TTL_MS`: how long a run's lease lives without a heartbeat (default 60 s; renewed every
+   * third of it). A process that stopped (crash, `kill -9`, SIGSTOP) is noticed this long after its last
+   * renewal, plus one reconciliation period; shorter means faster take-over and more store writes.
+   */
+  leaseTtlMs?: number;
+  /**
    * `AGENTGATE_DATABASE_URL` (`postgres://user:password@host:5432/db`): store everything in this PostgreSQL
    * database, which several AgentGate processes may share, instead of `$AGENTGATE_HOME/agentgate.db`.
    * A secret (it may hold a password): never logged, never passed to agents or gates.
@@ -65,6 +71,7 @@ export interface ConfigOverrides {
   sandbox?: string;
   requeueInterrupted?: boolean | string;
   reconcileIntervalMs?: number | string;
+  leaseTtlMs?: number | string;
   databaseUrl?: string;
 }
 
@@ -158,6 +165,7 @@ const FIELDS = {
     flag: '--reconcile-interval-ms',
     schema: integer(1_000, 86_400_000, 'milliseconds between 1000 and 86400000'),
   },
+  leaseTtlMs: { env: 'AGENTGATE_LEASE_TTL_MS', flag: '--lease-ttl-ms', schema: integer(3_000, 3_600_000, 'milliseconds between 3000 and 3600000') },
   databaseUrl: { env: 'AGENTGATE_DATABASE_URL', flag: '--database-url', schema: DatabaseUrl },
 } as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
 
@@ -217,6 +225,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const sandbox = read(FIELDS.sandbox, overrides.sandbox);
   const requeueInterrupted = read(FIELDS.requeueInterrupted, overrides.requeueInterrupted);
   const reconcileIntervalMs = read(FIELDS.reconcileIntervalMs, overrides.reconcileIntervalMs);
+  const leaseTtlMs = read(FIELDS.leaseTtlMs, overrides.leaseTtlMs);
   const databaseUrl = read(FIELDS.databaseUrl, overrides.databaseUrl);
 
   if (issues.length > 0) {
@@ -240,6 +249,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (sandbox !== undefined) config.sandbox = sandbox;
   if (requeueInterrupted !== undefined) config.requeueInterrupted = requeueInterrupted;
   if (reconcileIntervalMs !== undefined) config.reconcileIntervalMs = reconcileIntervalMs;
+  if (leaseTtlMs !== undefined) config.leaseTtlMs = leaseTtlMs;
   if (databaseUrl !== undefined) config.databaseUrl = databaseUrl;
   return config;
 }
