@@ -1,0 +1,64 @@
+/**
+ * Shared helpers of the benchmarks of the built CLI (startup.ts, iteration.ts): the CLI and a check that it
+ * is built, running a command to completion and timing it, medians, and the repetition count
+ * (`AGENTGATE_BENCH_RUNS`).
+ */
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const SERVER = join(REPO_ROOT, 'packages', 'server');
+/** The built CLI as users run it: the package's bin, which imports `dist/cli/main.js`. */
+export const CLI_BIN = join(SERVER, 'bin', 'agentgate.js');
+
+/**
+ * Refuses to measure an unbuilt CLI (the bin would fall back to tsx) and warns when source files are
+ * newer than the build: the figures are then those of the older build.
+ */
+export function requireBuiltCli(): void {
+  const built = join(SERVER, 'dist', 'cli', 'main.js');
+  if (!existsSync(built)) throw new Error(`${built} is missing: run \`pnpm build\` first`);
+  const builtAt = statSync(built).mtimeMs;
+  const newer = readdirSync(join(SERVER, 'src'), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts') && statSync(join(SERVER, 'src', file)).mtimeMs > builtAt);
+  if (newer.length > 0) process.stderr.write(`warning: ${newer.length} source file(s) changed after the last build (${newer.slice(0, 3).join(', ')}…): run \`pnpm build\` to measure them\n`);
+}
+
+/** Repetitions per measured series: `AGENTGATE_BENCH_RUNS`, else `fallback` (kept small: runs stay short). */
+export function repetitions(fallback: number): number {
+  const raw = process.env['AGENTGATE_BENCH_RUNS'];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`AGENTGATE_BENCH_RUNS must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export interface Timed {
+  ms: number;
+  stdout: string;
+}
+
+/** Runs `command args` to completion; throws (with its stderr) unless it exits with one of `okCodes`. */
+export function timed(command: string, args: readonly string[], options: SpawnSyncOptions = {}, okCodes: readonly number[] = [0]): Timed {
+  const started = performance.now();
+  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options });
+  const ms = performance.now() - started;
+  if (result.error !== undefined) throw result.error;
+  if (result.status === null || !okCodes.includes(result.status)) {
+    throw new Error(`${command} ${args.join(' ')} exited ${String(result.status ?? result.signal)}: ${String(result.stderr).slice(-2000)}`);
+  }
+  return { ms, stdout: String(result.stdout) };
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw new Error('median of nothing');
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+export function ms(value: number): string {
+  return `${value.toFixed(0).replace(/\B(?=(\d{3})+(?!\d))/g, ',')} ms`;
+}
