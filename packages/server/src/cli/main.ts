@@ -46,6 +46,10 @@ export const COMMAND_MODULES: ReadonlyArray<{ readonly commands: readonly Comman
     load: async () => (await import('./serve-command.js')).registerServeCommand,
   },
   {
+    commands: [{ term: 'worker [options]', description: 'run queued work orders from the shared store, without the HTTP API' }],
+    load: async () => (await import('./worker-command.js')).registerWorkerCommand,
+  },
+  {
     commands: [
       { term: 'submit [options] [taskspec]', description: 'submit a TaskSpec YAML file, or a task from flags (as exec), to the server' },
       { term: 'status [options] <id>', description: 'show a work order (with its runs) or a run' },

@@ -1,8 +1,15 @@
 /**
- * `agentgate serve [--port 3001] [--host 127.0.0.1] [--api-key K] [--max-concurrent N]` (SPEC 12): the
- * HTTP API on a runtime with its durable queue. Configuration is flags over environment
- * (`AGENTGATE_API_KEY`, `AGENTGATE_MAX_CONCURRENT`, `AGENTGATE_HOME`, …) over defaults, validated before
- * anything starts (a bad value: exit 2 naming the flag or variable).
+ * `agentgate serve [--port 3001] [--host 127.0.0.1] [--api-key K] [--max-concurrent N] [--no-worker]
+ * [--poll-interval 1s]` (SPEC 12): the HTTP API on a runtime with its durable queue. Configuration is
+ * flags over environment (`AGENTGATE_API_KEY`, `AGENTGATE_MAX_CONCURRENT`, `AGENTGATE_HOME`, …) over
+ * defaults, validated before anything starts (a bad value: exit 2 naming the flag or variable).
+ *
+ * Roles (issue 14, docs/deployment.md): by default the server is also a worker — its queue executes
+ * work orders. `--no-worker` makes it an API node only: it stores and cancels work orders, serves every
+ * run of the shared store, and reconciles runs of dead processes, but never claims work (`agentgate
+ * worker` processes do). On PostgreSQL (`AGENTGATE_DATABASE_URL`) its queue also polls for work other
+ * nodes queued. Event subscriptions (WebSocket, SSE) always follow the store for runs this process does
+ * not execute, every `--poll-interval`, so a client here follows a run executed anywhere.
  *
  * JSON request and run logs go to stdout (pino); the human lines (where it listens, where the docs are,
  * shutdown) go to stderr. SIGTERM or SIGINT shuts down gracefully — the queue stops taking work and
@@ -16,13 +23,18 @@ import { createLogger } from '../observability/logger.js';
 import { createRuntime } from '../runtime.js';
 import { loadConfig } from '../schemas/config.js';
 import { buildServer, DEFAULT_DOCS_PREFIX } from '../server/app.js';
+import { systemClock } from '../util/clock.js';
 import { EXIT, type CliIo } from './run-command.js';
+import { DEFAULT_POLL_EVERY_MS, durationFlag, nextSignal } from './worker-command.js';
 
 export interface ServeFlags {
   port?: string;
   host?: string;
   apiKey?: string;
   maxConcurrent?: string;
+  /** False with `--no-worker`: an API node that never executes work orders. */
+  worker?: boolean;
+  pollInterval?: string;
 }
 
 /** How long running runs may take to finish on shutdown before they are canceled. */
@@ -33,23 +45,10 @@ function urlOf(host: string, port: number): string {
   return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`;
 }
 
-/** Resolves with the first of the signals received. */
-function nextSignal(signals: readonly NodeJS.Signals[]): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const handlers = signals.map((signal) => {
-      const handler = (): void => {
-        for (const [s, h] of handlers) process.off(s, h);
-        resolve(signal);
-      };
-      process.on(signal, handler);
-      return [signal, handler] as const;
-    });
-  });
-}
-
 /** Starts the server and resolves with the exit code once it has shut down. */
 export async function serveCommand(flags: ServeFlags, io: CliIo): Promise<number> {
   let config;
+  let pollEveryMs: number;
   try {
     config = loadConfig(io.env, {
       ...(flags.port !== undefined && { port: flags.port }),
@@ -57,6 +56,7 @@ export async function serveCommand(flags: ServeFlags, io: CliIo): Promise<number
       ...(flags.apiKey !== undefined && { apiKey: flags.apiKey }),
       ...(flags.maxConcurrent !== undefined && { maxConcurrent: flags.maxConcurrent }),
     });
+    pollEveryMs = durationFlag('--poll-interval', flags.pollInterval, DEFAULT_POLL_EVERY_MS, 10);
   } catch (error) {
     io.stderr.write(`agentgate serve: ${isAgentGateError(error) ? error.message : String(error)}\n`);
     return EXIT.invalid;
@@ -73,11 +73,16 @@ export async function serveCommand(flags: ServeFlags, io: CliIo): Promise<number
   }
 
   const signal = nextSignal(['SIGTERM', 'SIGINT']);
+  const executes = flags.worker !== false;
+  const { engine } = runtime;
+  // Runs this process executes reach the hub directly; every other one is followed in the store.
+  runtime.hub.followStore({ clock: systemClock, pollEveryMs, isLocalRun: (runId) => engine.isActive(runId) });
   let app;
   try {
     await runtime.reapStaleWorkspaces();
     app = await buildServer({ runtime, logger });
-    runtime.queue.start();
+    // One process on SQLite sees every submission itself; on a shared database others submit too.
+    runtime.queue.start({ execute: executes, pollEveryMs: config.databaseUrl === undefined ? 0 : pollEveryMs });
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     const failure = toAgentGateError(error, 'AG_ERR_INTERNAL');
@@ -92,6 +97,7 @@ export async function serveCommand(flags: ServeFlags, io: CliIo): Promise<number
   const url = typeof address === 'object' && address !== null ? urlOf(address.address, address.port) : urlOf(config.host, config.port);
   io.stderr.write(`AgentGate listening on ${url}\n`);
   io.stderr.write(`API docs (OpenAPI) at ${url}${DEFAULT_DOCS_PREFIX}\n`);
+  if (!executes) io.stderr.write(`API node only (--no-worker): work orders are executed by \`agentgate worker\` processes sharing ${runtime.repos.location}\n`);
   if (config.apiKey === undefined) io.stderr.write('warning: no API key configured (AGENTGATE_API_KEY or --api-key): the API is open to anyone who can reach it\n');
 
   const received = await signal;
@@ -123,6 +129,8 @@ export function registerServeCommand(program: Command, io: CliIo, setExit: (code
     .option('--host <host>', 'address to bind (default 127.0.0.1; $AGENTGATE_HOST)')
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every route but /health* ($AGENTGATE_API_KEY)')
     .option('--max-concurrent <n>', 'runs executing at once (default 2; $AGENTGATE_MAX_CONCURRENT)')
+    .option('--no-worker', 'API node only: never execute work orders here (agentgate worker processes do)')
+    .option('--poll-interval <duration>', 'how often to read the shared store for other processes\' events and work (default 1s)')
     .action(async (flags: ServeFlags) => {
       setExit(await serveCommand(flags, io));
     });

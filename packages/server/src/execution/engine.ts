@@ -15,6 +15,7 @@ import type { Verifier } from '../gates/verifier.js';
 import { createRun } from '../orchestrator/state-machine.js';
 import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import type { StoredRun, WorkOrderSource } from '../store/types.js';
+import type { IterationRepository } from '../store/repositories.js';
 import { runCanceled } from '../util/abort.js';
 import { runInRunScope } from '../util/run-scope.js';
 import { assertSandboxAvailable, runWithSandboxPolicy } from '../util/sandbox.js';
@@ -60,6 +61,17 @@ export interface StartOptions {
   request?: object;
   /** Aborting it cancels the run. */
   signal?: AbortSignal;
+  /**
+   * Claim the stored work order `workOrderId` (the queue's start): it must still be `queued`, and it
+   * becomes `running` in the transaction that creates the run. Rejects with `AG_ERR_WORK_ORDER_CLAIMED`
+   * (another worker was first; nothing written) — see `CreateRunInput.claim`.
+   */
+  claim?: boolean;
+  /**
+   * At most one unfinished run per key across every process sharing the store (execution/exclusive-key.ts);
+   * rejects with the retryable `AG_ERR_RUN_EXCLUSIVE_BUSY` and writes nothing while the key is held.
+   */
+  exclusiveKey?: string;
 }
 
 export interface StartedRun {
@@ -127,12 +139,16 @@ export class ExecutionEngine {
       // The branch is named now and exists once the first snapshot commit reaches the repository (run-branch.ts).
       meta: { branch: `${spec.delivery.branchPrefix}${runId}`, data: { branchPublished: false } },
       lease: { key: fence.leaseKey, owner: fence.owner, ttlMs: this.execution.leaseTtlMs, now: new Date(now) },
+      ...(options.claim === true && { claim: true }),
+      ...(options.exclusiveKey !== undefined && { exclusiveKey: options.exclusiveKey }),
     });
-    this.services.workOrders.created(created.workOrderEvent);
+    this.services.workOrders.runCreated(created, { claimed: options.claim === true });
 
     const progress = newProgress();
     // The tracker emits through the actor and the actor's closing event counts the tracker's iterations.
-    const tracker: IterationTracker = new IterationTracker(runId, repos.iterations, fence, (type, data) => actor.emit(type, data), clock);
+    // Iteration records ride out a briefly unreachable store like the actor's own writes (util/store-retry.ts).
+    const iterations: IterationRepository = { save: (input, by) => actor.retried(() => repos.iterations.save(input, by)), list: (id) => repos.iterations.list(id) };
+    const tracker: IterationTracker = new IterationTracker(runId, iterations, fence, (type, data) => actor.emit(type, data), clock);
     const actor = new RunActor(this.execution, created.run, fence, () => ({ usage: progress.usage, unverified: progress.unverified, iterations: tracker.count }), { startedAt: now });
     const external = options.signal;
     const onExternalAbort = (): void => actor.abort(runCanceled('canceled by caller'));
@@ -143,6 +159,7 @@ export class ExecutionEngine {
     const done = runInRunScope(runId, () => runWithSandboxPolicy(spec.sandbox, () => executeRun(actor, spec, delivery, this.execution, progress, tracker))).finally(() => {
       external?.removeEventListener('abort', onExternalAbort);
       this.active.delete(runId);
+      this.services.workOrders.forget(runId);
     });
     this.active.set(runId, { actor, done });
     return { runId, workOrderId, done };
@@ -162,6 +179,11 @@ export class ExecutionEngine {
 
   activeCount(): number {
     return this.active.size;
+  }
+
+  /** Whether this engine is executing the run now (its events reach this process's hub directly). */
+  isActive(runId: string): boolean {
+    return this.active.has(runId);
   }
 
   /** Ids of the runs this engine is executing now (never touched by reconciliation). */

@@ -4,7 +4,8 @@
  * emission order, one batch after the other. The run actor awaits {@link RunEventWriter.flush} before
  * every commit, so a `run_state_changed` event always follows the events emitted before it.
  *
- * A write the store refuses ends the writer: a fenced write (`AG_ERR_LEASE_LOST`) or a write after the
+ * A write the store cannot take for a moment (unreachable, busy) is retried through `retry`; a write the
+ * store refuses ends the writer: a fenced write (`AG_ERR_LEASE_LOST`) or a write after the
  * terminal event (`AG_ERR_RUN_ALREADY_TERMINAL`) means this process no longer owns the run, so nothing
  * more is written for it; any other store failure is reported once through `onFailure`.
  */
@@ -39,6 +40,8 @@ export class RunEventWriter {
     private readonly sink: RunEventSink,
     private readonly logger: Logger,
     private readonly onFailure: (error: AgentGateError) => void,
+    /** Wraps each append: the actor retries a store that is briefly unreachable (util/store-retry.ts). */
+    private readonly retry: <T>(write: () => Promise<T>) => Promise<T> = (write) => write(),
   ) {}
 
   /** Events refused after the writer stopped (counted, logged once at stop). */
@@ -83,7 +86,7 @@ export class RunEventWriter {
       return;
     }
     try {
-      await this.sink.append(this.runId, batch, this.fence);
+      await this.retry(() => this.sink.append(this.runId, batch, this.fence));
     } catch (error) {
       const classified = toAgentGateError(error, 'AG_ERR_STORE_WRITE');
       this.stopped = true;

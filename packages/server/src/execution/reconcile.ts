@@ -20,6 +20,7 @@
 import { hostname } from 'node:os';
 import type { StoredRun } from '../store/types.js';
 import { killRunProcesses } from '../util/reap.js';
+import { isCancelRequestKey } from './cancel-requests.js';
 import { RunActor, type RunActorServices } from './run-actor.js';
 
 export interface ReconcileOptions extends RunActorServices {
@@ -53,9 +54,12 @@ export async function reconcileInterruptedRuns(options: ReconcileOptions): Promi
   const now = clock.now();
   const staleAfter = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   const ownerGone = options.ownerGone ?? ((owner: string) => isOwnerGone(owner));
-  // Live leases by run: the run lease and the run's branch lease both vouch for a run.
+  // Live leases by run: the run lease and the run's branch lease both vouch for a run; a cancel request
+  // (cancel-requests.ts) is no sign of life.
   const live = new Map<string, string[]>();
-  for (const lease of await repos.leases.listLive(new Date(now))) live.set(lease.runId, [...(live.get(lease.runId) ?? []), lease.owner]);
+  for (const lease of await repos.leases.listLive(new Date(now))) {
+    if (!isCancelRequestKey(lease.key)) live.set(lease.runId, [...(live.get(lease.runId) ?? []), lease.owner]);
+  }
   const reconciled: StoredRun[] = [];
   for (const run of await repos.runs.listNonTerminal()) {
     if (options.activeRunIds?.has(run.id)) continue;

@@ -24,6 +24,7 @@ import type { NewEvent, RunMeta, StoredRun } from '../store/types.js';
 import { abortReason, abortWith, leaseLost, storeFailed, type RunAbort } from '../util/abort.js';
 import type { TimerClock } from '../util/clock.js';
 import { redact } from '../util/secrets.js';
+import { retryStoreWrite } from '../util/store-retry.js';
 import { RunEventWriter, type RunEventSink } from './event-writer.js';
 import { publishedBranch } from './run-branch.js';
 import type { WorkOrderService } from './work-order-service.js';
@@ -75,7 +76,7 @@ export class RunActor {
     this.fence = fence;
     this.startedAt = options.startedAt ?? Date.parse(run.createdAt);
     this.logger = services.logger.child({ runId: run.id, workOrderId: run.workOrderId });
-    this.writer = new RunEventWriter(run.id, fence, services.hub, this.logger, (error) => this.onWriteRefused(error));
+    this.writer = new RunEventWriter(run.id, fence, services.hub, this.logger, (error) => this.onWriteRefused(error), (write) => this.retried(write));
   }
 
   /** The run as last committed. */
@@ -145,14 +146,14 @@ export class RunActor {
     }
     if (this.lostOwnership !== undefined) return this.current;
     try {
-      const outcome = await this.services.repos.runs.commit(this.runId, {
+      const outcome = await this.retried(() => this.services.repos.runs.commit(this.runId, {
         event,
         fence: this.fence,
         at,
         expectedVersion: this.current.version,
         ...(stored !== undefined && { error: stored }),
         ...(closing !== undefined && { closing }),
-      });
+      }));
       this.current = outcome.run;
       this.services.hub.publish(outcome.events);
       return outcome.run;
@@ -170,7 +171,7 @@ export class RunActor {
   async updateMeta(patch: Partial<RunMeta>): Promise<void> {
     if (this.lostOwnership !== undefined) return;
     try {
-      this.current = await this.services.repos.runs.updateMeta(this.runId, patch, this.fence);
+      this.current = await this.retried(() => this.services.repos.runs.updateMeta(this.runId, patch, this.fence));
     } catch (caught) {
       const classified = toAgentGateError(caught, 'AG_ERR_STORE_WRITE');
       if (!OWNERSHIP_CODES.has(classified.code)) throw classified;
@@ -199,6 +200,14 @@ export class RunActor {
         throw new AgentGateError('AG_ERR_INTERNAL', `unknown terminal state ${String(unreachable)}`);
       }
     }
+  }
+
+  /** A store write of this run, retried while the store is briefly unreachable or busy. */
+  retried<T>(write: () => Promise<T>): Promise<T> {
+    return retryStoreWrite(write, {
+      clock: this.services.clock,
+      onRetry: (error, attempt, delayMs) => this.logger.warn({ code: error.code, err: error, attempt, delayMs }, 'store unavailable; retrying the run\'s write'),
+    });
   }
 
   private onWriteRefused(error: AgentGateError): void {

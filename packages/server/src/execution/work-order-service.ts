@@ -4,10 +4,14 @@
  * dead process left open; the API (issue 9) when a work order is queued or canceled. Each status change
  * is one store write (status + `work_order_updated`, atomically) followed by delivery through the hub
  * on the work order's own sequence.
+ *
+ * A queued work order started by the queue is *claimed* by `runs.create({ claim: true })`: the store
+ * sets it `running` in the transaction that creates the run (exactly one worker wins). The service then
+ * only publishes that event; `runStarted` writes no second `running`.
  */
 import type { Logger } from 'pino';
 import type { RunState } from '../orchestrator/state-machine.js';
-import type { WorkOrderRepository } from '../store/repositories.js';
+import type { CreateRunResult, WorkOrderRepository } from '../store/repositories.js';
 import type { StoredWorkOrder, StoredWorkOrderEvent, WorkOrderStatus } from '../store/types.js';
 import type { Clock } from '../util/clock.js';
 
@@ -39,7 +43,15 @@ export function workOrderStatusOf(state: RunState): WorkOrderStatus {
   }
 }
 
+/** Reason on the `work_order_updated {status: queued}` of a work order a draining worker handed back. */
+export const HANDED_BACK_REASON = 'handed_back';
+
 export class WorkOrderService {
+  /** Runs whose `running` the claim wrote with the run: `runStarted` writes nothing for them. */
+  private readonly claimed = new Set<string>();
+  /** Runs whose work order goes back to `queued` (not `canceled`) when they end canceled. */
+  private readonly handedBack = new Set<string>();
+
   constructor(private readonly options: WorkOrderServiceOptions) {}
 
   /** Publishes the `work_order_created` event written together with a new work order. */
@@ -47,12 +59,38 @@ export class WorkOrderService {
     if (event !== null) this.options.hub.publishWorkOrder(event);
   }
 
-  async runStarted(workOrderId: string, runId: string): Promise<StoredWorkOrder> {
-    return this.setStatus(workOrderId, 'running', { runId });
+  /**
+   * Publishes what `runs.create` wrote of the work order (`work_order_created` and/or the claim's
+   * `work_order_updated {status: running}`), in seq order. `claimed`: the create claimed the work order.
+   */
+  runCreated(result: CreateRunResult, options: { readonly claimed: boolean }): void {
+    for (const event of result.workOrderEvents) this.options.hub.publishWorkOrder(event);
+    if (options.claimed) this.claimed.add(result.run.id);
+  }
+
+  /** The work order becomes `running` — unless its claim already made it so with this run. */
+  async runStarted(workOrderId: string, runId: string): Promise<void> {
+    if (this.claimed.delete(runId)) return;
+    await this.setStatus(workOrderId, 'running', { runId });
+  }
+
+  /**
+   * Marks a run as handed back (a draining worker cancels it at its deadline): when it ends `canceled`
+   * its work order is queued again for another worker instead of ending canceled.
+   */
+  handBack(runId: string): void {
+    this.handedBack.add(runId);
+  }
+
+  /** Drops what the service remembers of a run once its execution ended, however it ended. */
+  forget(runId: string): void {
+    this.claimed.delete(runId);
+    this.handedBack.delete(runId);
   }
 
   /** Records the end of a run (called after the run's terminal commit). */
   async runFinished(workOrderId: string, runId: string, state: RunState, reason?: string): Promise<StoredWorkOrder> {
+    if (this.handedBack.delete(runId) && state === 'canceled') return this.setStatus(workOrderId, 'queued', { runId, reason: HANDED_BACK_REASON });
     return this.setStatus(workOrderId, workOrderStatusOf(state), reason === undefined ? { runId } : { runId, reason });
   }
 

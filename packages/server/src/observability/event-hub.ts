@@ -14,11 +14,20 @@
  * Ordering: a subscription delivers in seq order whatever order events reach the hub. `append` calls
  * for one run are chained, so the hub's own writes also reach listeners in seq order; events handed to
  * `publish` reach listeners in the order they are published.
+ *
+ * Several processes on one store (issue 14): a run executed by another worker never passes through this
+ * hub. After `followStore()`, a subscription to such a run — or to any work order, whose events any
+ * process may write — reads the store every `pollEveryMs` while it is live (event-subscription.ts), so
+ * a WebSocket client on an API node follows a run executed elsewhere with the same replay, order and
+ * no-gap guarantees, about half a period later on average (docs/deployment.md). Runs this process
+ * executes (`isLocalRun`) keep the in-process fast path and are not polled. Listeners (`on`: metrics,
+ * the CLI display) only ever see this process's events: each node counts what it executes.
  */
 import type { Logger } from 'pino';
 import { AgentGateError } from '../errors.js';
 import { assertNever } from '../util/abort.js';
-import type { Fence, RunRepository, WorkOrderRepository } from '../store/repositories.js';
+import type { TimerClock } from '../util/clock.js';
+import { isClosingEventType, type Fence, type RunRepository, type WorkOrderRepository } from '../store/repositories.js';
 import type { StoredEvent, StoredWorkOrderEvent } from '../store/types.js';
 import {
   isRunEnvelopeOfType,
@@ -27,7 +36,7 @@ import {
   toRunEventEnvelope,
   toWorkOrderEventEnvelope,
 } from './event-envelope.js';
-import { EventSubscription, type Subscription, type SubscriptionEnd } from './event-subscription.js';
+import { EventSubscription, type StoreFollow, type Subscription, type SubscriptionEnd } from './event-subscription.js';
 import type {
   NewRunEvent,
   RunEnvelopeMap,
@@ -76,12 +85,26 @@ export interface WorkOrderSubscribeRequest extends SubscribeOptions<WorkOrderEve
   readonly workOrderId: string;
 }
 
+/** Default poll period of {@link EventHub.followStore}: the added latency is about half of it on average. */
+export const DEFAULT_FOLLOW_EVERY_MS = 1000;
+
+/** How subscriptions follow logs written by other processes sharing the store (see the module comment). */
+export interface FollowStoreOptions {
+  readonly clock: TimerClock;
+  /** Poll period of a live subscription (default {@link DEFAULT_FOLLOW_EVERY_MS}). */
+  readonly pollEveryMs?: number;
+  /** Whether this process executes the run now (its events are pushed: no polling). Default: none is. */
+  readonly isLocalRun?: (runId: string) => boolean;
+}
+
 export interface EventHubOptions {
   readonly runs: Pick<RunRepository, 'appendEvents' | 'listEvents'>;
   readonly workOrders: Pick<WorkOrderRepository, 'listEvents'>;
   readonly logger?: Logger;
   readonly maxQueued?: number;
   readonly pageSize?: number;
+  /** Follow the store from the start (same as calling {@link EventHub.followStore}). */
+  readonly followStore?: FollowStoreOptions;
 }
 
 export interface EventHubStats {
@@ -109,6 +132,7 @@ export class EventHub implements RunEventSource {
   private errors = 0;
   private laggedCount = 0;
   private closed = false;
+  private follow: Required<FollowStoreOptions> | undefined;
 
   constructor(options: EventHubOptions) {
     this.runs = options.runs;
@@ -116,6 +140,17 @@ export class EventHub implements RunEventSource {
     this.logger = options.logger;
     this.maxQueued = positiveInteger(options.maxQueued ?? DEFAULT_MAX_QUEUED, 'maxQueued');
     this.pageSize = positiveInteger(options.pageSize ?? DEFAULT_PAGE_SIZE, 'pageSize');
+    if (options.followStore !== undefined) this.followStore(options.followStore);
+  }
+
+  /**
+   * Subscriptions made from now on also deliver events other processes write to the store, read every
+   * `pollEveryMs` while live (see the module comment). For a process that shares its store: an API
+   * node, or a server next to separate workers.
+   */
+  followStore(options: FollowStoreOptions): void {
+    const pollEveryMs = positiveInteger(options.pollEveryMs ?? DEFAULT_FOLLOW_EVERY_MS, 'pollEveryMs');
+    this.follow = { clock: options.clock, pollEveryMs, isLocalRun: options.isLocalRun ?? (() => false) };
   }
 
   /** Number of listener calls that threw since start-up. */
@@ -193,16 +228,24 @@ export class EventHub implements RunEventSource {
   subscribe(request: RunSubscribeRequest): Subscription<RunEventEnvelope>;
   subscribe(request: WorkOrderSubscribeRequest): Subscription<WorkOrderEventEnvelope>;
   subscribe(request: RunSubscribeRequest | WorkOrderSubscribeRequest): Subscription<RunEventEnvelope> | Subscription<WorkOrderEventEnvelope> {
+    const follow = this.follow;
     if ('runId' in request) {
       const { runId } = request;
       const accept = acceptor(request.filter, isRunEventType);
-      return this.register(this.runSubscribers, runId, request, accept, async (afterSeq, limit) =>
+      const following: Following<RunEventEnvelope> | undefined =
+        follow === undefined
+          ? undefined
+          : { follow: { clock: follow.clock, everyMs: follow.pollEveryMs, needed: () => !follow.isLocalRun(runId) }, isLast: (event) => isClosingEventType(event.type) };
+      return this.register(this.runSubscribers, runId, request, accept, following, async (afterSeq, limit) =>
         (await this.runs.listEvents(runId, { afterSeq, limit })).map(toRunEventEnvelope),
       );
     }
     const { workOrderId } = request;
     const accept = acceptor(request.filter, isWorkOrderEventType);
-    return this.register(this.workOrderSubscribers, workOrderId, request, accept, async (afterSeq, limit) =>
+    // Any process may write a work order's events (a claim, a run's end, a cancel): always polled.
+    const following: Following<WorkOrderEventEnvelope> | undefined =
+      follow === undefined ? undefined : { follow: { clock: follow.clock, everyMs: follow.pollEveryMs, needed: () => true } };
+    return this.register(this.workOrderSubscribers, workOrderId, request, accept, following, async (afterSeq, limit) =>
       (await this.workOrders.listEvents(workOrderId, { afterSeq, limit })).map(toWorkOrderEventEnvelope),
     );
   }
@@ -258,6 +301,7 @@ export class EventHub implements RunEventSource {
     key: string,
     options: SubscribeOptions<E>,
     accept: ((event: E) => boolean) | null,
+    following: Following<E> | undefined,
     fetch: (afterSeq: number, limit: number) => Promise<E[]>,
   ): EventSubscription<E> {
     if (this.closed) throw new AgentGateError('AG_ERR_INTERNAL', 'The event hub is closed');
@@ -267,6 +311,7 @@ export class EventHub implements RunEventSource {
       pageSize: this.pageSize,
       fetch,
       accept,
+      ...following,
       onEnd: (ended, end) => {
         const subscribers = topics.get(key);
         subscribers?.delete(ended);
@@ -304,6 +349,12 @@ export class EventHub implements RunEventSource {
     this.errors += 1;
     this.logger?.error({ err: error, ...fields }, 'event listener failed');
   }
+}
+
+/** How one subscription follows the store: its poll and the event that ends its log. */
+interface Following<E> {
+  readonly follow: StoreFollow;
+  readonly isLast?: (event: E) => boolean;
 }
 
 /** A filter as one function, or `null` for "everything"; type lists are checked against the known types. */

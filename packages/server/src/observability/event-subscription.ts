@@ -19,8 +19,17 @@
  *
  * `lastSeq` advances over *every* event, including those the filter rejects, so a filtered subscription
  * still detects gaps; only accepted events occupy the queue.
+ *
+ * Following the store (issue 14): when the log is written by another process (a run executed by another
+ * worker sharing the database), nothing is pushed here. With `follow`, a live subscription whose
+ * consumer is waiting reads the store every `everyMs` — the catch-up of step 2, so the same
+ * dedup and gap rules hold — while `follow.needed()` says so (the hub answers false for runs this
+ * process executes: their events are pushed). After the log's last event (`isLast`: a run's closing
+ * event) it stops. Reads still happen only while the consumer waits, so a slow consumer is never
+ * flooded by polls.
  */
 import { AgentGateError, toAgentGateError } from '../errors.js';
+import type { TimerClock, TimerHandle } from '../util/clock.js';
 
 /** Why a subscription ended. `lastSeq`: every event up to it was delivered (or filtered out). */
 export type SubscriptionEnd =
@@ -42,6 +51,8 @@ export interface SubscriptionStats {
   readonly duplicatesSkipped: number;
   /** Store reads made to fill a gap in the live stream (not counting the initial replay). */
   readonly gapReads: number;
+  /** Poll periods that ended in a store read (following the store). */
+  readonly storePolls: number;
 }
 
 /** An ordered, gap-free stream of one log's envelopes. Iterate it once; `break` closes it. */
@@ -58,12 +69,24 @@ export interface Subscription<E> extends AsyncIterable<E> {
 /** What a subscription needs from its log: a page of events after a seq, in seq order. */
 export type FetchPage<E> = (afterSeq: number, limit: number) => Promise<E[]>;
 
+/** How a subscription follows a log that another process writes (see the module comment). */
+export interface StoreFollow {
+  readonly clock: TimerClock;
+  /** Poll period while live and waiting. */
+  readonly everyMs: number;
+  /** Whether a poll is needed now (false while this process writes the log and pushes its events). */
+  readonly needed: () => boolean;
+}
+
 export interface EventSubscriptionOptions<E extends { readonly seq: number }> {
   readonly afterSeq: number;
   readonly maxQueued: number;
   readonly pageSize: number;
   readonly fetch: FetchPage<E>;
   readonly accept: ((event: E) => boolean) | null;
+  readonly follow?: StoreFollow;
+  /** The log's last event (nothing is ever written after it): following stops once it is taken. */
+  readonly isLast?: (event: E) => boolean;
   /** Called once when the subscription ends, so the hub forgets it. */
   readonly onEnd: (subscription: EventSubscription<E>, end: SubscriptionEnd) => void;
 }
@@ -119,8 +142,12 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
   private endState: SubscriptionEnd | null = null;
   private resolveEnded: (end: SubscriptionEnd) => void = () => undefined;
   readonly ended: Promise<SubscriptionEnd>;
-  private counters = { peakQueued: 0, delivered: 0, duplicatesSkipped: 0, gapReads: 0 };
+  private counters = { peakQueued: 0, delivered: 0, duplicatesSkipped: 0, gapReads: 0, storePolls: 0 };
   private replayDone = false;
+  /** The current catch-up was started by a poll, not by a gap. */
+  private polled = false;
+  /** The log's last event was taken: nothing more can come. */
+  private complete = false;
 
   constructor(options: EventSubscriptionOptions<E>) {
     this.options = options;
@@ -197,9 +224,36 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
         });
         await this.reading;
       } else {
-        await new Promise<void>((resolve) => this.waiters.add(resolve));
+        await this.idle();
       }
     }
+  }
+
+  /**
+   * Waits for a push or the end; when following the store, for at most one poll period, after which
+   * the loop reads the store (the poll is a catch-up: `catchingUp` set).
+   */
+  private idle(): Promise<void> {
+    const follow = this.options.follow;
+    return new Promise<void>((resolve) => {
+      const timer: TimerHandle | undefined =
+        follow === undefined || this.complete
+          ? undefined
+          : follow.clock.setTimeout(() => {
+              this.waiters.delete(waiter);
+              if (this.endState === null && !this.catchingUp && !this.complete && follow.needed()) {
+                this.catchingUp = true;
+                this.polled = true;
+                this.counters.storePolls += 1;
+              }
+              resolve();
+            }, follow.everyMs);
+      const waiter = (): void => {
+        follow?.clock.clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.add(waiter);
+    });
   }
 
   /** `break` in a `for await` lands here. */
@@ -216,7 +270,7 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
     // An event already buffered proves that every lower seq was committed before this read started.
     const target = this.pending.peek()?.seq;
     const limit = Math.max(1, Math.min(this.options.pageSize, Math.ceil(this.options.maxQueued / 2)));
-    if (this.replayDone) this.counters.gapReads += 1;
+    if (this.replayDone && !this.polled) this.counters.gapReads += 1;
     let page: E[];
     try {
       page = await this.options.fetch(this.lastSeq, limit);
@@ -248,6 +302,7 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
       this.pending.shift();
     }
     this.catchingUp = false;
+    this.polled = false;
   }
 
   /** Accounts for the next event and queues it when the filter accepts it; false when the filter threw. */
@@ -261,6 +316,7 @@ export class EventSubscription<E extends { readonly seq: number }> implements Su
       return false;
     }
     this.lastSeq = event.seq;
+    if (this.options.isLast?.(event) === true) this.complete = true;
     if (accepted) this.ready.push(event);
     return true;
   }

@@ -61,7 +61,7 @@ export function queueSpec(fixture: QueueFixture, agentPath: string, name = 'queu
   } as TaskSpecInput);
 }
 
-export async function queueRuntime(fixture: QueueFixture, cleanups: Array<() => unknown>, options: Partial<RuntimeOptions> = {}): Promise<Runtime> {
+export async function queueRuntime(fixture: QueueFixture, cleanups: Array<() => unknown>, options: Partial<Omit<RuntimeOptions, 'metrics'>> = {}): Promise<Runtime> {
   const runtime = await createRuntime({ config: loadConfig({ AGENTGATE_HOME: fixture.home }), logger: silentLogger(), baseEnv: { ...process.env }, ...options });
   cleanups.push(() => runtime.close());
   return runtime;

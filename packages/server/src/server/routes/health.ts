@@ -1,6 +1,8 @@
 /**
- * `GET /health`, `/health/live` (the process answers) and `/health/ready` (the store answers a query).
- * These routes never require the API key: load balancers and orchestrators probe them unauthenticated.
+ * `GET /health`, `/health/live` (the process answers) and `/health/ready` (the store answers a query:
+ * `repos.ping()`, a round trip to the database on PostgreSQL — an API node that lost its database is
+ * taken out of the load balancer's rotation). These routes never require the API key: load balancers and
+ * orchestrators probe them unauthenticated.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { toAgentGateError } from '../../errors.js';
@@ -19,7 +21,7 @@ export const healthRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { runt
     { schema: { tags: ['health'], summary: 'The store is reachable (503 when not)', response } },
     async (request, reply) => {
       try {
-        await runtime.repos.workOrders.list({ limit: 1, offset: 0 });
+        await runtime.repos.ping();
       } catch (error) {
         const failure = toAgentGateError(error, 'AG_ERR_STORE_OPEN');
         request.log.warn({ code: failure.code }, 'store not ready');
