@@ -2,13 +2,18 @@
  * Wires the production services of one AgentGate process: repositories, logger, event hub,
  * work-order service, agent drivers, delivery managers, workspaces, snapshotter, verifier and the
  * engine. The CLI and the HTTP server both start here, so there is one way to build an engine.
+ *
+ * Start-up: what a process may not use is imported only when it does (docs/performance.md, issue 12).
+ * The forge clients (`@octokit/rest`, `@gitbeaker/rest`) load only when a forge token is configured, the
+ * store backend only once chosen (`store/open.ts`), and `prom-client` only for a runtime with metrics —
+ * every runtime but the CLI's (`metrics: false`), whose process ends with its run.
  */
 import { accessSync, closeSync, constants, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { AgentGateError, isDiskFull, toAgentGateError } from './errors.js';
 import { dirname, join } from 'node:path';
 import type { DestinationStream, Logger } from 'pino';
 import { createAgentDriverRegistry, type AgentDriverRegistry } from './agents/registry.js';
-import { createForgeDelivery } from './delivery/forges.js';
+import type { ForgeDelivery } from './delivery/forges.js';
 import { createDeliveryRegistry, type DeliveryRegistry } from './delivery/registry.js';
 import { ExecutionEngine, type EngineServices } from './execution/engine.js';
 import type { PhaseHandlers } from './execution/phase-orchestrator.js';
@@ -18,7 +23,7 @@ import { DEFAULT_RECONCILE_EVERY_MS, DurableWorkOrderQueue } from './execution/w
 import { Verifier } from './gates/verifier.js';
 import { EventHub } from './observability/event-hub.js';
 import { createLogger } from './observability/logger.js';
-import { Metrics } from './observability/metrics.js';
+import type { Metrics } from './observability/metrics.js';
 import type { AgentGateConfig } from './schemas/config.js';
 import { openRepositories, type OpenedRepositories } from './store/open.js';
 import { systemClock, type TimerClock } from './util/clock.js';
@@ -37,6 +42,12 @@ export interface RuntimeOptions {
   strategies?: EngineServices['strategies'];
   /** Fail runs a dead process left open (default true; see execution/reconcile.ts). */
   reconcile?: boolean;
+  /**
+   * Keep Prometheus metrics fed by the hub (default true: the server serves them at `GET /metrics`).
+   * `false` (the CLI's `exec` and `task run`) builds no registry and never loads `prom-client`; the
+   * runtime then has no `metrics` ({@link LocalRuntime}).
+   */
+  metrics?: boolean;
   /** Collect Node.js process metrics too (the server does; tests and the CLI do not). */
   processMetrics?: boolean;
   /** Run lease TTL (default 60 s). */
@@ -54,7 +65,8 @@ export interface RuntimeOptions {
   reconcileEveryMs?: number;
 }
 
-export interface Runtime {
+/** A runtime without metrics (`createRuntime({ metrics: false })`): what the CLI runs a task on. */
+export interface LocalRuntime {
   config: AgentGateConfig;
   /** PostgreSQL when `config.databaseUrl` is set, else SQLite in `config.home` (store/open.ts). */
   repos: OpenedRepositories;
@@ -64,8 +76,6 @@ export interface Runtime {
   logger: Logger;
   agents: AgentDriverRegistry;
   delivery: DeliveryRegistry;
-  /** Prometheus counters fed by the hub (served by GET /metrics). */
-  metrics: Metrics;
   /**
    * The durable work-order queue. Not scheduling until `queue.start()` (the server calls it; the CLI
    * never does, so `exec` cannot take a server's queued work). `close()` closes it first.
@@ -82,7 +92,17 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
+/** The runtime of a server or a worker, and the default: with metrics. */
+export interface Runtime extends LocalRuntime {
+  /** Prometheus counters fed by the hub (served by GET /metrics). */
+  metrics: Metrics;
+}
+
+/** Without metrics: `prom-client` is never loaded. */
+export function createRuntime(options: RuntimeOptions & { metrics: false }): Promise<LocalRuntime>;
+export function createRuntime(options: RuntimeOptions & { metrics?: true }): Promise<Runtime>;
+export function createRuntime(options: RuntimeOptions): Promise<LocalRuntime | Runtime>;
+export async function createRuntime(options: RuntimeOptions): Promise<LocalRuntime | Runtime> {
   const { config } = options;
   const clock = options.clock ?? systemClock;
   ensureHome(config.home);
@@ -99,11 +119,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
   });
   const hub = new EventHub({ runs: repos.runs, workOrders: repos.workOrders, logger });
   const workOrders = new WorkOrderService({ workOrders: repos.workOrders, hub, clock, logger });
-  const metrics = new Metrics(options.processMetrics === undefined ? {} : { processMetrics: options.processMetrics });
-  metrics.attach(hub);
+  const metrics = options.metrics === false ? undefined : await createMetrics(options.processMetrics);
+  metrics?.attach(hub);
   const agents = options.agents ?? createAgentDriverRegistry();
   // GitHub / GitLab delivery and clone access exist only when their token is configured.
-  const forges = createForgeDelivery(config, { clock });
+  const forges = await loadForgeDelivery(config, clock);
   const delivery = options.delivery ?? createDeliveryRegistry({ managers: forges.managers });
   const baseEnv = options.baseEnv ?? process.env;
   const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock, ...forges.clone });
@@ -146,7 +166,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     },
   );
   let closing: Promise<void> | undefined;
-  return {
+  const runtime: LocalRuntime = {
     config,
     repos,
     hub,
@@ -155,7 +175,6 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
     logger,
     agents,
     delivery,
-    metrics,
     queue,
     reconcile,
     reapStaleWorkspaces: () =>
@@ -177,6 +196,23 @@ export async function createRuntime(options: RuntimeOptions): Promise<Runtime> {
       return closing;
     },
   };
+  return metrics === undefined ? runtime : { ...runtime, metrics };
+}
+
+async function createMetrics(processMetrics: boolean | undefined): Promise<Metrics> {
+  const { Metrics } = await import('./observability/metrics.js');
+  return new Metrics(processMetrics === undefined ? {} : { processMetrics });
+}
+
+/**
+ * The configured forges (`delivery/forges.ts`). Without a GitHub or GitLab token there are none, and the
+ * forge clients (`@octokit/rest` ~50 ms, `@gitbeaker/rest` ~125 ms of start-up) are not loaded at all.
+ */
+async function loadForgeDelivery(config: AgentGateConfig, clock: TimerClock): Promise<ForgeDelivery> {
+  const configured = (token: string | undefined): boolean => token !== undefined && token !== '';
+  if (!configured(config.githubToken) && !configured(config.gitlabToken)) return { managers: [], clone: {} };
+  const { createForgeDelivery } = await import('./delivery/forges.js');
+  return createForgeDelivery(config, { clock });
 }
 
 /**

@@ -6,12 +6,16 @@
  *
  * Extension point: a driver that ships with AgentGate (claude-code, codex) adds one entry to
  * {@link BUILTIN_AGENT_DRIVERS}; anything else (tests, embedders) calls `register()`.
+ *
+ * Start-up: only the names and option checks of claude-code and codex (`options.ts`) are imported here;
+ * each driver's own modules (its stream parser, accumulator and zod event schemas: ~20–30 ms of every CLI
+ * start, docs/performance.md) are imported on its first run ({@link lazyDriver}).
  */
 import { AgentGateError } from '../errors.js';
-import { CLAUDE_CODE_AGENT_NAME, createClaudeCodeDriver, validateClaudeCodeOptions, type ClaudeCodeDriverConfig } from './claude-code/index.js';
-import { CODEX_AGENT_NAME, createCodexDriver, validateCodexOptions, type CodexDriverConfig } from './codex/index.js';
+import { CLAUDE_CODE_AGENT_NAME, validateClaudeCodeOptions, type ClaudeCodeDriverConfig } from './claude-code/options.js';
+import { CODEX_AGENT_NAME, validateCodexOptions, type CodexDriverConfig } from './codex/options.js';
 import { COMMAND_AGENT_NAME, createCommandAgentDriver, validateCommandOptions, type CommandAgentDriverConfig } from './command.js';
-import type { AgentDriver, AgentOptions } from './types.js';
+import type { AgentDriver, AgentOptions, AgentResult } from './types.js';
 
 /** Creates a driver; called once, on the first `get()` of its name. */
 export type AgentDriverFactory = () => AgentDriver;
@@ -60,11 +64,50 @@ interface BuiltinDriver {
   validateOptions?: AgentOptionsValidator;
 }
 
+/**
+ * A driver whose module is imported when it first runs, then reused. Keeps the driver contract: `run`
+ * never throws — a module that cannot be loaded (a broken installation) is that run's failure,
+ * `AG_ERR_INTERNAL` with the import error as its cause, and the next run tries the import again.
+ */
+export function lazyDriver(name: string, load: () => Promise<AgentDriver>): AgentDriver {
+  let loading: Promise<AgentDriver> | undefined;
+  return {
+    name,
+    async run(request, ctx): Promise<AgentResult> {
+      loading ??= load();
+      let driver: AgentDriver;
+      try {
+        driver = await loading;
+      } catch (error) {
+        loading = undefined;
+        const reason = error instanceof Error ? error.message : String(error);
+        return {
+          ok: false,
+          failure: 'agent_crash',
+          aborted: false,
+          error: new AgentGateError('AG_ERR_INTERNAL', `The ${name} agent driver could not be loaded: ${reason}`, { cause: error, details: { agent: name } }),
+          exitCode: null,
+          durationMs: 0,
+          toolCalls: 0,
+          output: '',
+        };
+      }
+      return driver.run(request, ctx);
+    },
+  };
+}
+
 /** The drivers every registry starts with (SPEC 7). */
 export const BUILTIN_AGENT_DRIVERS: Readonly<Record<string, BuiltinDriver>> = {
   [COMMAND_AGENT_NAME]: { create: (config) => createCommandAgentDriver(config.command), validateOptions: validateCommandOptions },
-  [CLAUDE_CODE_AGENT_NAME]: { create: (config) => createClaudeCodeDriver(config.claudeCode), validateOptions: validateClaudeCodeOptions },
-  [CODEX_AGENT_NAME]: { create: (config) => createCodexDriver(config.codex), validateOptions: validateCodexOptions },
+  [CLAUDE_CODE_AGENT_NAME]: {
+    create: (config) => lazyDriver(CLAUDE_CODE_AGENT_NAME, async () => (await import('./claude-code/protocol.js')).createClaudeCodeDriver(config.claudeCode)),
+    validateOptions: validateClaudeCodeOptions,
+  },
+  [CODEX_AGENT_NAME]: {
+    create: (config) => lazyDriver(CODEX_AGENT_NAME, async () => (await import('./codex/protocol.js')).createCodexDriver(config.codex)),
+    validateOptions: validateCodexOptions,
+  },
 };
 
 export interface CreateAgentDriverRegistryOptions {

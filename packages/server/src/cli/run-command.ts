@@ -11,7 +11,7 @@ import type { RunOutcome, StartedRun } from '../execution/engine.js';
 import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
-import { createRuntime } from '../runtime.js';
+import { createRuntime, type LocalRuntime } from '../runtime.js';
 import { gitQuery } from '../gates/git.js';
 import { formatGatePlan, loadGatePlan } from '../gates/loader.js';
 import { systemClock } from '../util/clock.js';
@@ -157,27 +157,43 @@ export function outcomeJson(outcome: ShownOutcome, warnings: readonly string[] =
 }
 
 /**
- * Prints the gate plan before the run starts, so the user sees what the agent will be judged by (and
- * where it came from) before paying for it. Local repositories only: a remote's plan is known once it
- * is fetched (`agentgate gates` shows it for a local clone). Never fails the run: the engine loads the
- * plan again and reports any error properly.
+ * The gate plan as printed before the run starts, so the user sees what the agent will be judged by (and
+ * where it came from) before paying for it: its lines, or why it is not shown. Local repositories only
+ * (undefined otherwise): a remote's plan is known once it is fetched (`agentgate gates` shows it for a
+ * local clone). Never rejects, so it never fails the run: the engine loads the plan again (while it
+ * creates the worktree) and reports any error properly.
  */
-async function printPlan(spec: ResolvedTaskSpec, io: CliIo): Promise<void> {
-  if (spec.workspace.source !== 'local') return;
-  const signal = AbortSignal.timeout(30_000);
+async function gatePlanText(spec: ResolvedTaskSpec, signal: AbortSignal): Promise<string | undefined> {
+  if (spec.workspace.source !== 'local') return undefined;
   try {
     const baseSha = (await gitQuery(['rev-parse', '--verify', '--end-of-options', `${spec.workspace.ref ?? 'HEAD'}^{commit}`], { cwd: spec.workspace.path, signal })).trim();
     const plan = await loadGatePlan({ worktreePath: spec.workspace.path, baseSha, signal, ...(spec.verify !== undefined && { inline: spec.verify }) });
-    io.stderr.write(`${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`);
+    return `${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`;
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_PHASE_VERIFY');
-    io.stderr.write(`gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`);
+    return `gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`;
   }
 }
 
-/** Runs a resolved spec in-process and returns the exit code. */
+/**
+ * Runs a resolved spec in-process and returns the exit code.
+ *
+ * Start-up order: the gate plan is read (git processes) while the runtime opens the store, reconciles and
+ * reaps stale worktrees, and printed after them, so neither waits for the other. Reconciliation and
+ * reaping stay in order: a worktree is only reaped once its interrupted run was closed.
+ */
 export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; verbose?: boolean }, io: CliIo, config: AgentGateConfig): Promise<number> {
-  const runtime = await createRuntime({ config, baseEnv: io.env });
+  const planRead = new AbortController();
+  const planText = gatePlanText(spec, AbortSignal.any([planRead.signal, AbortSignal.timeout(30_000)]));
+  let runtime: LocalRuntime;
+  try {
+    runtime = await createRuntime({ config, baseEnv: io.env, metrics: false });
+  } catch (error) {
+    // No run: stop reading the plan rather than keep a git process alive for nothing.
+    planRead.abort();
+    await planText;
+    throw error;
+  }
   try {
     const reaped = await runtime.reapStaleWorkspaces();
     if (reaped.length > 0) io.stderr.write(`removed ${reaped.length} worktree(s) left behind by interrupted runs\n`);
@@ -186,7 +202,8 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
     io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
   }
-  await printPlan(spec, io);
+  const plan = await planText;
+  if (plan !== undefined) io.stderr.write(plan);
   const display = new ProgressDisplay({
     stream: io.stderr,
     clock: systemClock,

@@ -2,11 +2,13 @@
  * Which backend a process uses: PostgreSQL when a database URL is configured (`AGENTGATE_DATABASE_URL`),
  * else the embedded SQLite file in `$AGENTGATE_HOME`. The runtime and the CLI commands that read the
  * store open it here, so they always agree on where the data is.
+ *
+ * Each backend's module is imported only when it is chosen: a process on SQLite never loads `pg` and
+ * the PostgreSQL backend (~55–80 ms of start-up for every CLI run, docs/performance.md), and one on
+ * PostgreSQL never loads better-sqlite3.
  */
 import type { AgentGateError } from '../errors.js';
 import type { Repositories } from './repositories.js';
-import { openPostgresRepositories } from './postgres/index.js';
-import { openSqliteRepositories } from './sqlite/index.js';
 
 /** The repositories of either backend, with what a process needs around them. */
 export interface OpenedRepositories extends Repositories {
@@ -32,11 +34,13 @@ export interface OpenRepositoriesOptions {
 
 export async function openRepositories(options: OpenRepositoriesOptions): Promise<OpenedRepositories> {
   if (options.databaseUrl !== undefined) {
+    const { openPostgresRepositories } = await import('./postgres/index.js');
     return openPostgresRepositories({
       url: options.databaseUrl,
       ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.onConnectionError === undefined ? {} : { onConnectionError: options.onConnectionError }),
     });
   }
+  const { openSqliteRepositories } = await import('./sqlite/index.js');
   return openSqliteRepositories({ home: options.home, ...(options.clock === undefined ? {} : { clock: options.clock }) });
 }
