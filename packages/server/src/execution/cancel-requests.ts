@@ -16,7 +16,7 @@
  */
 import type { LeaseRepository } from '../store/repositories.js';
 import type { Lease } from '../store/types.js';
-import type { Clock } from '../util/clock.js';
+import { leaseNow, type Clock } from '../util/clock.js';
 
 /** Prefix of the lease keys that are cancel requests, not ownership. */
 export const CANCEL_REQUEST_PREFIX = 'cancel:';
@@ -44,7 +44,7 @@ export class CancelRequests {
    * requester's request is pending already, that one stands.
    */
   async request(runId: string, requester: string): Promise<void> {
-    await this.leases.acquire({ key: cancelRequestKey(runId), owner: requester, runId, ttlMs: CANCEL_REQUEST_TTL_MS, now: new Date(this.clock.now()) });
+    await this.leases.acquire({ key: cancelRequestKey(runId), owner: requester, runId, ttlMs: CANCEL_REQUEST_TTL_MS, ...leaseNow(this.clock) });
   }
 
   /** The pending request for `runId`, or null. */

@@ -17,6 +17,7 @@ import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import type { StoredRun, WorkOrderSource } from '../store/types.js';
 import type { IterationRepository } from '../store/repositories.js';
 import { runCanceled } from '../util/abort.js';
+import { leaseNow } from '../util/clock.js';
 import { runInRunScope } from '../util/run-scope.js';
 import { assertSandboxAvailable, runWithSandboxPolicy } from '../util/sandbox.js';
 import { secretValues } from '../util/secrets.js';
@@ -138,7 +139,7 @@ export class ExecutionEngine {
       run: createRun({ id: runId, workOrderId, maxIterations: spec.convergence.limits.maxIterations, createdAt }),
       // The branch is named now and exists once the first snapshot commit reaches the repository (run-branch.ts).
       meta: { branch: `${spec.delivery.branchPrefix}${runId}`, data: { branchPublished: false } },
-      lease: { key: fence.leaseKey, owner: fence.owner, ttlMs: this.execution.leaseTtlMs, now: new Date(now) },
+      lease: { key: fence.leaseKey, owner: fence.owner, ttlMs: this.execution.leaseTtlMs, ...leaseNow(clock) },
       ...(options.claim === true && { claim: true }),
       ...(options.exclusiveKey !== undefined && { exclusiveKey: options.exclusiveKey }),
     });

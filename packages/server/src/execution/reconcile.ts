@@ -22,6 +22,7 @@ import type { StoredRun } from '../store/types.js';
 import { killRunProcesses } from '../util/reap.js';
 import { isCancelRequestKey } from './cancel-requests.js';
 import { RunActor, type RunActorServices } from './run-actor.js';
+import { leaseNow } from '../util/clock.js';
 
 export interface ReconcileOptions extends RunActorServices {
   /** Lease owner id of this process (the engine's). */
@@ -110,7 +111,7 @@ async function takeOverAndFail(options: ReconcileOptions, run: StoredRun, now: n
   const fence = { leaseKey: runLeaseKey(run.id), owner: options.owner };
   const ttlMs = options.leaseTtlMs ?? 60_000;
   // Someone else (another reconciler, the owner waking up in time) holds it: not ours to close.
-  if (!(await repos.leases.acquire({ key: fence.leaseKey, owner: fence.owner, runId: run.id, ttlMs, now: new Date(now) }))) return null;
+  if (!(await repos.leases.acquire({ key: fence.leaseKey, owner: fence.owner, runId: run.id, ttlMs, ...leaseNow(options.clock) }))) return null;
   try {
     const iterations = (await repos.iterations.list(run.id)).length;
     const totals = { usage: { inputTokens: 0, outputTokens: 0, costUsd: 0, ...run.meta.usage }, unverified: run.meta.unverified ?? false, iterations };

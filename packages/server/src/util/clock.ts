@@ -73,6 +73,15 @@ class SystemClock implements TimerClock {
 
 export const systemClock: TimerClock = new SystemClock();
 
+/**
+ * The `now` a lease call passes to the store: none with the system clock, so the store decides at its own
+ * clock — PostgreSQL's, which every process sharing the database agrees on, whatever the skew between
+ * their hosts — and the injected time with any other clock (tests drive leases with a ManualClock).
+ */
+export function leaseNow(clock: Clock): { now?: Date } {
+  return clock === systemClock ? {} : { now: new Date(clock.now()) };
+}
+
 export function isoNow(clock: Clock): string {
   return new Date(clock.now()).toISOString();
 }

@@ -7,7 +7,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { AgentGateError, toAgentGateError } from '../errors.js';
-import { systemClock, type TimerClock, type TimerHandle } from '../util/clock.js';
+import { leaseNow, systemClock, type TimerClock, type TimerHandle } from '../util/clock.js';
 import type { LeaseRepository } from '../store/repositories.js';
 import { canceledError } from './git.js';
 
@@ -106,7 +106,7 @@ export class LeaseKeeper {
     const now = this.clock.now();
     let acquired: boolean;
     try {
-      acquired = await this.store.acquire({ key: this.key, owner: this.owner, runId: this.runId, ttlMs: this.ttlMs, now: new Date(now) });
+      acquired = await this.store.acquire({ key: this.key, owner: this.owner, runId: this.runId, ttlMs: this.ttlMs, ...leaseNow(this.clock) });
     } catch (error) {
       throw toAgentGateError(error, 'AG_ERR_STORE_WRITE');
     }
@@ -159,7 +159,7 @@ export class LeaseKeeper {
     const now = this.clock.now();
     let renewed: boolean;
     try {
-      renewed = await this.store.renew({ key: this.key, owner: this.owner, ttlMs: this.ttlMs, now: new Date(now) });
+      renewed = await this.store.renew({ key: this.key, owner: this.owner, ttlMs: this.ttlMs, ...leaseNow(this.clock) });
     } catch (error) {
       if (this.current !== 'held') return;
       // A store hiccup is not a lost lease while the lease is still ours: try again on the next beat,
