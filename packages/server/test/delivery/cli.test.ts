@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { taskSpecFromFlags, type ExecFlags } from '../../src/cli/run-command.js';
-import { AgentGateError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
+import { thrownAgentGateError } from '../helpers/errors.js';
 import { join } from 'node:path';
 import { AGENTS, git, makeRepo, writeAgent } from '../helpers/git-repo.js';
 import { GitHubEmulator } from '../fixtures/forge/github-emulator.js';
@@ -25,15 +25,7 @@ describe('agentgate exec --delivery github|gitlab --wait-ci', () => {
   });
 
   it('rejects a forge delivery without that forge’s workspace, and --wait-ci without a forge', () => {
-    const usage = (flags: ExecFlags): string => {
-      try {
-        taskSpecFromFlags(flags, '/');
-      } catch (error) {
-        expect(error).toBeInstanceOf(AgentGateError);
-        return (error as AgentGateError).message;
-      }
-      throw new Error('expected a usage error');
-    };
+    const usage = (flags: ExecFlags): string => thrownAgentGateError(() => taskSpecFromFlags(flags, '/')).message;
     expect(usage({ ...BASE, path: '.', delivery: 'github' })).toContain('--delivery github needs --github <owner/name>');
     expect(usage({ ...BASE, path: '.', waitCi: true })).toContain('--wait-ci needs --delivery github or gitlab');
     expect(usage({ ...BASE, path: '.', github: 'a/b' })).toContain('cannot be used together');

@@ -5,11 +5,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LOCAL_DELIVERY_CAPABILITIES, LocalDeliveryManager, createLocalDeliveryManager } from '../../src/delivery/local.js';
 import type { DeliveryManager, PreparedDeliveryContext } from '../../src/delivery/manager.js';
 import { createDeliveryRegistry } from '../../src/delivery/registry.js';
-import { AgentGateError } from '../../src/errors.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
 import type { Workspace } from '../../src/workspace/types.js';
+import { thrownAgentGateError } from '../helpers/errors.js';
 import {
   branchSha,
   commitIteration,
@@ -57,16 +57,6 @@ describeDeliveryConformance('local', () => ({
   },
 }));
 
-function rejection(fn: () => void): AgentGateError {
-  try {
-    fn();
-  } catch (error) {
-    expect(error).toBeInstanceOf(AgentGateError);
-    return error as AgentGateError;
-  }
-  throw new Error('expected validate to throw');
-}
-
 const LOCAL = { source: 'local', path: '/srv/repo' } as const;
 const GIT = { source: 'git', url: 'https://example.com/repo.git' } as const;
 const GITHUB = { source: 'github', repo: 'owner/name' } as const;
@@ -79,13 +69,13 @@ describe('DeliveryRegistry', () => {
     it('provides local delivery only when no forge is configured', () => {
       expect(registry.kinds()).toEqual(['local']);
       expect(registry.get('local')).toBeInstanceOf(LocalDeliveryManager);
-      const error = rejection(() => registry.get('github'));
+      const error = thrownAgentGateError(() => registry.get('github'));
       expect(error.code).toBe('AG_ERR_DELIVERY_UNSUPPORTED');
       expect(error.message).toBe('github delivery is not available: not configured (set AGENTGATE_GITHUB_TOKEN); available: local.');
     });
 
     it('refuses a second manager for a kind', () => {
-      expect(rejection(() => registry.register(createLocalDeliveryManager())).code).toBe('AG_ERR_CONFIG_INVALID');
+      expect(thrownAgentGateError(() => registry.register(createLocalDeliveryManager())).code).toBe('AG_ERR_CONFIG_INVALID');
     });
 
     describe('accepts', () => {
@@ -142,7 +132,7 @@ describe('DeliveryRegistry', () => {
         ['labels without a pull request', task(LOCAL, { pr: { labels: ['bot'] } }), 'spec.delivery.pr.labels: has no effect because spec.delivery.pr.create is false.'],
         ['reviewers without a pull request', task(LOCAL, { pr: { reviewers: ['octocat'] } }), 'spec.delivery.pr.reviewers: has no effect because spec.delivery.pr.create is false.'],
       ])('%s', (_name, spec, message) => {
-        const error = rejection(() => registry.validate(spec));
+        const error = thrownAgentGateError(() => registry.validate(spec));
         expect(error.code).toBe('AG_ERR_DELIVERY_UNSUPPORTED');
         expect(error.message).toBe(message);
         expect(error.details?.['issues']).toEqual([{ path: message.slice(0, message.indexOf(':')), message: message.slice(message.indexOf(': ') + 2, -1) }]);
@@ -151,13 +141,13 @@ describe('DeliveryRegistry', () => {
       it('a pull request asked of local delivery by a spec built in code', () => {
         const spec = task(LOCAL);
         spec.delivery.pr.create = true;
-        expect(rejection(() => registry.validate(spec)).message).toBe(
+        expect(thrownAgentGateError(() => registry.validate(spec)).message).toBe(
           'spec.delivery.pr.create: opening a pull or merge request needs a forge delivery (github or gitlab), which is not configured (set AGENTGATE_GITHUB_TOKEN or AGENTGATE_GITLAB_TOKEN).',
         );
       });
 
       it('every problem at once', () => {
-        const error = rejection(() => registry.validate(task(GITHUB, { pr: { create: true }, ci: { wait: true } })));
+        const error = thrownAgentGateError(() => registry.validate(task(GITHUB, { pr: { create: true }, ci: { wait: true } })));
         expect(error.message).toBe(
           'The task asks for delivery this build cannot do: ' +
             'spec.delivery.pr.create: opening a pull request on GitHub needs github delivery, which is not configured (set AGENTGATE_GITHUB_TOKEN) (available: local); ' +
@@ -168,7 +158,7 @@ describe('DeliveryRegistry', () => {
 
       it('legacy push_only work orders on a local workspace (no remote name to push to)', () => {
         const spec = task(LOCAL, { git: { push: true } });
-        expect(rejection(() => registry.validate(spec)).details?.['issues']).toEqual([expect.objectContaining({ path: 'spec.delivery.git.remote' })]);
+        expect(thrownAgentGateError(() => registry.validate(spec)).details?.['issues']).toEqual([expect.objectContaining({ path: 'spec.delivery.git.remote' })]);
       });
     });
   });
@@ -192,13 +182,13 @@ describe('DeliveryRegistry', () => {
     });
 
     it('tells a local task that waits for CI what it needs instead', () => {
-      expect(rejection(() => registry.validate(task(LOCAL, { ci: { wait: true } }))).message).toBe(
+      expect(thrownAgentGateError(() => registry.validate(task(LOCAL, { ci: { wait: true } }))).message).toBe(
         'spec.delivery.ci.wait: local delivery does not wait for CI; waiting for CI needs a pull or merge request on a github or gitlab workspace (spec.delivery.pr.create).',
       );
     });
 
     it('still rejects GitLab', () => {
-      expect(rejection(() => registry.validate(task(GITLAB, { pr: { create: true } }))).message).toContain('available: github, local');
+      expect(thrownAgentGateError(() => registry.validate(task(GITLAB, { pr: { create: true } }))).message).toContain('available: github, local');
     });
   });
 });

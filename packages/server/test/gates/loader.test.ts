@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { describeGatePlan, loadGatePlan } from '../../src/gates/loader.js';
 import type { LoadGatePlanOptions } from '../../src/gates/loader.js';
 import { parseVerifyConfig } from '../../src/schemas/verify-config.js';
 import { systemClock } from '../../src/util/clock.js';
+import { rejectedAgentGateError } from '../helpers/errors.js';
 import { createRepo, snapshot, writeFile } from './helpers.js';
 import type { TempRepo } from './helpers.js';
 
@@ -17,15 +17,6 @@ afterEach(() => {
 
 function options(r: TempRepo, extra: Partial<LoadGatePlanOptions> = {}): LoadGatePlanOptions {
   return { worktreePath: r.dir, baseSha: r.baseSha, signal: new AbortController().signal, clock: systemClock, ...extra };
-}
-
-async function loadError(promise: Promise<unknown>): Promise<AgentGateError> {
-  const error: unknown = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(AgentGateError);
-  return error as AgentGateError;
 }
 
 describe('loadGatePlan', () => {
@@ -67,7 +58,7 @@ describe('loadGatePlan', () => {
 
   it('reports an invalid verify.yaml with file, line and reason', async () => {
     repo = createRepo({ 'verify.yaml': 'version: "1"\ntests:\n  - name: test\n    comand: npm test\n' });
-    const error = await loadError(loadGatePlan(options(repo)));
+    const error = await rejectedAgentGateError(loadGatePlan(options(repo)));
     expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
     expect(error.message).toContain('verify.yaml:4: tests[0].comand: unknown key');
     expect(error.message).toContain('verify.yaml:3: tests[0].command: required');
@@ -75,7 +66,7 @@ describe('loadGatePlan', () => {
 
   it('reports a YAML syntax error in .agentgate/verify.yaml with its line', async () => {
     repo = createRepo({ '.agentgate/verify.yaml': 'tests:\n  - { name: a, command: "x" \n' });
-    const error = await loadError(loadGatePlan(options(repo)));
+    const error = await rejectedAgentGateError(loadGatePlan(options(repo)));
     expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
     expect(error.message).toMatch(/^\.agentgate\/verify\.yaml:\d+:\d+: invalid YAML/);
   });
@@ -97,13 +88,13 @@ describe('loadGatePlan', () => {
 
   it('refuses a base commit that is not a sha', async () => {
     repo = createRepo({ 'verify.yaml': VERIFY });
-    const error = await loadError(loadGatePlan(options(repo, { baseSha: '--output=/tmp/x' })));
+    const error = await rejectedAgentGateError(loadGatePlan(options(repo, { baseSha: '--output=/tmp/x' })));
     expect(error.code).toBe('AG_ERR_PHASE_VERIFY');
   });
 
   it('classifies an unknown base commit as a verify phase error', async () => {
     repo = createRepo({ 'verify.yaml': VERIFY });
-    const error = await loadError(loadGatePlan(options(repo, { baseSha: 'deadbeefdeadbeefdeadbeefdeadbeefdeadbeef' })));
+    const error = await rejectedAgentGateError(loadGatePlan(options(repo, { baseSha: 'deadbeefdeadbeefdeadbeefdeadbeefdeadbeef' })));
     expect(error.code).toBe('AG_ERR_PHASE_VERIFY');
   });
 
@@ -111,7 +102,7 @@ describe('loadGatePlan', () => {
     repo = createRepo({ 'verify.yaml': VERIFY });
     const controller = new AbortController();
     controller.abort();
-    const error = await loadError(loadGatePlan(options(repo, { signal: controller.signal })));
+    const error = await rejectedAgentGateError(loadGatePlan(options(repo, { signal: controller.signal })));
     expect(error.code).toBe('AG_ERR_RUN_CANCELED');
   });
 });

@@ -1,18 +1,8 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { loadConfig } from '../../src/schemas/config.js';
-
-function catchError(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof AgentGateError) return error;
-    throw error;
-  }
-  throw new Error('expected an AgentGateError');
-}
+import { thrownAgentGateError } from '../helpers/errors.js';
 
 describe('loadConfig', () => {
   it('uses the defaults when nothing is set', () => {
@@ -85,18 +75,18 @@ describe('loadConfig', () => {
 
   describe('when a value is invalid', () => {
     it('names the variable', () => {
-      const error = catchError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: 'abc' }));
+      const error = thrownAgentGateError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: 'abc' }));
       expect(error.code).toBe('AG_ERR_CONFIG_INVALID');
       expect(error.message).toBe('AGENTGATE_MAX_CONCURRENT: expected a positive integer (1-256), got "abc"');
       expect(error.details).toEqual({ issues: [{ variable: 'AGENTGATE_MAX_CONCURRENT', message: 'expected a positive integer (1-256), got "abc"' }] });
     });
 
     it('names the flag when the bad value came from a flag', () => {
-      expect(catchError(() => loadConfig({}, { maxConcurrent: 0 })).message).toBe('--max-concurrent: expected a positive integer (1-256), got "0"');
+      expect(thrownAgentGateError(() => loadConfig({}, { maxConcurrent: 0 })).message).toBe('--max-concurrent: expected a positive integer (1-256), got "0"');
     });
 
     it('reports every bad variable at once', () => {
-      const error = catchError(() =>
+      const error = thrownAgentGateError(() =>
         loadConfig({ AGENTGATE_PORT: '70000', AGENTGATE_LOG_LEVEL: 'loud', AGENTGATE_GITHUB_API_URL: 'ftp://x', AGENTGATE_GITLAB_URL: 'not a url' }),
       );
       expect(error.message).toBe(
@@ -110,8 +100,8 @@ describe('loadConfig', () => {
     });
 
     it('rejects a fractional or negative count', () => {
-      expect(catchError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: '1.5' })).message).toContain('AGENTGATE_MAX_CONCURRENT');
-      expect(catchError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: '-1' })).message).toContain('got "-1"');
+      expect(thrownAgentGateError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: '1.5' })).message).toContain('AGENTGATE_MAX_CONCURRENT');
+      expect(thrownAgentGateError(() => loadConfig({ AGENTGATE_MAX_CONCURRENT: '-1' })).message).toContain('got "-1"');
     });
   });
 });

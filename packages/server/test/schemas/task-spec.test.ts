@@ -1,22 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { AgentGateError } from '../../src/errors.js';
 import { resolveTaskSpec } from '../../src/schemas/resolve.js';
 import type { ResolvedTaskSpec } from '../../src/schemas/resolve.js';
 import { MAX_PROMPT_CHARS, TaskSpecSchema, parseTaskSpec, parseTaskSpecYaml } from '../../src/schemas/task-spec.js';
 import { VerifyConfigSchema } from '../../src/schemas/verify-config.js';
 import { WorkOrderBodySchema } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
-
-function catchError(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof AgentGateError) return error;
-    throw error;
-  }
-  throw new Error('expected an AgentGateError');
-}
+import { thrownAgentGateError } from '../helpers/errors.js';
 
 const MINIMAL_YAML = `apiVersion: agentgate.io/v1
 kind: TaskSpec
@@ -186,7 +176,7 @@ spec:
   describe('when invalid', () => {
     it('names the path, file and line of an invalid duration', () => {
       const text = MINIMAL_YAML.replace('spec:\n', 'spec:\n  convergence:\n    limits:\n      maxWallClock: abc\n');
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.code).toBe('AG_ERR_SCHEMA_INVALID');
       expect(error.message).toBe(
         'task.yaml:8: spec.convergence.limits.maxWallClock: invalid duration "abc" (use e.g. 30m, 1h, 90s, 1h30m, 500ms or a number of seconds)',
@@ -198,25 +188,25 @@ spec:
 
     it('reports a missing prompt at the goal key', () => {
       const text = MINIMAL_YAML.replace('    prompt: Fix the login bug\n', '    context: nothing else\n');
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.message).toBe('task.yaml:6: spec.goal.prompt: required');
     });
 
     it('rejects an empty prompt', () => {
       const spec = minimal();
       spec.spec.goal.prompt = '   ';
-      expect(catchError(() => parseTaskSpec(spec)).message).toBe('spec.goal.prompt: must not be empty');
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toBe('spec.goal.prompt: must not be empty');
     });
 
     it('requires a command for the command driver, pointing at the agent block', () => {
       const text = `${MINIMAL_YAML}    agent:\n      driver: command\n`;
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.message).toBe('task.yaml:12: spec.execution.agent.command: required when driver is "command" (the shell command that runs the agent)');
     });
 
     it('names the line of a YAML syntax error', () => {
       const text = MINIMAL_YAML.replace('    prompt: Fix the login bug\n', '    prompt: Fix: the login bug\n');
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.code).toBe('AG_ERR_YAML_PARSE');
       expect(error.message).toMatch(/^task\.yaml:7:\d+: invalid YAML: /);
     });
@@ -224,22 +214,22 @@ spec:
     it('rejects an unknown strategy and lists the valid ones', () => {
       const spec = minimal();
       spec.spec.convergence = { strategy: 'greedy' as 'fixed' };
-      expect(catchError(() => parseTaskSpec(spec)).message).toBe('spec.convergence.strategy: expected one of "fixed", "hybrid", "ralph", "manual", got "greedy"');
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toBe('spec.convergence.strategy: expected one of "fixed", "hybrid", "ralph", "manual", got "greedy"');
     });
 
     it('rejects parameters of another strategy', () => {
       const text = MINIMAL_YAML.replace('spec:\n', 'spec:\n  convergence:\n    strategy: fixed\n    config:\n      windowSize: 3\n');
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.message).toBe('task.yaml:9: spec.convergence.config.windowSize: unknown key (allowed: iterations)');
     });
 
     it('rejects a typo in a key instead of ignoring it', () => {
       const spec = { ...minimal(), spec: { ...minimal().spec, delivery: { ci: { wiat: true } } } };
-      expect(catchError(() => parseTaskSpec(spec)).message).toBe('spec.delivery.ci.wiat: unknown key (allowed: pollInterval, retryOnFailure, timeout, wait)');
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toBe('spec.delivery.ci.wiat: unknown key (allowed: pollInterval, retryOnFailure, timeout, wait)');
     });
 
     it('rejects a wrong apiVersion, kind and a missing workspace together', () => {
-      const error = catchError(() => parseTaskSpec({ apiVersion: 'v2', kind: 'Task', metadata: { name: 'x' }, spec: { goal: { prompt: 'p' }, execution: {} } }));
+      const error = thrownAgentGateError(() => parseTaskSpec({ apiVersion: 'v2', kind: 'Task', metadata: { name: 'x' }, spec: { goal: { prompt: 'p' }, execution: {} } }));
       expect(error.details?.issues).toEqual([
         { path: 'apiVersion', message: 'expected "agentgate.io/v1", got "v2"' },
         { path: 'kind', message: 'expected "TaskSpec", got "Task"' },
@@ -250,13 +240,13 @@ spec:
     it('rejects a workspace with an unknown source', () => {
       const spec = minimal();
       spec.spec.execution.workspace = { source: 'svn', path: 'x' } as unknown as TaskSpecInput['spec']['execution']['workspace'];
-      expect(catchError(() => parseTaskSpec(spec)).message).toBe('spec.execution.workspace.source: expected one of "local", "git", "github", "gitlab", got "svn"');
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toBe('spec.execution.workspace.source: expected one of "local", "git", "github", "gitlab", got "svn"');
     });
 
     it('rejects a malformed GitHub repo and a ref that git could read as an option', () => {
       const spec = minimal();
       spec.spec.execution.workspace = { source: 'github', repo: 'acme', ref: '--upload-pack=evil' };
-      const error = catchError(() => parseTaskSpec(spec));
+      const error = thrownAgentGateError(() => parseTaskSpec(spec));
       expect(error.message).toContain('spec.execution.workspace.repo: expected "owner/name", got "acme"');
       expect(error.message).toContain('spec.execution.workspace.ref: not a valid git ref: "--upload-pack=evil"');
     });
@@ -264,7 +254,7 @@ spec:
     it('refuses a pull request on a local workspace rather than silently skipping it', () => {
       const spec = minimal();
       spec.spec.delivery = { pr: { create: true } };
-      expect(catchError(() => parseTaskSpec(spec)).message).toBe(
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toBe(
         'spec.delivery.pr.create: opening a pull/merge request needs a github or gitlab workspace, got local',
       );
     });
@@ -272,7 +262,7 @@ spec:
     it('rejects out-of-range limits and thresholds', () => {
       const spec = minimal();
       spec.spec.convergence = { strategy: 'ralph', config: { similarityThreshold: 1.5 }, limits: { maxIterations: 0, maxCostUsd: -1 } };
-      expect(catchError(() => parseTaskSpec(spec)).details?.issues).toEqual([
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).details?.issues).toEqual([
         { path: 'spec.convergence.config.similarityThreshold', message: 'must be <= 1' },
         { path: 'spec.convergence.limits.maxIterations', message: 'must be >= 1' },
         { path: 'spec.convergence.limits.maxCostUsd', message: 'must be > 0' },
@@ -282,12 +272,12 @@ spec:
     it('rejects agent env names that cannot be environment variables', () => {
       const spec = minimal();
       spec.spec.execution.agent = { driver: 'codex', env: { 'BAD-NAME': 'x' } };
-      expect(catchError(() => parseTaskSpec(spec)).message).toContain('spec.execution.agent.env.BAD-NAME: not a valid environment variable name');
+      expect(thrownAgentGateError(() => parseTaskSpec(spec)).message).toContain('spec.execution.agent.env.BAD-NAME: not a valid environment variable name');
     });
 
     it('validates the inline verify config with the verify.yaml rules', () => {
       const text = `${MINIMAL_YAML}  verify:\n    blackbox:\n      - name: cli\n        command: ./cli\n        assertions:\n          - matches: "(unclosed"\n`;
-      const error = catchError(() => parseTaskSpecYaml(text, 'task.yaml'));
+      const error = thrownAgentGateError(() => parseTaskSpecYaml(text, 'task.yaml'));
       expect(error.code).toBe('AG_ERR_SCHEMA_INVALID');
       expect(error.message).toMatch(/^task\.yaml:17: spec\.verify\.blackbox\[0\]\.assertions\[0\]\.matches: invalid regular expression "\(unclosed"/);
     });

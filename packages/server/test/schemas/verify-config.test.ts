@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { parseVerifyConfig, parseVerifyConfigYaml } from '../../src/schemas/verify-config.js';
 import type { VerifyConfig } from '../../src/schemas/verify-config.js';
-
-function catchError(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof AgentGateError) return error;
-    throw error;
-  }
-  throw new Error('expected an AgentGateError');
-}
+import { thrownAgentGateError } from '../helpers/errors.js';
 
 const CAMEL = `version: "1"
 environment:
@@ -109,25 +99,25 @@ describe('verify.yaml', () => {
   describe('when invalid', () => {
     it('names the file and the line of a schema error', () => {
       const text = CAMEL.replace('timeout: 120', 'timeout: -4');
-      const error = catchError(() => parseVerifyConfigYaml(text, '.agentgate/verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, '.agentgate/verify.yaml'));
       expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
       expect(error.message).toBe('.agentgate/verify.yaml:10: tests[0].timeout: expected a positive number of seconds (or a duration such as 5m), got -4');
     });
 
     it('names the line of a missing command', () => {
       const text = 'tests:\n  - name: lint\n  - name: test\n    timeout: 10\n';
-      const error = catchError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
       expect(error.message).toBe('verify.yaml:2: tests[0].command: required; verify.yaml:3: tests[1].command: required');
     });
 
     it('names the line of a snake_case key that fails validation', () => {
       const text = 'contracts:\n  required_files: package.json\n';
-      const error = catchError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
       expect(error.message).toBe('verify.yaml:2: contracts.requiredFiles: expected a list, got a string');
     });
 
     it('reports a YAML syntax error as a verify config error with the line', () => {
-      const error = catchError(() => parseVerifyConfigYaml('tests:\n  - name: a\n   command: b\n', 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml('tests:\n  - name: a\n   command: b\n', 'verify.yaml'));
       expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
       expect(error.message).toMatch(/^verify\.yaml:3:\d+: invalid YAML: /);
       expect(error.details).toMatchObject({ file: 'verify.yaml', line: 3, kind: 'yaml_syntax' });
@@ -135,7 +125,7 @@ describe('verify.yaml', () => {
 
     it('rejects an invalid regular expression in matches', () => {
       const text = CAMEL.replace("matches: '^\\{.*\\}$'", "matches: '([a-z'");
-      const error = catchError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
       expect(error.message).toMatch(/^verify\.yaml:19: blackbox\[0\]\.assertions\[2\]\.matches: invalid regular expression "\(\[a-z": /);
     });
 
@@ -145,7 +135,7 @@ describe('verify.yaml', () => {
       ['a lookbehind', '(?<!x)y', 'invalid perl operator'],
     ])('rejects %s in matches, which RE2 cannot run in linear time, naming file:line and the reason', (_kind, pattern, reason) => {
       const text = CAMEL.replace("matches: '^\\{.*\\}$'", () => `matches: '${pattern}'`);
-      const error = catchError(() => parseVerifyConfigYaml(text, '.agentgate/verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, '.agentgate/verify.yaml'));
       expect(error.code).toBe('AG_ERR_VERIFY_CONFIG_INVALID');
       expect(error.message).toContain(`.agentgate/verify.yaml:19: blackbox[0].assertions[2].matches: invalid regular expression ${JSON.stringify(pattern)}: ${reason}`);
       expect(error.message).toContain('RE2 syntax');
@@ -158,17 +148,17 @@ describe('verify.yaml', () => {
 
     it('rejects both spellings of one key at the snake_case key', () => {
       const text = 'contracts:\n  requiredFiles: [a]\n  required_files: [b]\n';
-      const error = catchError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml(text, 'verify.yaml'));
       expect(error.message).toBe('verify.yaml:3: contracts.required_files: both "requiredFiles" and its alias "required_files" are set; keep one');
     });
 
     it('rejects an unknown key rather than dropping a gate', () => {
-      const error = catchError(() => parseVerifyConfigYaml('contracts:\n  requiredFile: [a]\n', 'verify.yaml'));
+      const error = thrownAgentGateError(() => parseVerifyConfigYaml('contracts:\n  requiredFile: [a]\n', 'verify.yaml'));
       expect(error.message).toBe('verify.yaml:2: contracts.requiredFile: unknown key (allowed: forbiddenPatterns, protectedPaths, requiredFiles)');
     });
 
     it('rejects assertions with zero or two kinds', () => {
-      const error = catchError(() =>
+      const error = thrownAgentGateError(() =>
         parseVerifyConfig({ blackbox: [{ name: 'x', command: 'y', assertions: [{}, { exitCode: 0, contains: 'ok' }] }] }),
       );
       expect(error.details?.issues).toEqual([
@@ -178,16 +168,16 @@ describe('verify.yaml', () => {
     });
 
     it('rejects stdin together with stdinFile, and a blackbox without assertions', () => {
-      expect(catchError(() => parseVerifyConfig({ blackbox: [{ name: 'x', command: 'y', stdin: 'a', stdinFile: 'b', assertions: [{ exitCode: 0 }] }] })).message).toBe(
+      expect(thrownAgentGateError(() => parseVerifyConfig({ blackbox: [{ name: 'x', command: 'y', stdin: 'a', stdinFile: 'b', assertions: [{ exitCode: 0 }] }] })).message).toBe(
         'blackbox[0].stdinFile: set either stdin or stdinFile, not both',
       );
-      expect(catchError(() => parseVerifyConfig({ blackbox: [{ name: 'x', command: 'y', assertions: [] }] })).message).toBe(
+      expect(thrownAgentGateError(() => parseVerifyConfig({ blackbox: [{ name: 'x', command: 'y', assertions: [] }] })).message).toBe(
         'blackbox[0].assertions: must have at least one item',
       );
     });
 
     it('rejects an unsupported version', () => {
-      expect(catchError(() => parseVerifyConfig({ version: '2' })).message).toBe('version: unsupported version "2" (expected "1")');
+      expect(thrownAgentGateError(() => parseVerifyConfig({ version: '2' })).message).toBe('version: unsupported version "2" (expected "1")');
     });
   });
 });

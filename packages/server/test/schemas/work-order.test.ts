@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { HARNESS_PROFILE_LABEL, WORK_ORDER_SOURCE_LABEL, resolveTaskSpec, resolveWorkOrder, workOrderToTaskSpec } from '../../src/schemas/resolve.js';
 import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
-
-function catchError(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof AgentGateError) return error;
-    throw error;
-  }
-  throw new Error('expected an AgentGateError');
-}
+import { thrownAgentGateError } from '../helpers/errors.js';
 
 describe('WorkOrder body', () => {
   it('applies the legacy defaults and strips unknown top-level keys', () => {
@@ -49,7 +39,7 @@ describe('WorkOrder body', () => {
 
   describe('when invalid', () => {
     it('names each bad field', () => {
-      const error = catchError(() =>
+      const error = thrownAgentGateError(() =>
         parseWorkOrderBody({ taskPrompt: '', workspaceSource: { type: 'svn' }, agentType: 'gpt', maxIterations: 500, maxTime: -1 }),
       );
       expect(error.code).toBe('AG_ERR_SCHEMA_INVALID');
@@ -67,22 +57,22 @@ describe('WorkOrder body', () => {
     });
 
     it('requires agentCommand for the command agent', () => {
-      const error = catchError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'local', path: '/r' }, agentType: 'command' }));
+      const error = thrownAgentGateError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'local', path: '/r' }, agentType: 'command' }));
       expect(error.message).toBe('agentCommand: required when agentType is "command"');
     });
 
     it('rejects a GitHub repo that is not owner/name', () => {
-      const error = catchError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'github', repo: 'api' } }));
+      const error = thrownAgentGateError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'github', repo: 'api' } }));
       expect(error.message).toBe('workspaceSource.repo: expected "owner/name" (or set owner and repo separately), got "api"');
     });
 
     it('rejects a branch that contradicts ref', () => {
-      const error = catchError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'git', url: 'u', ref: 'a', branch: 'b' } }));
+      const error = thrownAgentGateError(() => parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'git', url: 'u', ref: 'a', branch: 'b' } }));
       expect(error.message).toBe('workspaceSource.branch: conflicts with ref "a"; set only one');
     });
 
     it('rejects github_pr on a workspace that is not on GitHub', () => {
-      const error = catchError(() =>
+      const error = thrownAgentGateError(() =>
         parseWorkOrderBody({ taskPrompt: 'x', workspaceSource: { type: 'local', path: '/r' }, harness: { gitOps: { mode: 'github_pr' } } }),
       );
       expect(error.message).toBe('harness.gitOps.mode: github_pr needs a github workspaceSource, got local');
@@ -90,7 +80,7 @@ describe('WorkOrder body', () => {
 
     it('rejects a bad value inside a known harness key but tolerates unknown harness keys', () => {
       const base = { taskPrompt: 'x', workspaceSource: { type: 'local', path: '/r' } };
-      expect(catchError(() => parseWorkOrderBody({ ...base, harness: { loopStrategy: { mode: 'forever' } } })).message).toBe(
+      expect(thrownAgentGateError(() => parseWorkOrderBody({ ...base, harness: { loopStrategy: { mode: 'forever' } } })).message).toBe(
         'harness.loopStrategy.mode: expected one of "fixed", "hybrid", "ralph", "manual", got "forever"',
       );
       expect(parseWorkOrderBody({ ...base, harness: { agentMode: 'auto', loopStrategy: { mode: 'fixed', completionDetection: [] } } }).harness).toEqual({

@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, getSchemaVersion, migrate, type Migration } from '../../src/store/migrations.js';
 import { openSqliteRepositories } from '../../src/store/sqlite/index.js';
+import { thrownAgentGateError } from '../helpers/errors.js';
 import { TempStores } from './helpers/store-fixture.js';
 
 const temp = new TempStores();
@@ -26,16 +26,6 @@ function tables(db: Database.Database): string[] {
 
 function appliedMigrations(db: Database.Database): MigrationRow[] {
   return db.prepare<[], MigrationRow>('SELECT version, name FROM schema_migrations ORDER BY version').all();
-}
-
-function caught(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AgentGateError) return err;
-    throw err;
-  }
-  throw new Error('expected an AgentGateError, nothing was thrown');
 }
 
 /** A plain better-sqlite3 connection, without the store's pragmas; the caller closes it. */
@@ -119,7 +109,7 @@ describe('migrate', () => {
         },
       };
 
-      const err = caught(() => migrate(db, { migrations: [...MIGRATIONS, broken] }));
+      const err = thrownAgentGateError(() => migrate(db, { migrations: [...MIGRATIONS, broken] }));
 
       expect(err.code).toBe('AG_ERR_STORE_MIGRATION');
       expect(err.message).toContain(`Migration ${LATEST_SCHEMA_VERSION + 1} (broken)`);
@@ -139,7 +129,7 @@ describe('migrate', () => {
       const first = MIGRATIONS[0]!;
       const badSql: Migration = { version: 2, name: 'bad_sql', up: (conn) => conn.exec('CREATE TABLE runs (id TEXT)') };
 
-      const err = caught(() => migrate(db, { migrations: [first, badSql] }));
+      const err = thrownAgentGateError(() => migrate(db, { migrations: [first, badSql] }));
 
       expect(err).toMatchObject({ code: 'AG_ERR_STORE_MIGRATION', details: { version: 2, name: 'bad_sql' } });
       expect(err.cause).toBeInstanceOf(Database.SqliteError);
@@ -158,7 +148,7 @@ describe('migrate', () => {
     } finally {
       db.close();
     }
-    const err = caught(() => openSqliteRepositories({ path }));
+    const err = thrownAgentGateError(() => openSqliteRepositories({ path }));
     expect(err.code).toBe('AG_ERR_STORE_MIGRATION');
     expect(err.details).toMatchObject({ version: LATEST_SCHEMA_VERSION + 5 });
   });
@@ -167,7 +157,7 @@ describe('migrate', () => {
     const db = raw(await temp.dbPath());
     try {
       const second = MIGRATIONS[1]!;
-      expect(caught(() => migrate(db, { migrations: [second] })).code).toBe('AG_ERR_INTERNAL');
+      expect(thrownAgentGateError(() => migrate(db, { migrations: [second] })).code).toBe('AG_ERR_INTERNAL');
       expect(getSchemaVersion(db)).toBe(0);
     } finally {
       db.close();

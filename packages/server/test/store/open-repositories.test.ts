@@ -1,21 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { loadConfig } from '../../src/schemas/config.js';
 import { openRepositories } from '../../src/store/open.js';
+import { thrownAgentGateError } from '../helpers/errors.js';
 import { TempStores } from './helpers/store-fixture.js';
 
 const temp = new TempStores();
 afterEach(() => temp.cleanup());
-
-function configError(env: Record<string, string>): AgentGateError {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (error instanceof AgentGateError) return error;
-    throw error;
-  }
-  throw new Error('expected loadConfig to throw');
-}
 
 describe('store selection', () => {
   it('opens the SQLite file in $AGENTGATE_HOME when no database URL is configured', async () => {
@@ -38,7 +28,7 @@ describe('store selection', () => {
   });
 
   it('refuses a database URL that is not postgres:// with AG_ERR_CONFIG_INVALID naming the variable, never echoing the value', () => {
-    const error = configError({ HOME: '/home/dev', AGENTGATE_DATABASE_URL: 'mysql://root:hunter2@db/agentgate' });
+    const error = thrownAgentGateError(() => loadConfig({ HOME: '/home/dev', AGENTGATE_DATABASE_URL: 'mysql://root:hunter2@db/agentgate' }));
     expect(error.code).toBe('AG_ERR_CONFIG_INVALID');
     expect(error.message).toContain('AGENTGATE_DATABASE_URL');
     expect(error.message).not.toContain('hunter2');

@@ -2,9 +2,9 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AgentGateError } from '../../src/errors.js';
 import { classifySqliteCode } from '../../src/store/sqlite-errors.js';
 import { openSqliteRepositories } from '../../src/store/sqlite/index.js';
+import { rejectedAgentGateError, thrownAgentGateError } from '../helpers/errors.js';
 import { describeRepositoryContract } from './repository-contract.js';
 import { TempStores, manualClock, seedRun } from './helpers/store-fixture.js';
 
@@ -22,25 +22,6 @@ describeRepositoryContract('SQLite (temp-dir file, real better-sqlite3)', async 
     },
   };
 });
-
-function caught(fn: () => unknown): AgentGateError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof AgentGateError) return err;
-    throw err;
-  }
-  throw new Error('expected an AgentGateError, nothing was thrown');
-}
-
-async function rejected(promise: Promise<unknown>): Promise<AgentGateError> {
-  const error = await promise.then(
-    () => new Error('expected a rejection, the promise resolved'),
-    (caughtError: unknown) => caughtError,
-  );
-  if (error instanceof AgentGateError) return error;
-  throw error;
-}
 
 describe('openSqliteRepositories', () => {
   describe('when opened', () => {
@@ -64,11 +45,11 @@ describe('openSqliteRepositories', () => {
     it('fails with AG_ERR_STORE_OPEN when the path cannot be a database, and AG_ERR_CONFIG_INVALID without a location', async () => {
       const dir = await temp.dir();
       await mkdir(join(dir, 'a-directory'));
-      const err = caught(() => openSqliteRepositories({ path: join(dir, 'a-directory') }));
+      const err = thrownAgentGateError(() => openSqliteRepositories({ path: join(dir, 'a-directory') }));
       expect(err.code).toBe('AG_ERR_STORE_OPEN');
       expect(err.cause).toBeDefined();
-      expect(caught(() => openSqliteRepositories({})).code).toBe('AG_ERR_CONFIG_INVALID');
-      expect(caught(() => openSqliteRepositories({ path: ':memory:', busyTimeoutMs: -1 })).code).toBe('AG_ERR_CONFIG_INVALID');
+      expect(thrownAgentGateError(() => openSqliteRepositories({})).code).toBe('AG_ERR_CONFIG_INVALID');
+      expect(thrownAgentGateError(() => openSqliteRepositories({ path: ':memory:', busyTimeoutMs: -1 })).code).toBe('AG_ERR_CONFIG_INVALID');
     });
 
     it('supports :memory: for callers that need no durability', async () => {
@@ -86,8 +67,8 @@ describe('openSqliteRepositories', () => {
       const first = repos.close();
       expect(repos.close()).toBe(first);
       await first;
-      expect((await rejected(repos.runs.get('run-1'))).code).toBe('AG_ERR_STORE_OPEN');
-      expect((await rejected(repos.leases.acquire({ key: 'k', owner: 'a', runId: 'r', ttlMs: 1000 }))).code).toBe('AG_ERR_STORE_OPEN');
+      expect((await rejectedAgentGateError(repos.runs.get('run-1'))).code).toBe('AG_ERR_STORE_OPEN');
+      expect((await rejectedAgentGateError(repos.leases.acquire({ key: 'k', owner: 'a', runId: 'r', ttlMs: 1000 }))).code).toBe('AG_ERR_STORE_OPEN');
     });
   });
 
@@ -152,7 +133,7 @@ describe('openSqliteRepositories', () => {
       clock.advance(60_000);
       expect((await repos.leases.listExpired()).map((lease) => lease.key)).toEqual(['run:run-1']);
       expect(await repos.leases.listLive()).toEqual([]);
-      expect((await rejected(repos.runs.commit('run-1', { event: 'workspace_acquired', fence }))).code).toBe('AG_ERR_LEASE_LOST');
+      expect((await rejectedAgentGateError(repos.runs.commit('run-1', { event: 'workspace_acquired', fence }))).code).toBe('AG_ERR_LEASE_LOST');
       expect(await repos.runs.lastSeq('run-1')).toBe(1);
     });
 
@@ -177,7 +158,7 @@ describe('openSqliteRepositories', () => {
       expect(await two.leases.acquire({ key: 'run:run-1', owner: 'owner-b', runId: 'run-1', ttlMs: 60_000 })).toBe(true);
       expect(await one.leases.renew({ key: 'run:run-1', owner: 'owner-a', ttlMs: 60_000 })).toBe(false);
       const stale = { leaseKey: 'run:run-1', owner: 'owner-a' };
-      expect((await rejected(one.runs.appendEvents('run-1', [{ type: 'agent_output', data: {} }], stale))).code).toBe('AG_ERR_LEASE_LOST');
+      expect((await rejectedAgentGateError(one.runs.appendEvents('run-1', [{ type: 'agent_output', data: {} }], stale))).code).toBe('AG_ERR_LEASE_LOST');
       await two.runs.commit('run-1', { event: 'workspace_acquired', fence: { leaseKey: 'run:run-1', owner: 'owner-b' } });
       expect((await one.runs.get('run-1'))?.state).toBe('leased');
     });
@@ -193,7 +174,7 @@ describe('openSqliteRepositories', () => {
       try {
         // RAISE(ABORT) fails the closing event's insert after the run row and run_state_changed were written.
         saboteur.exec(`CREATE TRIGGER sabotage BEFORE INSERT ON events WHEN NEW.type = 'run_canceled' BEGIN SELECT RAISE(ABORT, 'forced failure'); END`);
-        const err = await rejected(repos.runs.commit('run-1', { event: 'user_canceled', fence: null, closing: { type: 'run_canceled', data: {} } }));
+        const err = await rejectedAgentGateError(repos.runs.commit('run-1', { event: 'user_canceled', fence: null, closing: { type: 'run_canceled', data: {} } }));
         expect(err).toMatchObject({ code: 'AG_ERR_STORE_CONFLICT', details: { sqliteCode: 'SQLITE_CONSTRAINT_TRIGGER' } });
         expect(err.cause).toBeInstanceOf(Database.SqliteError);
         expect(await repos.runs.get('run-1')).toEqual(before);
@@ -213,7 +194,7 @@ describe('openSqliteRepositories', () => {
       const saboteur = new Database(path);
       try {
         saboteur.exec(`CREATE TRIGGER sabotage BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'forced failure'); END`);
-        expect((await rejected(seedRun(repos))).code).toBe('AG_ERR_STORE_CONFLICT');
+        expect((await rejectedAgentGateError(seedRun(repos))).code).toBe('AG_ERR_STORE_CONFLICT');
         expect(await repos.workOrders.get('wo-1')).toBeNull();
         expect(await repos.workOrders.lastSeq('wo-1')).toBe(0);
         expect(await repos.leases.get('run:run-1')).toBeNull();
@@ -227,7 +208,7 @@ describe('openSqliteRepositories', () => {
     it('reports a duplicate id as AG_ERR_STORE_CONFLICT carrying the SqliteError as cause', async () => {
       const repos = temp.open(await temp.dbPath());
       await repos.workOrders.create({ id: 'wo-1', source: 'task_spec', spec: {} });
-      const err = await rejected(repos.workOrders.create({ id: 'wo-1', source: 'task_spec', spec: {} }));
+      const err = await rejectedAgentGateError(repos.workOrders.create({ id: 'wo-1', source: 'task_spec', spec: {} }));
       expect(err.cause).toBeInstanceOf(Database.SqliteError);
       expect(err.details).toMatchObject({ sqliteCode: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
     });
@@ -239,7 +220,7 @@ describe('openSqliteRepositories', () => {
       const holder = new Database(path);
       try {
         holder.exec('BEGIN IMMEDIATE');
-        const err = await rejected(impatient.runs.appendEvents('run-1', [{ type: 'agent_output', data: {} }], null));
+        const err = await rejectedAgentGateError(impatient.runs.appendEvents('run-1', [{ type: 'agent_output', data: {} }], null));
         expect(err.code).toBe('AG_ERR_STORE_BUSY');
         expect(err.retryable).toBe(true);
         expect(err.cause).toBeInstanceOf(Database.SqliteError);
