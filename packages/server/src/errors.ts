@@ -46,6 +46,7 @@ export const ERROR_CATALOGUE = {
 
   // Workspaces and leases
   AG_ERR_WORKSPACE_NOT_A_REPO: { status: 400, retryable: false, description: 'The workspace path is not a git repository.' },
+  AG_ERR_WORKSPACE_LOCAL_REFUSED: { status: 400, retryable: false, description: 'This deployment does not accept local workspaces (AGENTGATE_LOCAL_WORKSPACES=deny): its workers cannot reach a path on the accepting node.' },
   AG_ERR_WORKSPACE_REF_NOT_FOUND: { status: 400, retryable: false, description: 'The requested ref does not exist in the repository.' },
   AG_ERR_WORKSPACE_SETUP: { status: 500, retryable: true, description: 'Creating the worktree or clone for the run failed.' },
   AG_ERR_WORKSPACE_CLEANUP: { status: 500, retryable: true, description: 'Removing the run worktree failed.' },

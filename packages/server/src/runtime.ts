@@ -126,7 +126,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<LocalRunti
   const forges = await loadForgeDelivery(config, clock);
   const delivery = options.delivery ?? createDeliveryRegistry({ managers: forges.managers });
   const baseEnv = options.baseEnv ?? process.env;
-  const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock, ...forges.clone });
+  const workspaces = new WorkspaceManager({ home: config.home, leases: repos.leases, clock, logger, ...(config.worktreePool === false && { pool: false }), ...forges.clone });
   const engine = new ExecutionEngine({
     repos,
     hub,
@@ -142,6 +142,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<LocalRunti
     verifier: new Verifier(),
     ...(options.strategies !== undefined && { strategies: options.strategies }),
     ...((options.leaseTtlMs ?? config.leaseTtlMs) !== undefined && { leaseTtlMs: options.leaseTtlMs ?? config.leaseTtlMs }),
+    ...(config.localWorkspaces !== undefined && { localWorkspaces: config.localWorkspaces }),
   }, options.handlers);
   const reconcile = async (): Promise<string[]> => {
     const closed = await reconcileInterruptedRuns({

@@ -9,7 +9,10 @@
  * in one transaction, so no instant exists in which the run is unowned.
  */
 import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { AgentDriverRegistry } from '../agents/registry.js';
+import { AgentGateError } from '../errors.js';
 import type { DeliveryRegistry } from '../delivery/registry.js';
 import type { Verifier } from '../gates/verifier.js';
 import { createRun } from '../orchestrator/state-machine.js';
@@ -51,6 +54,11 @@ export interface EngineServices extends Omit<RunActorServices, 'secrets'> {
   leaseOwner?: string;
   leaseTtlMs?: number;
   cleanupTimeoutMs?: number;
+  /**
+   * Whether `local` workspaces are accepted (`AGENTGATE_LOCAL_WORKSPACES`, default `allow`): a deployment
+   * whose workers run on other machines sets `deny`, since they cannot reach a path on the accepting node.
+   */
+  localWorkspaces?: 'allow' | 'deny';
 }
 
 export interface StartOptions {
@@ -120,6 +128,7 @@ export class ExecutionEngine {
    */
   admit(spec: ResolvedTaskSpec): void {
     this.services.agents.validate(spec.agent.driver, agentOptionsOf(spec.agent));
+    admitLocalWorkspace(spec, this.services.localWorkspaces ?? 'allow');
     this.services.delivery.validate(spec);
     assertSandboxAvailable(spec.sandbox, this.services.baseEnv);
   }
@@ -211,4 +220,33 @@ export const REDACTED_ENV_VALUE = '[REDACTED]';
 export function storableSpec(spec: ResolvedTaskSpec): ResolvedTaskSpec {
   const env = Object.fromEntries(Object.keys(spec.agent.env).map((key) => [key, REDACTED_ENV_VALUE]));
   return { ...spec, agent: { ...spec.agent, env } };
+}
+
+/**
+ * A `local` workspace names a path on the machine that executes the run. It is refused at admission when
+ * this deployment does not take local workspaces, or when the path is not a directory here (on a worker:
+ * a path it cannot reach; on a node that accepts submissions: a typo) — a clear error instead of a run
+ * that fails later on some worker. Whether the directory is a git repository is the workspace's concern.
+ * @throws AG_ERR_WORKSPACE_LOCAL_REFUSED, AG_ERR_WORKSPACE_NOT_A_REPO
+ */
+function admitLocalWorkspace(spec: ResolvedTaskSpec, policy: 'allow' | 'deny'): void {
+  if (spec.workspace.source !== 'local') return;
+  const { path } = spec.workspace;
+  if (policy === 'deny') {
+    throw new AgentGateError(
+      'AG_ERR_WORKSPACE_LOCAL_REFUSED',
+      `This deployment does not accept local workspaces (AGENTGATE_LOCAL_WORKSPACES=deny): its workers run on other machines and cannot reach ${path}; use a git, github or gitlab source`,
+      { details: { field: 'workspace.path', path } },
+    );
+  }
+  let directory = false;
+  try {
+    directory = statSync(path).isDirectory();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new AgentGateError('AG_ERR_WORKSPACE_NOT_A_REPO', `Cannot read the workspace path ${path} on ${hostname()}: ${String(code)}`, { details: { field: 'workspace.path', path }, cause: error });
+  }
+  if (!directory) {
+    throw new AgentGateError('AG_ERR_WORKSPACE_NOT_A_REPO', `The workspace path ${path} is not a directory on ${hostname()}`, { details: { field: 'workspace.path', path } });
+  }
 }

@@ -49,11 +49,23 @@ export interface AgentGateConfig {
    */
   leaseTtlMs?: number;
   /**
+   * `AGENTGATE_LOCAL_WORKSPACES` (allow | deny, default allow): whether work orders may name a `local`
+   * workspace path. A deployment whose workers run on other machines than its API nodes sets deny, so a
+   * path they cannot reach is refused at submission (docs/deployment.md).
+   */
+  localWorkspaces?: 'allow' | 'deny';
+  /**
    * `AGENTGATE_DATABASE_URL` (`postgres://user:password@host:5432/db`): store everything in this PostgreSQL
    * database, which several AgentGate processes may share, instead of `$AGENTGATE_HOME/agentgate.db`.
    * A secret (it may hold a password): never logged, never passed to agents or gates.
    */
   databaseUrl?: string;
+  /**
+   * `AGENTGATE_WORKTREE_POOL` (on | off, also true/false/1/0; default on): reuse the worktrees of finished
+   * runs of the same repository instead of a full checkout and removal per run (docs/workspaces.md
+   * "Reused worktrees"). Absent means on.
+   */
+  worktreePool?: boolean;
 }
 
 /** Values from command-line flags. Numbers may arrive as strings, exactly as the CLI parser gives them. */
@@ -72,7 +84,9 @@ export interface ConfigOverrides {
   requeueInterrupted?: boolean | string;
   reconcileIntervalMs?: number | string;
   leaseTtlMs?: number | string;
+  localWorkspaces?: string;
   databaseUrl?: string;
+  worktreePool?: boolean | string;
 }
 
 export const CONFIG_DEFAULTS = {
@@ -125,6 +139,14 @@ const Flag = z.string().transform((raw, ctx) => {
   return z.NEVER;
 });
 
+const OnOff = z.string().transform((raw, ctx) => {
+  const value = raw.toLowerCase();
+  if (value === 'on' || value === 'true' || value === '1') return true;
+  if (value === 'off' || value === 'false' || value === '0') return false;
+  ctx.addIssue({ code: 'custom', message: `expected on or off, got ${JSON.stringify(raw)}` });
+  return z.NEVER;
+});
+
 interface Field<T> {
   env: string;
   flag: string;
@@ -166,7 +188,16 @@ const FIELDS = {
     schema: integer(1_000, 86_400_000, 'milliseconds between 1000 and 86400000'),
   },
   leaseTtlMs: { env: 'AGENTGATE_LEASE_TTL_MS', flag: '--lease-ttl-ms', schema: integer(3_000, 3_600_000, 'milliseconds between 3000 and 3600000') },
+  localWorkspaces: {
+    env: 'AGENTGATE_LOCAL_WORKSPACES',
+    flag: '--local-workspaces',
+    schema: z
+      .string()
+      .transform((raw) => raw.toLowerCase())
+      .pipe(z.enum(['allow', 'deny'], { error: (issue) => `expected allow or deny, got ${JSON.stringify(issue.input)}` })),
+  },
   databaseUrl: { env: 'AGENTGATE_DATABASE_URL', flag: '--database-url', schema: DatabaseUrl },
+  worktreePool: { env: 'AGENTGATE_WORKTREE_POOL', flag: '--worktree-pool', schema: OnOff },
 } as const satisfies Record<keyof AgentGateConfig, Field<unknown>>;
 
 /** Environment variable names, e.g. for `--help` text and docs. */
@@ -226,7 +257,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   const requeueInterrupted = read(FIELDS.requeueInterrupted, overrides.requeueInterrupted);
   const reconcileIntervalMs = read(FIELDS.reconcileIntervalMs, overrides.reconcileIntervalMs);
   const leaseTtlMs = read(FIELDS.leaseTtlMs, overrides.leaseTtlMs);
+  const localWorkspaces = read(FIELDS.localWorkspaces, overrides.localWorkspaces);
   const databaseUrl = read(FIELDS.databaseUrl, overrides.databaseUrl);
+  const worktreePool = read(FIELDS.worktreePool, overrides.worktreePool);
 
   if (issues.length > 0) {
     throw new AgentGateError('AG_ERR_CONFIG_INVALID', issues.map((issue) => `${issue.variable}: ${issue.message}`).join('; '), {
@@ -250,6 +283,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>> = p
   if (requeueInterrupted !== undefined) config.requeueInterrupted = requeueInterrupted;
   if (reconcileIntervalMs !== undefined) config.reconcileIntervalMs = reconcileIntervalMs;
   if (leaseTtlMs !== undefined) config.leaseTtlMs = leaseTtlMs;
+  if (localWorkspaces !== undefined) config.localWorkspaces = localWorkspaces;
   if (databaseUrl !== undefined) config.databaseUrl = databaseUrl;
+  if (worktreePool !== undefined) config.worktreePool = worktreePool;
   return config;
 }

@@ -9,7 +9,7 @@
  * never shared with the agent. The user's working tree, index, HEAD and current branch stay exactly as
  * they were; the run's result is the branch `agentgate/<runId>` in their repository.
  */
-import { realpath, stat, readFile } from 'node:fs/promises';
+import { copyFile, realpath, stat, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
@@ -178,32 +178,65 @@ export interface CreateWorkspaceRequest {
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
 export async function createRunWorkspace(request: CreateWorkspaceRequest): Promise<IsolatedGit> {
-  const { repoPath, worktreePath, gitDir, branch, baseSha, signal } = request;
+  await assertRunTargetsFree(request);
+  return (await checkoutRunWorkspace(request)).git;
+}
+
+/**
+ * Refuses a run whose workspace or git directory already exists, or whose branch exists in `repoPath`:
+ * a run never takes over a branch (a user's, or a run's); the first fetch of the run branch
+ * (snapshotter.ts) creates it.
+ *
+ * @throws AG_ERR_WORKSPACE_SETUP.
+ */
+export async function assertRunTargetsFree(request: CreateWorkspaceRequest): Promise<void> {
+  const { repoPath, worktreePath, gitDir, branch, signal } = request;
   for (const existing of [worktreePath, gitDir]) {
     if (existsSync(existing)) {
       throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The run directory ${existing} already exists`, { retryable: false, details: { path: existing } });
     }
   }
+  const existing = await runGitTrimmed({
+    cwd: repoPath,
+    args: ['for-each-ref', '--format=%(refname)', `refs/heads/${branch}`],
+    signal,
+    failAs: 'AG_ERR_WORKSPACE_SETUP',
+    what: `check that the run branch ${branch} does not exist`,
+    hardened: true,
+  });
+  if (existing !== '') {
+    throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The branch ${branch} already exists in ${repoPath}; a run never takes over a branch`, { retryable: false, details: { branch } });
+  }
+}
+
+/** A pooled worktree to check the base out over (see `worktree-pool.ts`). */
+export interface WorkspaceReuse {
+  /** Creates `worktreePath` holding only files the pool verified as unchanged since AgentGate's last checkout. */
+  populate(): Promise<void>;
+  /** AgentGate's index of that checkout: its stat data lets `read-tree` skip the files that are already right. */
+  indexFile: string;
+}
+
+/**
+ * The checkout part of {@link createRunWorkspace} (targets already checked): the two repositories, then
+ * `read-tree --reset -u <base>`. With `reuse`, the work tree starts from a pooled worktree and AgentGate's
+ * previous index of it, so git writes only the files that differ from the new base (or that the pool could
+ * not vouch for and removed). Returns the git state and `ls-files -z --stage` of the new index.
+ *
+ * @throws AG_ERR_WORKSPACE_SETUP (rolled back: both directories removed).
+ */
+export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reuse?: WorkspaceReuse): Promise<{ git: IsolatedGit; lsFilesStage: string }> {
+  const { worktreePath, branch, baseSha, signal } = request;
   try {
-    // A run never takes over a branch: one that exists already (a user's, or a run's) is refused here, and
-    // the first fetch of the run branch (snapshotter.ts) creates it.
-    const existing = await runGitTrimmed({
-      cwd: repoPath,
-      args: ['for-each-ref', '--format=%(refname)', `refs/heads/${branch}`],
-      signal,
-      failAs: 'AG_ERR_WORKSPACE_SETUP',
-      what: `check that the run branch ${branch} does not exist`,
-      hardened: true,
-    });
-    if (existing !== '') {
-      throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The branch ${branch} already exists in ${repoPath}; a run never takes over a branch`, { retryable: false, details: { branch } });
-    }
-    const git = await createRunRepositories({ gitDir, workTree: worktreePath, objectsDir: request.objectsDir, branch, baseSha });
+    if (reuse !== undefined) await reuse.populate();
+    const git = await createRunRepositories({ gitDir: request.gitDir, workTree: worktreePath, objectsDir: request.objectsDir, branch, baseSha });
+    if (reuse !== undefined) await copyFile(reuse.indexFile, git.indexFile);
     const setup = { cwd: worktreePath, signal, failAs: 'AG_ERR_WORKSPACE_SETUP', isolated: git } as const;
-    await runGit({ ...setup, args: ['read-tree', '--reset', '-u', baseSha], what: 'check out the base commit' });
-    const [stage] = await Promise.all([runGit({ ...setup, args: ['ls-files', '-z', '--stage'], what: 'list the submodules of the base commit' }), shareIndexWithAgent(git)]);
-    await recordBaseGitlinks(git, stage);
-    return git;
+    // ctime and inode checks pinned on: they are what makes the previous index's stat data trustworthy.
+    await runGit({ ...setup, args: ['-c', 'core.trustctime=true', '-c', 'core.checkStat=default', 'read-tree', '--reset', '-u', baseSha], what: 'check out the base commit' });
+    const [lsFilesStage] = await Promise.all([runGit({ ...setup, args: ['ls-files', '-z', '--stage'], what: 'list the files of the base commit' }), shareIndexWithAgent(git)]);
+    await recordBaseGitlinks(git, lsFilesStage);
+    return { git, lsFilesStage };
   } catch (error) {
     const rollbackFailure = await rollbackWorkspace(request).then(
       () => undefined,

@@ -7,21 +7,27 @@
  * `$AGENTGATE_HOME/worktrees/<runId>` (a repository of the agent's own) and AgentGate's git directory at
  * `$AGENTGATE_HOME/runs/<runId>/git` (see `isolated-git.ts`). `release` removes both and releases the
  * lease; the branch — the run's result, fetched into the repository after every snapshot — stays.
+ *
+ * With the worktree pool (on unless `pool: false`; `worktree-pool.ts`), `acquire` starts from an idle
+ * worktree of the same repository when there is one and `release` scrubs the worktree and returns it to
+ * the pool instead of deleting it; the workspace path, the run's git directory and everything else a run
+ * sees are the same either way.
  */
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
-import type { TimerClock } from '../util/clock.js';
+import { systemClock, type TimerClock } from '../util/clock.js';
 import { withCleanupFailure, withRepositoryLock } from './git.js';
 import { RemoteRepositoryCache, resolveRemoteSource, type ForgeCloneConfig } from './git-remote.js';
 import { removeTree } from './isolated-git.js';
 import { KeyedMutex } from './keyed-mutex.js';
+import { WorktreePool, type PoolLogger, type WorktreePoolOptions } from './worktree-pool.js';
 import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, defaultLeaseOwner, leaseKey, type LeaseStore } from './lease.js';
 import { createRunWorkspace, inspectLocalRepository, legacyOwningRepository, removeRunWorkspace, type PreparedSource } from './local.js';
 
 export type { PreparedSource } from './local.js';
-import { DEFAULT_BRANCH_PREFIX, runBranchName, runGitDir, runsRoot, validateRunId, worktreePath, worktreesRoot } from './paths.js';
+import { DEFAULT_BRANCH_PREFIX, WORKTREE_POOL_DIR_NAME, runBranchName, runGitDir, runsRoot, validateRunId, worktreePath, worktreePoolRoot, worktreesRoot } from './paths.js';
 import type { Workspace } from './types.js';
 
 /** The resolved workspace of a task (structurally the same as `ResolvedWorkspace` of the schemas). */
@@ -48,6 +54,14 @@ export interface WorkspaceManagerOptions {
   github?: ForgeCloneConfig;
   /** GitLab clone access; gitlab workspaces are unsupported without it. */
   gitlab?: ForgeCloneConfig;
+  /**
+   * Reuse of worktrees (docs/workspaces.md "Reused worktrees"): bounds of the pool, or `false` for a fresh
+   * checkout and a full removal per run (`AGENTGATE_WORKTREE_POOL=off`). Default: on, with
+   * `DEFAULT_WORKTREE_POOL` bounds.
+   */
+  pool?: WorktreePoolOptions | false;
+  /** Where the pool reports a worktree it could not reuse or keep (the run goes on either way). */
+  logger?: PoolLogger;
 }
 
 export interface AcquireWorkspaceOptions {
@@ -79,12 +93,14 @@ export class WorkspaceManager {
   private readonly leaseOwner: string;
   private readonly remotes: RemoteRepositoryCache;
   private readonly leasesByRun = new Map<string, LeaseKeeper>();
+  private readonly pool: WorktreePool | undefined;
 
   constructor(options: WorkspaceManagerOptions) {
     this.home = path.resolve(options.home);
     this.options = options;
     this.leaseOwner = options.leaseOwner ?? defaultLeaseOwner();
     this.remotes = new RemoteRepositoryCache(this.home, repositoryLocks);
+    this.pool = options.pool === false ? undefined : new WorktreePool(worktreePoolRoot(this.home), options.clock ?? systemClock, repositoryLocks, options.pool ?? {}, options.logger);
   }
 
   /**
@@ -106,7 +122,8 @@ export class WorkspaceManager {
     let indexFile: string;
     try {
       const request = { repoPath: prepared.repoPath, objectsDir: prepared.objectsDir, worktreePath: target, gitDir, branch, baseSha: prepared.baseSha, signal };
-      ({ indexFile } = await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => createRunWorkspace(request)));
+      const pool = this.pool;
+      ({ indexFile } = await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => (pool === undefined ? createRunWorkspace(request) : pool.createWorkspace(request, runId))));
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(runId), 'releasing the lease');
     }
@@ -126,19 +143,17 @@ export class WorkspaceManager {
 
   /**
    * Deletes the run's workspace and AgentGate's git directory of the run (whatever the agent did to
-   * them: read-only files, a locked or corrupted `.git`) and releases its lease. The branch and its
-   * commits stay in the repository. Idempotent.
+   * them: read-only files, a locked or corrupted `.git`) and releases its lease. With the pool, the
+   * workspace is scrubbed and kept for a later run of the same repository instead, when it fits the
+   * pool's bounds. The branch and its commits stay in the repository. Idempotent.
    *
    * @throws AG_ERR_WORKSPACE_CLEANUP (the lease is released anyway).
    */
   async release(workspace: Workspace, options: ReleaseWorkspaceOptions): Promise<void> {
     try {
-      await removeRunWorkspace({
-        worktreePath: workspace.path,
-        worktreesRoot: worktreesRoot(this.home),
-        gitDir: runGitDir(this.home, workspace.runId),
-        signal: options.signal,
-      });
+      const request = { worktreePath: workspace.path, worktreesRoot: worktreesRoot(this.home), gitDir: runGitDir(this.home, workspace.runId), signal: options.signal };
+      if (this.pool === undefined) await removeRunWorkspace(request);
+      else await this.pool.release({ ...request, runId: workspace.runId });
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(workspace.runId), 'releasing the lease');
     }
@@ -167,8 +182,9 @@ export class WorkspaceManager {
 
   /**
    * Removes workspaces and AgentGate git directories left behind by runs that are no longer live (a crash
-   * between acquire and release), including linked worktrees made by earlier versions. Returns the run
-   * ids whose workspaces were removed.
+   * between acquire and release), including linked worktrees made by earlier versions, and the pool's
+   * leftovers of such runs and its slots idle longer than its TTL. Returns the run ids whose workspaces
+   * were removed.
    */
   async reapStale(options: ReapStaleOptions): Promise<string[]> {
     const root = worktreesRoot(this.home);
@@ -181,10 +197,11 @@ export class WorkspaceManager {
         },
       );
     const [workspaces, runs] = await Promise.all([list(root), list(runsRoot(this.home))]);
-    const isStale = async (runId: string): Promise<boolean> => !this.leasesByRun.has(runId) && !(await options.isLive(runId));
+    const isStale = async (runId: string): Promise<boolean> => !this.leasesByRun.has(runId) && this.pool?.tracks(runId) !== true && !(await options.isLive(runId));
     const reaped: string[] = [];
     for (const runId of workspaces) {
-      if (!(await isStale(runId))) continue;
+      // The pool's directory is no run's workspace (its name can never be a run id).
+      if (runId === WORKTREE_POOL_DIR_NAME || !(await isStale(runId))) continue;
       const dir = path.join(root, runId);
       const legacyRepoPath = await legacyOwningRepository(dir, root);
       const gitDir = safeRunGitDir(this.home, runId);
@@ -199,6 +216,8 @@ export class WorkspaceManager {
       if (gitDir === undefined || workspaces.includes(runId) || !existsSync(gitDir) || !(await isStale(runId))) continue;
       await removeTree(gitDir);
     }
+    // The pool's state of dead runs (only ever dot-named, never reused) and its expired slots.
+    await this.pool?.reap(isStale);
     return reaped;
   }
 

@@ -3,7 +3,8 @@
  *
  * ```
  * $AGENTGATE_HOME/
- *   worktrees/<runId>/     the run's workspace: its own repository, owned by the agent (removed when the run ends)
+ *   worktrees/<runId>/     the run's workspace: its own repository, owned by the agent (removed or pooled when the run ends)
+ *   worktrees/.pool/       idle worktrees kept for reuse (`worktree-pool.ts`); never a run id (run ids start with a letter or digit)
  *   repos/<sha256>.git/    one cached bare repository per remote URL
  *   runs/<runId>/          artifacts of a run: transcripts, patches, gate logs
  *   runs/<runId>/git/      AgentGate's own git directory of the run (removed when the run ends)
@@ -133,6 +134,17 @@ export function worktreesRoot(home: string): string {
 /** `$AGENTGATE_HOME/worktrees/<runId>`: where the agent and the gates of one run work. */
 export function worktreePath(home: string, runId: string): string {
   return safeJoin(home, HomeDir.Worktrees, validateRunId(runId));
+}
+
+/**
+ * The directory name of the worktree pool inside `worktrees/`. It starts with a dot, so it can never be a
+ * run id ({@link validateRunId}) and never collides with a run's workspace.
+ */
+export const WORKTREE_POOL_DIR_NAME = '.pool';
+
+/** `$AGENTGATE_HOME/worktrees/.pool`: idle worktrees kept for reuse (see `worktree-pool.ts`). */
+export function worktreePoolRoot(home: string): string {
+  return safeJoin(home, HomeDir.Worktrees, WORKTREE_POOL_DIR_NAME);
 }
 
 /** `$AGENTGATE_HOME/runs`. */
