@@ -9,7 +9,7 @@ import type { AgentDriverRegistry } from '../agents/registry.js';
 import { ConvergenceController } from '../convergence/controller.js';
 import type { ConvergenceStrategy, StrategyName } from '../convergence/types.js';
 import type { DeliveryManager } from '../delivery/manager.js';
-import { AgentGateError, toAgentGateError } from '../errors.js';
+import { AgentGateError, isAgentGateError, toAgentGateError } from '../errors.js';
 import type { Verifier } from '../gates/verifier.js';
 import type { ErrorPayload, UsageTotals } from '../observability/events.js';
 import type { NonTerminalState, RunErrorInfo, RunEvent, RunResult, RunState } from '../orchestrator/state-machine.js';
@@ -17,6 +17,7 @@ import type { ResolvedTaskSpec } from '../schemas/resolve.js';
 import { abortOutcome, leaseLost, runTimedOut } from '../util/abort.js';
 import { killRunProcesses } from '../util/reap.js';
 import { removeRunSandbox, sandboxWarnings } from '../util/sandbox.js';
+import { effectiveSandbox } from '../util/sandbox-policy.js';
 import { LeaseKeeper } from '../workspace/lease.js';
 import type { WorkspaceManager } from '../workspace/manager.js';
 import { stripUrlCredentials } from '../workspace/paths.js';
@@ -239,7 +240,10 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
       const survivors = await killRunProcesses(run.runId);
       if (survivors.length > 0) throw new AgentGateError('AG_ERR_INTERNAL', `processes of the run survived SIGKILL: ${survivors.join(', ')}`);
     });
-    if (workspace !== undefined) await attempt('workspace release', () => services.workspaces.release(workspace, { signal: limit.signal }));
+    // Only a sandboxed run's worktree is reused: nothing of the run survives its PID namespace.
+    if (workspace !== undefined) {
+      await attempt('workspace release', () => services.workspaces.release(workspace, { signal: limit.signal, reusable: sandboxedRun(run.spec, services.baseEnv) }));
+    }
     if (actor.nonTerminalState() !== undefined && actor.ownershipLost === undefined) {
       await closeAfterThrow(actor, failure ?? new AgentGateError('AG_ERR_INTERNAL', `run left in state ${actor.state}`), run.progress.iteration);
     }
@@ -310,5 +314,16 @@ function describeWorkspace(spec: ResolvedTaskSpec): string {
       return `github:${ws.repo}`;
     case 'gitlab':
       return `gitlab:${ws.project}`;
+  }
+}
+
+/** Whether the run's processes ran in bubblewrap (the policy resolved on this host, as at admission). */
+function sandboxedRun(spec: ResolvedTaskSpec, env: Record<string, string | undefined>): boolean {
+  try {
+    return effectiveSandbox(spec.sandbox, env).kind !== 'none';
+  } catch (error) {
+    // A required sandbox that is no longer available here: do not reuse what the run left.
+    if (isAgentGateError(error) && error.code === 'AG_ERR_CONFIG_INVALID') return false;
+    throw error;
   }
 }

@@ -110,7 +110,7 @@ export function prepareRunSandbox(input: RunSandboxInput): SandboxSpec | undefin
   }
   const hidden = [...(agentGateHome === undefined ? [] : [agentGateHome]), ...hostRuntimeDirs()].filter((dir) => isDirectory(dir) && !isInsideOrSame(dir, workspace) && !isInsideOrSame(dir, artifacts));
   const underHidden = (p: string): boolean => hidden.some((dir) => isInsideOrSame(p, dir));
-  const readable = [artifacts, ...gitReadablePaths(workspace), ...resolvConfTarget()].filter((p) => existsSync(p) && underHidden(p));
+  const readable = [artifacts, ...trustedObjectDirs(artifacts), ...resolvConfTarget()].filter((p) => existsSync(p) && underHidden(p));
   const masked = socketPath(hostEnv['SSH_AUTH_SOCK']).filter((p) => !underHidden(p));
   return {
     bwrapPath: effective.bwrapPath,
@@ -146,37 +146,19 @@ function resolvConfTarget(): string[] {
 }
 
 /**
- * What git in the workspace reads outside it: the git directory a `.git` file points to, its common
- * directory, and the object stores listed in `objects/info/alternates` (the run's repository borrows the
- * source's objects). Read-only: the agent can commit into its own `.git`, never into those.
+ * The object directory the run's repositories borrow (`objects/info/alternates`), read from AgentGate's
+ * own git directory of the run (`<artifactsDir>/git`, written by `workspace/isolated-git.ts`) — never from
+ * the agent's `.git`, which the agent can rewrite: an alternates line or a `gitdir:` it wrote naming
+ * `$AGENTGATE_HOME` would otherwise re-expose the whole home to the next sandboxed process. For a remote
+ * source this is the cache clone under `$AGENTGATE_HOME/repos/`, which the agent's and the gates' git need.
  */
-function gitReadablePaths(workspace: string): string[] {
+function trustedObjectDirs(artifactsDir: string): string[] {
+  const ownGit = path.join(artifactsDir, 'git');
+  const alternates = readText(path.join(ownGit, 'objects', 'info', 'alternates'));
   const out: string[] = [];
-  const dotGit = path.join(workspace, '.git');
-  let gitDir = dotGit;
-  try {
-    if (statSync(dotGit).isFile()) {
-      const match = /^gitdir:\s*(.+)$/m.exec(readFileSync(dotGit, 'utf8'));
-      if (match?.[1] === undefined) return out;
-      gitDir = path.resolve(workspace, match[1].trim());
-      out.push(gitDir);
-    }
-  } catch {
-    return out;
-  }
-  const dirs = [gitDir];
-  const common = readText(path.join(gitDir, 'commondir'));
-  if (common !== undefined) {
-    const commonDir = path.resolve(gitDir, common.trim());
-    out.push(commonDir);
-    dirs.push(commonDir);
-  }
-  for (const dir of dirs) {
-    const alternates = readText(path.join(dir, 'objects', 'info', 'alternates'));
-    for (const line of (alternates ?? '').split('\n')) {
-      const entry = line.trim();
-      if (entry !== '' && !entry.startsWith('#')) out.push(path.resolve(path.join(dir, 'objects'), entry));
-    }
+  for (const line of (alternates ?? '').split('\n')) {
+    const entry = line.trim();
+    if (entry !== '' && !entry.startsWith('#')) out.push(path.resolve(path.join(ownGit, 'objects'), entry));
   }
   return out;
 }

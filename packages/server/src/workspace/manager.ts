@@ -76,6 +76,13 @@ export interface AcquireWorkspaceOptions {
 export interface ReleaseWorkspaceOptions {
   /** Pass an unaborted signal when releasing after a cancel: cleanup must still finish. */
   signal: AbortSignal;
+  /**
+   * Whether the worktree may go back to the pool (default true). The engine passes false for a run that
+   * ran without a sandbox: a process of it that escaped both its process group and its run tag could
+   * still write into the worktree after the next run took it over; in bubblewrap the PID namespace ended
+   * with the run, so nothing of it is left.
+   */
+  reusable?: boolean;
 }
 
 export interface ReapStaleOptions {
@@ -152,7 +159,7 @@ export class WorkspaceManager {
   async release(workspace: Workspace, options: ReleaseWorkspaceOptions): Promise<void> {
     try {
       const request = { worktreePath: workspace.path, worktreesRoot: worktreesRoot(this.home), gitDir: runGitDir(this.home, workspace.runId), signal: options.signal };
-      if (this.pool === undefined) await removeRunWorkspace(request);
+      if (this.pool === undefined || options.reusable === false) await removeRunWorkspace(request);
       else await this.pool.release({ ...request, runId: workspace.runId });
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(workspace.runId), 'releasing the lease');

@@ -153,6 +153,26 @@ describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('prepareRunSandbox
   });
 });
 
+describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('what git may read outside the workspace', () => {
+  it('comes from AgentGate’s own git directory of the run, never from the agent’s .git', () => {
+    const l = layout();
+    // AgentGate's record: the run's repositories borrow the cache clone's objects (under the hidden home).
+    const cacheObjects = join(l.home, 'repos', 'abc.git', 'objects');
+    mkdirSync(cacheObjects, { recursive: true });
+    mkdirSync(join(l.artifacts, 'git', 'objects', 'info'), { recursive: true });
+    writeFileSync(join(l.artifacts, 'git', 'objects', 'info', 'alternates'), `${cacheObjects}\n`);
+    // The agent rewrites its own .git to name the whole home: nothing of it may become readable.
+    mkdirSync(join(l.workspace, '.git', 'objects', 'info'), { recursive: true });
+    writeFileSync(join(l.workspace, '.git', 'objects', 'info', 'alternates'), `${l.home}\n${join(l.home, 'worktrees')}\n`);
+    writeFileSync(join(l.workspace, '.git', 'commondir'), `${l.home}\n`);
+    const sandbox = prepareRunSandbox({ policy: { mode: 'bwrap', network: true }, role: 'gate', workspacePath: l.workspace, artifactsDir: l.artifacts, env: {} });
+    expect(sandbox?.readable).toContain(cacheObjects);
+    expect(sandbox?.readable).not.toContain(l.home);
+    expect(sandbox?.readable).not.toContain(join(l.home, 'worktrees'));
+    expect(sandbox?.readable.every((p) => p === cacheObjects || !p.startsWith(`${l.home}/`) || p === l.artifacts)).toBe(true);
+  });
+});
+
 describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('runProcess inside bubblewrap', () => {
   function sandboxFor(l: ReturnType<typeof layout>): SandboxSpec {
     const sandbox = prepareRunSandbox({ policy: { mode: 'bwrap', network: true }, role: 'gate', workspacePath: l.workspace, artifactsDir: l.artifacts, env: {} });

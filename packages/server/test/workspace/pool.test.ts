@@ -22,6 +22,7 @@ import { Snapshotter } from '../../src/workspace/snapshotter.js';
 import type { Workspace } from '../../src/workspace/types.js';
 import { commandTask, type CommandTaskOptions } from '../helpers/tasks.js';
 import { TempDirs, git, liveSignal } from './helpers.js';
+import { effectiveSandbox } from '../../src/util/sandbox-policy.js';
 
 const temp = new TempDirs();
 
@@ -485,13 +486,20 @@ describe('WorktreePool', () => {
       expect(() => loadConfig({ AGENTGATE_WORKTREE_POOL: 'maybe' })).toThrow('AGENTGATE_WORKTREE_POOL: expected on or off, got "maybe"');
     });
 
-    it('is off for runs of a runtime configured with AGENTGATE_WORKTREE_POOL=off, and on by default', async () => {
-      for (const [setting, pooled] of [['off', false], [undefined, true]] as const) {
-        const runHome = path.join(root, `home-${setting ?? 'default'}`);
+    it('is off for runs of a runtime configured with AGENTGATE_WORKTREE_POOL=off and for unsandboxed runs, and on by default', async () => {
+      // Only a sandboxed run's worktree is reused (run-execution.ts): with bwrap missing, `auto` runs unsandboxed.
+      const sandboxed = effectiveSandbox({ mode: 'auto', network: true }, process.env).kind !== 'none';
+      const cases = [
+        ['off', 'auto', false],
+        [undefined, 'auto', sandboxed],
+        [undefined, 'none', false],
+      ] as const;
+      for (const [setting, mode, pooled] of cases) {
+        const runHome = path.join(root, `home-${setting ?? 'default'}-${mode}`);
         const env = { AGENTGATE_HOME: runHome, ...(setting !== undefined && { AGENTGATE_WORKTREE_POOL: setting }) };
         const runtime = await createRuntime({ config: loadConfig(env), logger: silentLogger(), baseEnv: { ...process.env } });
         try {
-          const outcome = await runtime.engine.run(commandTask(repo, 'true', { limits: { maxIterations: 1 }, sandbox: { mode: 'none' } }));
+          const outcome = await runtime.engine.run(commandTask(repo, 'true', { limits: { maxIterations: 1 }, sandbox: { mode } }));
           expect(outcome.state).not.toBe('running');
         } finally {
           await runtime.close();
