@@ -75,7 +75,8 @@ export type {
 } from './schemas/index.js';
 
 // Store
-export { openSqliteRepositories, WorkOrderSource, WorkOrderStatus, migrate, LATEST_SCHEMA_VERSION } from './store/index.js';
+export { openSqliteRepositories, openPostgresRepositories, openRepositories, WorkOrderSource, WorkOrderStatus, migrate, LATEST_SCHEMA_VERSION } from './store/index.js';
+export type { OpenedRepositories, OpenRepositoriesOptions, PostgresOpenOptions, PostgresRepositories } from './store/index.js';
 export type {
   Fence,
   IterationRecord,
@@ -117,7 +118,7 @@ export type { DeliveryRegistry } from './delivery/registry.js';
 export { LocalDeliveryManager } from './delivery/local.js';
 export type { DeliveryManager, DeliveryCapabilities, DeliveryContext, CiOutcome, ChangeOutcome, PushOutcome } from './delivery/manager.js';
 export { createRuntime } from './runtime.js';
-export type { Runtime, RuntimeOptions } from './runtime.js';
+export type { LocalRuntime, Runtime, RuntimeOptions } from './runtime.js';
 
 // Convergence
 export { ConvergenceController, createStrategy, jaccardSimilarity } from './convergence/index.js';
