@@ -50,6 +50,12 @@ export async function scrubForPool(root: string, manifest: TreeManifest): Promis
       if (pace.due()) await pace.yield();
       const file = path.join(absolute, dirent.name);
       const relative = joinRelative(dir, dirent.name);
+      // A name that is not valid UTF-8 comes back with U+FFFD in it and names nothing: it could not be
+      // removed by that name (rm's `force` would silently skip it). Such a worktree is not pooled; the
+      // caller removes it whole.
+      if (dirent.name.includes('\uFFFD') && lstatExact(file) === undefined) {
+        throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `${relative}: a file name that is not valid UTF-8; the worktree is not reused`, { details: { path: relative } });
+      }
       const entry = manifest.child(dir, dirent.name);
       const stats = entry === undefined ? undefined : lstatExact(file);
       if (entry === undefined || stats === undefined) {

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { existsSync, linkSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -217,6 +217,21 @@ describe('WorktreePool', () => {
       await release(await acquire());
       expect(idleSlots(home)).toEqual([]);
       expect(readdirSync(path.join(home, 'worktrees'))).toEqual(['.pool']);
+    });
+
+    it('does not keep a worktree holding a name that is not valid UTF-8 (it could not be scrubbed by name)', async () => {
+      manager = manage();
+      const ws = await acquire();
+      // A directory named with a 0xff byte, holding data: read back as a string, its name names nothing.
+      const bad = Buffer.concat([Buffer.from(`${ws.path}/evil`), Buffer.from([0xff])]);
+      mkdirSync(bad);
+      writeFileSync(Buffer.concat([bad, Buffer.from('/payload')]), 'x'.repeat(4096));
+      await release(ws);
+      expect(idleSlots(home)).toEqual([]);
+      expect(readdirSync(path.join(home, 'worktrees')).filter((name) => name !== '.pool')).toEqual([]);
+      // Logged, not hidden: the release fell back to removing the worktree whole.
+      expect(warnings).toEqual(['worktree not pooled; removing it']);
+      warnings.length = 0;
     });
 
     it('deletes slots idle longer than the TTL, at reuse and when stale state is reaped', async () => {
