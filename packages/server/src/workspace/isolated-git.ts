@@ -21,10 +21,14 @@
  * but can neither select one (none is defined in this config) nor change bytes (CRLF or encoding
  * conversion): what is stored is exactly what is in the files. See https://git-scm.com/docs/gitattributes.
  */
+import { execFile } from 'node:child_process';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { HomeDir, RUN_GIT_DIR_NAME } from './paths.js';
+
+const execFileAsync = promisify(execFile);
 
 /** What an isolated git call reads and writes: AgentGate's git directory, its index and the workspace. */
 export interface IsolatedGit {
@@ -229,10 +233,23 @@ export async function removeTree(dir: string): Promise<void> {
     return;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    // Node's rm walks by absolute path: a tree deeper than PATH_MAX (an agent can nest directories
+    // thousands deep) cannot be removed that way. GNU rm walks relative to open directories.
+    if (code === 'ENAMETOOLONG') return removeDeepTree(dir, error);
     if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
   }
   await makeWritable(dir);
   await rm(dir, { recursive: true, force: true });
+}
+
+async function removeDeepTree(dir: string, cause: unknown): Promise<void> {
+  try {
+    // --one-file-system: never descend into something mounted inside the tree.
+    await execFileAsync('rm', ['-rf', '--one-file-system', '--', dir], { timeout: 600_000 });
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new AgentGateError('AG_ERR_WORKSPACE_CLEANUP', `Could not delete ${dir}, a tree deeper than PATH_MAX: ${detail}`, { details: { path: dir }, cause: cause instanceof Error ? cause : error });
+  }
 }
 
 async function makeWritable(dir: string): Promise<void> {

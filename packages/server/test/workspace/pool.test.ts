@@ -234,6 +234,22 @@ describe('WorktreePool', () => {
       warnings.length = 0;
     });
 
+    it('removes a worktree holding directories nested deeper than PATH_MAX, pooled or not', async () => {
+      for (const options of [{ pool: false as const }, {}]) {
+        manager = manage(options);
+        const ws = await acquire();
+        // 2,500 levels of `nest/` is over 12,000 bytes of path: Node's rm cannot walk it by absolute path.
+        execFileSync('python3', ['-c', "import os\nfor _ in range(2500):\n    os.mkdir('nest'); os.chdir('nest')\nopen('leaf', 'w').write('x')"], { cwd: ws.path });
+        await release(ws);
+        expect(existsSync(ws.path)).toBe(false);
+        // Pooled, the slot was scrubbed of the chain; unpooled, nothing is left at all.
+        const slots = idleSlots(home);
+        expect(slots).toHaveLength('pool' in options ? 0 : 1);
+        for (const slot of slots) expect(execFileSync('find', [slot, '-name', 'nest'], { encoding: 'utf8' })).toBe('');
+        expect(warnings).toEqual([]);
+      }
+    });
+
     it('deletes slots idle longer than the TTL, at reuse and when stale state is reaped', async () => {
       const clock = new ManualClock();
       manager = manage({ clock, pool: { idleTtlMs: 60_000 } });
