@@ -3,7 +3,7 @@
  * `uv pip install …`, `uv sync`, `poetry install`, `pipenv install`): which lines are installs, what
  * they install, and writing a pip line back after the project itself was taken out of it.
  *
- * Pure: no file system, no processes. python-env.ts decides what to do with the parsed lines (run them in
+ * Pure: no file system, no processes. python-plan.ts decides what to do with the parsed lines (run them in
  * AgentGate's virtualenv, link the project from the worktree instead of installing it, cache the rest).
  *
  * Only plain lines are parsed: words, quotes and backslashes. A line with anything a shell would

@@ -1,9 +1,10 @@
 /**
  * AgentGate's Python virtualenvs, one per run (docs/gates.md "Python environments"): finding the real
  * interpreter behind the `python3` on PATH, creating the virtualenv, giving it the interpreter's tools,
- * taking the project itself out of it and linking the worktree's package in instead.
+ * and the environment setup steps and gates run with.
  *
- * python-project.ts reads the projects' metadata and links them.
+ * python-strip.ts takes the project itself out of the virtualenv again; python-project.ts reads the
+ * projects' metadata and links the worktree's packages in instead.
  *
  * The invariant: the gates of a run import the run's worktree, never the user's checkout. A user's
  * activated virtualenv (where `pip install -e .` put their checkout) is never the base of ours, its
@@ -13,9 +14,8 @@
  * the base's).
  */
 import { constants as fsConstants, existsSync, readFileSync, statSync } from 'node:fs';
-import { access, lstat, mkdir, open, readdir, readFile, realpath, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, open, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { abortError } from '../util/abort.js';
 import { AgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
@@ -303,114 +303,6 @@ async function baseScript(file: string, baseExecutable: string): Promise<{ args:
   if (target !== baseExecutable) return undefined;
   const content = await readFile(file, 'utf8');
   return { args: (match[2] ?? '').trimEnd(), body: content.slice(content.indexOf('\n') + 1) };
-}
-
-function isInsideOrSame(candidate: string, root: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
-}
-
-/** The first field of each RECORD row (CSV; a path with a comma is quoted). */
-function recordPaths(record: string): string[] {
-  return record
-    .split('\n')
-    .map((row) => row.replace(/\r$/, ''))
-    .filter((row) => row !== '')
-    .map((row) => (row.startsWith('"') ? row.slice(1, row.indexOf('"', 1)).replace(/""/g, '"') : row.slice(0, row.indexOf(',') === -1 ? undefined : row.indexOf(','))));
-}
-
-/** Removes the files a distribution installed into site-packages (its package, its editable hooks), keeping its metadata and scripts. */
-async function removeInstalledFiles(sitePackages: string, distInfo: string): Promise<void> {
-  let record: string;
-  try {
-    record = await readFile(path.join(sitePackages, distInfo, 'RECORD'), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
-  }
-  const dirs = new Set<string>();
-  for (const entry of recordPaths(record)) {
-    const file = path.resolve(sitePackages, entry);
-    if (!isInsideOrSame(file, sitePackages) || file === sitePackages || isInsideOrSame(file, path.join(sitePackages, distInfo))) continue;
-    await rm(file, { force: true });
-    for (let dir = path.dirname(file); dir !== sitePackages && isInsideOrSame(dir, sitePackages); dir = path.dirname(dir)) dirs.add(dir);
-  }
-  // Deepest first; a directory still holding something (another package's files) stays.
-  for (const dir of [...dirs].sort((a, b) => b.length - a.length)) {
-    try {
-      await rmdir(dir);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT') throw error;
-    }
-  }
-}
-
-/**
- * Takes out of the virtualenv every installation of a directory inside the worktree — `pip install -e .`,
- * `pip install .`, `uv sync` and `poetry install` of the project, a legacy `.egg-link` or a path line
- * of a `.pth` file — and returns those directories (worktree-relative; `.` for the root). They are then
- * linked per run ({@link linkProjects}): a copy would go stale as the agent edits the worktree, and an
- * entry made in one run's worktree must not point into it from the next. The metadata (`*.dist-info`:
- * version, entry points) and console scripts are kept; they import by module name.
- */
-export async function stripWorktreeInstalls(venv: string, worktreePath: string): Promise<string[]> {
-  const worktree = path.resolve(worktreePath);
-  const linked = new Set<string>();
-  const relativeDir = (dir: string): string => path.relative(worktree, dir) || '.';
-  for (const sitePackages of await sitePackagesDirs(venv)) {
-    const names = await readdir(sitePackages);
-    for (const name of names) {
-      const file = path.join(sitePackages, name);
-      if (name.endsWith('.dist-info')) {
-        const dir = directInstallDir(path.join(file, 'direct_url.json'));
-        if (dir !== undefined && isInsideOrSame(dir, worktree)) {
-          linked.add(relativeDir(dir));
-          await removeInstalledFiles(sitePackages, name);
-        }
-      } else if (name.endsWith('.egg-link')) {
-        const target = (await readFile(file, 'utf8')).split('\n')[0]?.trim() ?? '';
-        if (path.isAbsolute(target) && isInsideOrSame(path.resolve(target), worktree)) {
-          linked.add(relativeDir(path.resolve(target)));
-          await rm(file, { force: true });
-        }
-      }
-    }
-    for (const name of names.filter((n) => n.endsWith('.pth'))) {
-      const file = path.join(sitePackages, name);
-      if (!existsSync(file)) continue;
-      const lines = (await readFile(file, 'utf8')).split('\n');
-      const kept = lines.filter((line) => {
-        const entry = line.trim();
-        if (entry === '' || entry.startsWith('#') || entry.startsWith('import ') || entry.startsWith('import\t') || !path.isAbsolute(entry)) return true;
-        return !isInsideOrSame(path.resolve(entry), worktree);
-      });
-      if (kept.length === lines.length) continue;
-      await rm(file, { force: true });
-      if (kept.some((line) => line.trim() !== '')) await writeFile(file, kept.join('\n'));
-    }
-  }
-  return [...linked].sort();
-}
-
-/** The directory of a `file:` directory install (`dir_info`), from a `direct_url.json` (PEP 610). */
-function directInstallDir(file: string): string | undefined {
-  let value: unknown;
-  try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
-  } catch {
-    // No direct_url.json (installed from an index) or not JSON: not a local directory install.
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const { url, dir_info: dirInfo } = value as Record<string, unknown>;
-  if (typeof url !== 'string' || !url.startsWith('file:') || typeof dirInfo !== 'object' || dirInfo === null) return undefined;
-  try {
-    return path.resolve(fileURLToPath(url));
-  } catch {
-    // A file: URL naming another host: not ours.
-    return undefined;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------

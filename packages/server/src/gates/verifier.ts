@@ -35,7 +35,8 @@ import { cacheability, EnvCache, environmentKey, findDependencyDirs } from './en
 import type { EnvCacheOutcome } from './env-cache.js';
 import { loadGatePlan } from './loader.js';
 import type { GatePlan } from './loader.js';
-import { needsPythonEnvironment, pythonGateEnvironment, setupPythonEnvironment } from './python-env.js';
+import { pythonGateEnvironment, setupPythonEnvironment } from './python-env.js';
+import { needsPythonEnvironment } from './python-plan.js';
 import type { GateLevel, GateResult, VerificationReport } from './types.js';
 
 /** What one verification (or setup) of one run needs; built by the verify phase. */

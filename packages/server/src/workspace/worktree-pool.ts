@@ -22,6 +22,12 @@
  * agent's `.git` is created anew, and AgentGate's `read-tree --reset -u` from its previous index rewrites
  * whatever differs from the new base. Every slot is claimed by a rename, so two processes never share one,
  * and a run that crashes leaves only dot-named directories, which are never reused and are reaped.
+ *
+ * Kept in one file (over 400 lines) on purpose: it is one class whose claim, park, eviction and reaping
+ * all move slots by rename under the one pool lock and share its bounds and its table of live runs; split,
+ * the rule "a slot is only ever claimed, parked or evicted whole, by a rename under the lock" would be
+ * scattered over files. What needs neither lives beside it: the manifest (pool-manifest.ts) and the
+ * scrubbing (pool-scrub.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
