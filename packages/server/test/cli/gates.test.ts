@@ -73,7 +73,8 @@ describe('agentgate gates', () => {
         INIT_CWD: REPO_ROOT,
         PATH: [join(REPO_ROOT, 'packages', 'server', 'node_modules', '.bin'), join(REPO_ROOT, 'node_modules', '.bin'), '/opt/pnpm/dist/node-gyp-bin', process.env['PATH'] ?? ''].join(':'),
       };
-      const res = await runCli(['gates', '--path', r.repo, '--run'], { env: leaky });
+      // TMPDIR inside the test's own directory: the kept logs of `--run` go away with it.
+      const res = await runCli(['gates', '--path', r.repo, '--run'], { env: { ...leaky, TMPDIR: r.root } });
       expect(res.stdout).toMatch(/^PASS L1 clean-env \d+ms$/m);
       expect(res.stdout).toContain('passed: ');
       expect(res.code).toBe(0);
@@ -83,7 +84,7 @@ describe('agentgate gates', () => {
 
     it('exits 1 and names the failing gate when the base is red', async () => {
       const r = setup({ 'verify.yaml': verifyYaml('  - name: red\n    command: echo "expected 3, got 4" >&2; exit 1\n') });
-      const res = await runCli(['gates', '--path', r.repo, '--run']);
+      const res = await runCli(['gates', '--path', r.repo, '--run'], { env: { TMPDIR: r.root } });
       expect(res.stdout).toMatch(/^PASS L1 clean-env/m);
       expect(res.stdout).toMatch(/^FAIL L1 red \d+ms — .*\(log: .*iteration-1-gate-red\.log\)$/m);
       expect(res.code).toBe(1);
