@@ -75,12 +75,20 @@ const FINAL: readonly WorkOrderStatus[] = ['succeeded', 'failed', 'canceled'];
 
 /**
  * Resolves once every work order in `ids` has a status in `statuses` (default: a final one): checked
- * against the store on every work-order event the hub delivers — no polling, no sleeps.
+ * against the store on every work-order event the hub of `runtime` delivers — or of any of several
+ * runtimes sharing one store, when every status change is made by one of them — no polling, no sleeps.
  */
-export function waitForWorkOrders(runtime: Runtime, ids: readonly string[], statuses: readonly WorkOrderStatus[] = FINAL): Promise<StoredWorkOrder[]> {
+export function waitForWorkOrders(runtime: Runtime | readonly Runtime[], ids: readonly string[], statuses: readonly WorkOrderStatus[] = FINAL): Promise<StoredWorkOrder[]> {
+  const nodes: readonly Runtime[] = Array.isArray(runtime) ? runtime : [runtime as Runtime];
+  const [first] = nodes;
+  if (first === undefined) return Promise.reject(new Error('no runtime to wait on'));
   return new Promise((resolve, reject) => {
     let checking = false;
     let again = false;
+    const offs: Array<() => void> = [];
+    const off = (): void => {
+      for (const fn of offs.splice(0)) fn();
+    };
     const check = async (): Promise<void> => {
       if (checking) {
         again = true;
@@ -90,7 +98,7 @@ export function waitForWorkOrders(runtime: Runtime, ids: readonly string[], stat
       try {
         do {
           again = false;
-          const all = await Promise.all(ids.map((id) => runtime.repos.workOrders.get(id)));
+          const all = await Promise.all(ids.map((id) => first.repos.workOrders.get(id)));
           if (all.every((w) => w !== null && statuses.includes(w.status))) {
             off();
             resolve(all.filter((w): w is StoredWorkOrder => w !== null));
@@ -104,7 +112,7 @@ export function waitForWorkOrders(runtime: Runtime, ids: readonly string[], stat
         checking = false;
       }
     };
-    const off = runtime.hub.onWorkOrder(() => void check());
+    for (const node of nodes) offs.push(node.hub.onWorkOrder(() => void check()));
     void check();
   });
 }

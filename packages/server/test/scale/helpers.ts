@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import type { StoredWorkOrder, WorkOrderStatus } from '../../src/store/types.js';
 import { systemClock } from '../../src/util/clock.js';
 
 /** One store shared by the nodes of a test. */
@@ -60,54 +59,8 @@ export function startWorker(runtime: Runtime, role: 'api' | 'worker' = 'worker')
   runtime.queue.start(role === 'api' ? { execute: false } : { pollEveryMs: TEST_POLL_MS });
 }
 
-const FINAL: readonly WorkOrderStatus[] = ['succeeded', 'failed', 'canceled'];
-
-/**
- * Resolves once every work order in `ids` has a status in `statuses` (default: a final one), checked
- * against the store whenever any node publishes a work-order event. Every status change in these tests
- * is made by one of `nodes`, so no event is missed and nothing sleeps.
- */
-export function waitForWorkOrders(
-  nodes: readonly Runtime[],
-  ids: readonly string[],
-  statuses: readonly WorkOrderStatus[] = FINAL,
-): Promise<StoredWorkOrder[]> {
-  const [first] = nodes;
-  if (first === undefined) return Promise.reject(new Error('no node to wait on'));
-  return new Promise((resolve, reject) => {
-    let checking = false;
-    let again = false;
-    const offs: Array<() => void> = [];
-    const off = (): void => {
-      for (const fn of offs.splice(0)) fn();
-    };
-    const check = async (): Promise<void> => {
-      if (checking) {
-        again = true;
-        return;
-      }
-      checking = true;
-      try {
-        do {
-          again = false;
-          const all = await Promise.all(ids.map((id) => first.repos.workOrders.get(id)));
-          if (all.every((w) => w !== null && statuses.includes(w.status))) {
-            off();
-            resolve(all.filter((w): w is StoredWorkOrder => w !== null));
-            return;
-          }
-        } while (again);
-      } catch (error) {
-        off();
-        reject(error instanceof Error ? error : new Error(String(error)));
-      } finally {
-        checking = false;
-      }
-    };
-    for (const node of nodes) offs.push(node.hub.onWorkOrder(() => void check()));
-    void check();
-  });
-}
+/** Waits on every node's hub: every status change in these tests is made by one of them (queue/helpers.ts). */
+export { waitForWorkOrders } from '../queue/helpers.js';
 
 /** Resolves with the id of the first run whose agent printed `agent-started` on this node. */
 export function agentStarted(node: Runtime): Promise<string> {
