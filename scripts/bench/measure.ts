@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SERVER = join(REPO_ROOT, 'packages', 'server');
-/** The built CLI as users run it: the package's bin, which imports `dist/cli/main.js`. */
+/** The built CLI as users run it: the package's bin, which runs the bundle `dist/cli/agentgate.cjs`. */
 export const CLI_BIN = join(SERVER, 'bin', 'agentgate.js');
 
 /**
@@ -19,7 +19,7 @@ export const CLI_BIN = join(SERVER, 'bin', 'agentgate.js');
  * newer than the build: the figures are then those of the older build.
  */
 export function requireBuiltCli(): void {
-  const built = join(SERVER, 'dist', 'cli', 'main.js');
+  const built = join(SERVER, 'dist', 'cli', 'agentgate.cjs');
   if (!existsSync(built)) throw new Error(`${built} is missing: run \`pnpm build\` first`);
   const builtAt = statSync(built).mtimeMs;
   const newer = readdirSync(join(SERVER, 'src'), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts') && statSync(join(SERVER, 'src', file)).mtimeMs > builtAt);

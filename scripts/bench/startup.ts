@@ -2,8 +2,8 @@
  * Benchmark (SPEC 15, issue 12): start-up of the built CLI against bare Node. Target: `agentgate
  * --version` within 0.15 s of `node -e 0`.
  *
- * Interleaved rounds of: `node -e 0`; the built bin (`packages/server/bin/agentgate.js`, which imports
- * `dist/cli/main.js`) with `--version` and with `--help`; and, for comparison, the source through tsx
+ * Interleaved rounds of: `node -e 0`; the built bin (`packages/server/bin/agentgate.js`, which runs
+ * the bundle `dist/cli/agentgate.cjs`) with `--version` and with `--help`; and, for comparison, the source through tsx
  * (`node --import tsx src/cli/main.ts --version`). Each is a fresh process, timed from spawn to exit.
  * Medians, each CLI's difference to bare Node and their ratio are printed.
  *

@@ -80,6 +80,10 @@ export const COMMAND_MODULES: ReadonlyArray<{ readonly commands: readonly Comman
 
 /** The commands `exec` and `task run` need: the run path (schemas, runtime, store), loaded on first use. */
 async function loadRunPath(): Promise<typeof RunPath> {
+  // Before the schemas are built: a one-shot command parses each of them a few times, which costs less
+  // interpreted than through the parser zod would otherwise generate and compile for each object schema
+  // (measured ~10 ms per `exec`). The server and the worker keep zod's default.
+  (await import('zod')).config({ jitless: true });
   const [runPath] = await Promise.all([import('./run-command.js'), killProcessGroupsOnExit()]);
   return runPath;
 }
