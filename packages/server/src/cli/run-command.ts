@@ -4,8 +4,8 @@
  * display. Ctrl-C cancels the run cleanly (exit 130).
  */
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { readFile, realpath } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
 import { AgentGateError, ERROR_CATALOGUE, toAgentGateError } from '../errors.js';
 import type { RunOutcome, StartedRun } from '../execution/engine.js';
 import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
@@ -161,13 +161,28 @@ export function outcomeJson(outcome: ShownOutcome, warnings: readonly string[] =
  * where it came from) before paying for it: its lines, or why it is not shown. Local repositories only
  * (undefined otherwise): a remote's plan is known once it is fetched (`agentgate gates` shows it for a
  * local clone). Never rejects, so it never fails the run: the engine loads the plan again (while it
- * creates the worktree) and reports any error properly.
+ * creates the worktree) and reports any error properly. That second load of the same commit costs no git
+ * process: the plan read here is in the plan cache (`gates/loader.ts`), keyed by the object directory and
+ * the commit, and the engine finds it there when it resolved the same commit (HEAD did not move).
  */
 async function gatePlanText(spec: ResolvedTaskSpec, signal: AbortSignal): Promise<string | undefined> {
   if (spec.workspace.source !== 'local') return undefined;
   try {
-    const baseSha = (await gitQuery(['rev-parse', '--verify', '--end-of-options', `${spec.workspace.ref ?? 'HEAD'}^{commit}`], { cwd: spec.workspace.path, signal })).trim();
-    const plan = await loadGatePlan({ worktreePath: spec.workspace.path, baseSha, signal, ...(spec.verify !== undefined && { inline: spec.verify }) });
+    const [commonDir = '', baseSha = ''] = (
+      await gitQuery(['rev-parse', '--path-format=absolute', '--git-common-dir', '--verify', '--end-of-options', `${spec.workspace.ref ?? 'HEAD'}^{commit}`], { cwd: spec.workspace.path, signal })
+    )
+      .trim()
+      .split('\n');
+    // Named the way the engine names it (`inspectLocalRepository`), so the engine's read of the same
+    // commit finds this one in the plan cache instead of running git again.
+    const objectStore = await realpath(join(commonDir, 'objects')).catch(() => undefined);
+    const plan = await loadGatePlan({
+      worktreePath: spec.workspace.path,
+      baseSha,
+      signal,
+      ...(objectStore !== undefined && { objectStore }),
+      ...(spec.verify !== undefined && { inline: spec.verify }),
+    });
     return `${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`;
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_PHASE_VERIFY');

@@ -14,7 +14,7 @@ import type { Snapshotter } from '../workspace/snapshotter.js';
 import type { Workspace } from '../workspace/types.js';
 import type { IterationObservation } from '../convergence/types.js';
 import type { AgentResult, AgentSummary } from '../agents/types.js';
-import type { SnapshotResult } from '../workspace/types.js';
+import type { SnapshotResult, TreeChange } from '../workspace/types.js';
 import type { VerificationReport } from '../gates/types.js';
 import type { GatePlan } from '../gates/loader.js';
 import type { DeliveryProgress } from './steps/delivery.js';
@@ -50,6 +50,11 @@ export interface RunProgress {
   delivery: DeliveryProgress;
   /** Paths the last snapshot could not capture (nested repositories, submodule paths). */
   uncaptured: string[];
+  /**
+   * The snapshot of the iteration being verified: its commit, and its changes from the base when the
+   * snapshot phase reported them (tamper detection then does not diff the two trees again).
+   */
+  snapshot: { iteration: number; sha: string; changesFromBase?: TreeChange[] } | undefined;
   /** Whether a snapshot commit reached the repository, creating the run branch there. */
   branchPublished: boolean;
   /** Feedback from a failed CI run, consumed by the feedback step. */
@@ -106,6 +111,8 @@ export interface BuildOutput {
 }
 export interface SnapshotOutput {
   snapshot: SnapshotResult;
+  /** Every change from the base commit's tree to the snapshot's (`SnapshotOutcome`); kept for the verify phase. */
+  changesFromBase?: TreeChange[];
 }
 export interface VerifyOutput {
   report: VerificationReport;

@@ -85,6 +85,7 @@ export function newProgress(): RunProgress {
     lastReport: undefined,
     plan: undefined,
     planLoad: undefined,
+    snapshot: undefined,
     delivery: {},
     ciFeedback: undefined,
     uncaptured: [],

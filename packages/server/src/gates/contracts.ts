@@ -22,7 +22,8 @@
  *
  * Cost. Given the iteration's snapshot commit ({@link SnapshotRef}; the verify phase passes it), the
  * tamper check compares the base commit's tree with the snapshot's tree — no file of the work tree is
- * read for that — and looks at the work tree only below the protected patterns (edits made after the
+ * read for that, and no git process runs for it when the snapshot phase already listed those changes
+ * (`SnapshotRef.changesFromBase`) — and looks at the work tree only below the protected patterns (edits made after the
  * snapshot, and files the snapshot left out: ignored ones, nested repositories). Without a snapshot the
  * work tree is compared with the base commit through an index: the run's own index has the stat data of
  * its last snapshot, so only changed files are read; a scratch index (a directory that is not a run
@@ -75,6 +76,13 @@ export interface SnapshotRef {
    * run's state found from the worktree path, else a scratch git directory with `commit` read into its index.
    */
   git?: IsolatedGit;
+  /**
+   * Every path that differs between the base commit's tree and `commit`'s, as the snapshot phase computed
+   * it when it took the snapshot (`git diff --raw`/`--name-status -z --no-renames <base> <commit>` in
+   * AgentGate's git directory of the run: the same tree-to-tree comparison, so the same list). Given, the
+   * trees are not compared again. Only for the commit it was computed for.
+   */
+  changesFromBase?: readonly ChangedFile[];
 }
 
 /** The L0 gate names, stable for events, reports and feedback. */
@@ -163,12 +171,18 @@ export async function listWorktreeFiles(git: GitQueryOptions, baseSha?: string):
  * hold (ignored by the work tree's rules but not by the base's, nested repositories). Files outside the
  * protected patterns that the snapshot left out are not listed: nothing checks them.
  */
-export async function listChangedFiles(baseSha: string, git: GitQueryOptions, protectedPatterns: readonly string[] = [], snapshotCommit?: string): Promise<ChangedFile[]> {
+export async function listChangedFiles(
+  baseSha: string,
+  git: GitQueryOptions,
+  protectedPatterns: readonly string[] = [],
+  snapshotCommit?: string,
+  changesFromBase?: readonly ChangedFile[],
+): Promise<ChangedFile[]> {
   // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
   // fixture path as an escape); git would refuse the whole query for it.
   const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
   return withIsolatedGit(git, snapshotCommit ?? baseSha, async (own) => {
-    const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, pathspecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, own);
+    const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, pathspecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, own, changesFromBase);
     const out: ChangedFile[] = [];
     const seen = new Set<string>();
     for (const file of [...found.changed, ...(await countedUntracked(baseSha, found.candidates, own))]) {
@@ -208,15 +222,15 @@ async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], 
  * and (2) files it never held: ignored ones, whatever rules the agent wrote, and nested repositories. With
  * no ignore rules at all, `ls-files --others` lists both, and the base commit's rules decide.
  */
-async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
-  const [treeOut, sinceOut, untrackedOut] = await Promise.all([
-    gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', baseSha, snapshotCommit, '--'], own),
+async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], own: GitQueryOptions, changesFromBase?: readonly ChangedFile[]): Promise<Findings> {
+  const [treeChanges, sinceOut, untrackedOut] = await Promise.all([
+    changesFromBase ?? gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', baseSha, snapshotCommit, '--'], own).then(parseNameStatus),
     pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', snapshotCommit, '--', ...pathspecs], own),
     pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--', ...pathspecs], own),
   ]);
   // A path the snapshot did not change has the same kind of change against the snapshot as against the
   // base; a path it did change is already listed (first entry wins), so the kinds stay relative to the base.
-  return { changed: [...parseNameStatus(treeOut), ...parseNameStatus(sinceOut)], candidates: splitNul(untrackedOut) };
+  return { changed: [...treeChanges, ...parseNameStatus(sinceOut)], candidates: splitNul(untrackedOut) };
 }
 
 /** Parses `--name-status -z --no-renames` output (`<status>\0<path>\0` per file). */
@@ -312,7 +326,7 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
   const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
   const violations: Array<{ file: ChangedFile; why: string }> = [];
   const patterns = [...input.contracts.protectedPaths, ...input.alwaysProtected.map((p) => p.path)];
-  for (const file of await listChangedFiles(input.baseSha, git, patterns, input.snapshot?.commit)) {
+  for (const file of await listChangedFiles(input.baseSha, git, patterns, input.snapshot?.commit, input.snapshot?.changesFromBase)) {
     const fixed = input.alwaysProtected.find((p) => p.path === file.path);
     const hit = fixed === undefined ? matchers.find((m) => m.match(file.path)) : undefined;
     if (fixed !== undefined) violations.push({ file, why: fixed.reason });

@@ -32,6 +32,8 @@ export interface GitQueryOptions {
   stdin?: string;
   /** Exit codes that mean success for this query (default: only 0; `check-ignore` exits 1 for "none"). */
   okExitCodes?: readonly number[];
+  /** Return stdout byte for byte, one latin1 character per byte (for binary output such as `cat-file --batch`). */
+  binary?: boolean;
 }
 
 /**
@@ -52,6 +54,7 @@ export async function gitQuery(args: readonly string[], options: GitQueryOptions
     signal: options.signal,
     timeoutMs: GIT_TIMEOUT_MS,
     tailBytes: GIT_OUTPUT_BYTES,
+    ...(options.binary === true && { stdoutEncoding: 'latin1' as const }),
     ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
   });
@@ -111,4 +114,122 @@ export async function listCommitFiles(sha: string, options: GitQueryOptions): Pr
 /** The content of `path` at `sha` (`git cat-file blob`, so no textconv or filters run). */
 export async function readCommitFile(sha: string, filePath: string, options: GitQueryOptions): Promise<string> {
   return gitQuery(['cat-file', 'blob', `${sha}:${filePath}`], options);
+}
+
+/** What a path of a commit is: a regular file with its text, or another kind of entry. */
+export type CommitPath = { kind: 'file'; text: string } | { kind: 'symlink' } | { kind: 'tree' } | { kind: 'commit' };
+
+/** One answer of `git cat-file --batch`: the object, or undefined for a name that resolves to none. */
+interface BatchObject {
+  oid: string;
+  type: string;
+  content: Buffer;
+}
+
+/**
+ * The objects named by `names` (`<rev>`, `<rev>:<path>`, `<rev>^{tree}`), in order, from one
+ * `git cat-file --batch` (raw content: no textconv, filters or conversions); undefined for a name that
+ * resolves to nothing.
+ *
+ * @throws AgentGateError `AG_ERR_PHASE_VERIFY` for a name git calls ambiguous or output it cannot have written.
+ */
+async function readObjects(names: readonly string[], options: GitQueryOptions): Promise<Array<BatchObject | undefined>> {
+  // One name per line: a line break in a name would make it two requests.
+  if (names.some((name) => /[\n\r]/.test(name))) throw new AgentGateError('AG_ERR_PHASE_VERIFY', 'an object name for git cat-file contains a line break');
+  const out = Buffer.from(await gitQuery(['cat-file', '--batch'], { ...options, binary: true, stdin: names.map((name) => `${name}\n`).join('') }), 'latin1');
+  const malformed = (): AgentGateError => new AgentGateError('AG_ERR_PHASE_VERIFY', 'git cat-file --batch printed output that does not match its requests');
+  const objects: Array<BatchObject | undefined> = [];
+  let at = 0;
+  for (const name of names) {
+    const end = out.indexOf(0x0a, at);
+    if (end === -1) throw malformed();
+    const header = out.toString('latin1', at, end);
+    at = end + 1;
+    if (header === `${name} missing`) {
+      objects.push(undefined);
+      continue;
+    }
+    if (header === `${name} ambiguous`) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${name} is ambiguous in this repository`);
+    const match = /^([0-9a-f]{40}|[0-9a-f]{64}) ([a-z]+) (\d+)$/.exec(header);
+    const size = Number(match?.[3]);
+    if (match === null || !Number.isSafeInteger(size) || at + size + 1 > out.length || out[at + size] !== 0x0a) throw malformed();
+    objects.push({ oid: match[1] ?? '', type: match[2] ?? '', content: out.subarray(at, at + size) });
+    at += size + 1;
+  }
+  if (at !== out.length) throw malformed();
+  return objects;
+}
+
+/** The entries of a raw tree object (`<octal mode> <name>\0<binary object id>`…), by name. */
+function parseTree(content: Buffer, idBytes: number): Map<string, { mode: number; oid: string }> {
+  const entries = new Map<string, { mode: number; oid: string }>();
+  let at = 0;
+  while (at < content.length) {
+    const space = content.indexOf(0x20, at);
+    const nul = space === -1 ? -1 : content.indexOf(0x00, space + 1);
+    if (nul === -1 || nul + 1 + idBytes > content.length) throw new AgentGateError('AG_ERR_PHASE_VERIFY', 'git printed a tree object AgentGate cannot parse');
+    // Names are compared with ASCII paths: latin1 keeps every byte, so only the same bytes compare equal.
+    entries.set(content.toString('latin1', space + 1, nul), { mode: Number.parseInt(content.toString('latin1', at, space), 8), oid: content.toString('hex', nul + 1, nul + 1 + idBytes) });
+    at = nul + 1 + idBytes;
+  }
+  return entries;
+}
+
+/** The kind of a tree entry from its mode, as `git ls-tree` reports it. */
+function entryKind(mode: number): Exclude<CommitPath['kind'], 'file'> | 'blob' {
+  switch (mode & 0o170000) {
+    case 0o040000:
+      return 'tree';
+    case 0o120000:
+      return 'symlink';
+    case 0o160000:
+      return 'commit';
+    default:
+      return 'blob';
+  }
+}
+
+/**
+ * A few paths of commit `sha` — what each one is and, for a regular file, its content (UTF-8) — in one
+ * git process (`cat-file --batch` fed the root tree, every directory on the way and each path) instead of
+ * an `ls-tree` and a `cat-file` per file. Entries are judged by their mode in their parent tree, as
+ * `ls-tree` would: a symlink is reported as one, never followed, and a submodule (gitlink) is a `commit`.
+ * Paths that do not exist (or lie below something that is not a directory) are absent from the result.
+ *
+ * @throws AgentGateError `AG_ERR_PHASE_VERIFY` when `sha` names no commit or tree here.
+ */
+export async function readCommitPaths(sha: string, paths: readonly string[], options: GitQueryOptions): Promise<Map<string, CommitPath>> {
+  const dirs = [...new Set(paths.flatMap((p) => p.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/'))))];
+  const [root, ...rest] = await readObjects([`${sha}^{tree}`, ...dirs.map((dir) => `${sha}:${dir}`), ...paths.map((p) => `${sha}:${p}`)], options);
+  if (root?.type !== 'tree') throw new AgentGateError('AG_ERR_PHASE_VERIFY', `cannot read the tree of commit ${sha}: it is not in this repository`);
+  const idBytes = root.oid.length / 2;
+  const objects = new Map<string, BatchObject | undefined>([...dirs, ...paths].map((name, i) => [name, rest[i]]));
+  // A tree is only used when its parent lists it under that name with that id: the answers must agree.
+  const trees = new Map<string, Map<string, { mode: number; oid: string }>>([['', parseTree(root.content, idBytes)]]);
+  const entryOf = (p: string): { mode: number; oid: string } | undefined => {
+    const slash = p.lastIndexOf('/');
+    const parent = slash === -1 ? '' : p.slice(0, slash);
+    if (!trees.has(parent)) {
+      const parentEntry = entryOf(parent);
+      const object = objects.get(parent);
+      if (parentEntry === undefined || entryKind(parentEntry.mode) !== 'tree') return undefined;
+      if (object?.type !== 'tree' || object.oid !== parentEntry.oid) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `git gave two different answers for ${sha}:${parent}`);
+      trees.set(parent, parseTree(object.content, idBytes));
+    }
+    return trees.get(parent)?.get(slash === -1 ? p : p.slice(slash + 1));
+  };
+  const found = new Map<string, CommitPath>();
+  for (const p of paths) {
+    const entry = entryOf(p);
+    if (entry === undefined) continue;
+    const kind = entryKind(entry.mode);
+    if (kind !== 'blob') {
+      found.set(p, { kind });
+      continue;
+    }
+    const object = objects.get(p);
+    if (object?.type !== 'blob' || object.oid !== entry.oid) throw new AgentGateError('AG_ERR_PHASE_VERIFY', `git gave two different answers for ${sha}:${p}`);
+    found.set(p, { kind: 'file', text: object.content.toString('utf8') });
+  }
+  return found;
 }

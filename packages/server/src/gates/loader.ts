@@ -10,14 +10,22 @@
  *
  * Precedence: an inline plan (`spec.verify` of the TaskSpec) → `verify.yaml` → `.agentgate/verify.yaml`
  * → commands detected from the base commit (see detect.ts) → none (the run is unverified).
+ *
+ * Cost: both verify.yaml locations are looked up and read with one git process (`readCommitPaths`). A
+ * plan read from a repository's own object directory is kept for the life of the process, per (object
+ * directory, full commit id) — see {@link LoadGatePlanOptions.objectStore}: `agentgate exec` shows the plan
+ * before the run and the engine reads the same commit again a moment later, and a server runs many tasks
+ * on the same base commit. A commit id names its content (the commit, hence its tree, hence every file
+ * below it), so a second read of the same id from the same object directory can only give the same plan.
  */
 import { AgentGateError } from '../errors.js';
+import { abortError } from '../util/abort.js';
 import { parseVerifyConfigYaml, VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
 import { detectGatePlan } from './detect.js';
 import type { GateOrigin, RepoReader } from './detect.js';
-import { listCommitFiles, parseLsTree, gitQuery, readCommitFile } from './git.js';
+import { listCommitFiles, readCommitFile, readCommitPaths } from './git.js';
 import type { GitQueryOptions } from './git.js';
 import { findRunGit } from '../workspace/isolated-git.js';
 
@@ -46,6 +54,14 @@ export interface LoadGatePlanOptions {
   clock?: Clock;
   /** The TaskSpec's inline `spec.verify`; it wins over any file. */
   inline?: VerifyConfig;
+  /**
+   * The real path of the object directory git reads in `worktreePath` (`PreparedSource.objectsDir`, or
+   * `realpath(<git-common-dir>/objects)`). Given, a plan read there is cached per (object directory, full
+   * commit id) for this process, and a later call with the same pair gets it without running git. Not
+   * used for a run workspace (that read goes through AgentGate's git directory of the run), nor for an
+   * abbreviated commit id. Failures are never cached.
+   */
+  objectStore?: string;
 }
 
 /** A full or abbreviated object name. Anything else (a ref, an option-like `-x`) is refused. */
@@ -76,26 +92,62 @@ export async function commitReader(sha: string, options: GitQueryOptions): Promi
 export async function loadGatePlan(options: LoadGatePlanOptions): Promise<GatePlan> {
   if (options.inline !== undefined) return { source: 'inline', config: options.inline };
   assertBaseSha(options.baseSha);
+  if (options.signal.aborted) throw abortError(options.signal, 'read the gate plan');
   const plain: GitQueryOptions = { cwd: options.worktreePath, signal: options.signal, ...(options.clock === undefined ? {} : { clock: options.clock }) };
   // In a run workspace, the objects are read through AgentGate's own git directory: the agent's `.git`
   // could hold objects of its own making under the base commit's names.
   const run = await findRunGit(options.worktreePath);
-  const git: GitQueryOptions = run === undefined ? plain : { ...plain, isolated: run };
+  const key = run === undefined ? planCacheKey(options) : undefined;
+  const cached = key === undefined ? undefined : planCache.get(key);
+  if (key !== undefined && cached !== undefined) {
+    // Most recently used last: the oldest entry is the one dropped when the cache is full.
+    planCache.delete(key);
+    planCache.set(key, cached);
+    return structuredClone(cached);
+  }
+  const plan = await readGatePlan(options.baseSha, run === undefined ? plain : { ...plain, isolated: run });
+  if (key !== undefined) {
+    planCache.set(key, structuredClone(plan));
+    for (const oldest of planCache.keys()) {
+      if (planCache.size <= PLAN_CACHE_ENTRIES) break;
+      planCache.delete(oldest);
+    }
+  }
+  return plan;
+}
 
-  const listed = parseLsTree(await gitQuery(['ls-tree', '-z', '--full-tree', options.baseSha, '--', ...VERIFY_CONFIG_FILE_NAMES], git));
+/** Plans read from commits, by {@link planCacheKey}; at most {@link PLAN_CACHE_ENTRIES}, least recently used dropped first. */
+const planCache = new Map<string, GatePlan>();
+const PLAN_CACHE_ENTRIES = 64;
+const FULL_COMMIT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** `<object directory>\0<commit id>`, or undefined when the read must not be cached (see `objectStore`). */
+function planCacheKey(options: LoadGatePlanOptions): string | undefined {
+  const sha = options.baseSha.toLowerCase();
+  if (options.objectStore === undefined || !FULL_COMMIT_ID.test(sha)) return undefined;
+  return `${options.objectStore}\0${sha}`;
+}
+
+/** Forgets every cached plan (tests). */
+export function clearGatePlanCache(): void {
+  planCache.clear();
+}
+
+/** The plan of commit `sha` as the module comment describes it, read through `git`. */
+async function readGatePlan(sha: string, git: GitQueryOptions): Promise<Exclude<GatePlan, { source: 'inline' }>> {
+  const found = await readCommitPaths(sha, VERIFY_CONFIG_FILE_NAMES, git);
   for (const name of VERIFY_CONFIG_FILE_NAMES) {
-    const entry = listed.find((e) => e.path === name);
+    const entry = found.get(name);
     if (entry === undefined) continue;
-    if (entry.type !== 'blob' || entry.mode === '120000') {
-      throw new AgentGateError('AG_ERR_VERIFY_CONFIG_INVALID', `${name}: must be a regular file in the base commit (found ${entry.mode === '120000' ? 'a symlink' : `a ${entry.type}`})`, {
+    if (entry.kind !== 'file') {
+      throw new AgentGateError('AG_ERR_VERIFY_CONFIG_INVALID', `${name}: must be a regular file in the base commit (found ${entry.kind === 'symlink' ? 'a symlink' : `a ${entry.kind}`})`, {
         details: { file: name },
       });
     }
-    const text = await readCommitFile(options.baseSha, name, git);
-    return { source: name, path: name, config: parseVerifyConfigYaml(text, name) };
+    return { source: name, path: name, config: parseVerifyConfigYaml(entry.text, name) };
   }
 
-  const detection = await detectGatePlan(await commitReader(options.baseSha, git));
+  const detection = await detectGatePlan(await commitReader(sha, git));
   if (detection.plan === undefined) return { source: 'none', notes: detection.notes };
   const { config, detectedFrom, origins } = detection.plan;
   return { source: 'detected', config, detectedFrom, origins, notes: detection.notes };

@@ -15,8 +15,8 @@
  * `policy.maxRuntimeSeconds` bounds L1 + L2 together: the running gate is stopped when it is reached and
  * the remaining gates are listed as skipped.
  *
- * The Verifier holds no per-run state, so one instance serves every run; the plan is re-read from the
- * base commit for each call, which is cheap and can never pick up the agent's edits.
+ * The Verifier holds no per-run state, so one instance serves every run; without `ctx.plan` the plan is
+ * re-read from the base commit for each call, which is cheap and can never pick up the agent's edits.
  */
 import { abortError } from '../util/abort.js';
 import path, { posix } from 'node:path';
@@ -128,13 +128,14 @@ export class Verifier {
   constructor(private readonly options: VerifierOptions = {}) {}
 
   /** Loads the plan the way {@link verify} does (for the agent's gate summary and the run record). */
-  loadPlan(ctx: Pick<GateContext, 'worktreePath' | 'baseSha' | 'signal' | 'clock' | 'inline'>): Promise<GatePlan> {
+  loadPlan(ctx: Pick<GateContext, 'worktreePath' | 'baseSha' | 'signal' | 'clock' | 'inline'> & { objectStore?: string }): Promise<GatePlan> {
     return loadGatePlan({
       worktreePath: ctx.worktreePath,
       baseSha: ctx.baseSha,
       signal: ctx.signal,
       clock: ctx.clock,
       ...(ctx.inline === undefined ? {} : { inline: ctx.inline }),
+      ...(ctx.objectStore === undefined ? {} : { objectStore: ctx.objectStore }),
     });
   }
 

@@ -39,6 +39,11 @@ export interface RunProcessOptions {
   onLine?: (line: ProcessLine) => void;
   /** How much of each stream's end to keep in the result. Default 64 KiB. */
   tailBytes?: number;
+  /**
+   * How stdout is decoded (default `utf8`). `latin1` maps every byte to one character, so binary output
+   * (`git cat-file --batch`) survives intact and `stdout.length` counts bytes.
+   */
+  stdoutEncoding?: 'utf8' | 'latin1';
   /** Time between SIGTERM and SIGKILL. Default 2 s. */
   killGraceMs?: number;
   clock?: Clock;
@@ -210,7 +215,7 @@ export function runProcess(options: RunProcessOptions): Promise<ProcessResult> {
     if (options.timeoutMs !== undefined) timers.push(setTimeout(() => stopGroup('timeout'), options.timeoutMs));
     armIdle();
 
-    child.stdout.setEncoding('utf8');
+    child.stdout.setEncoding(options.stdoutEncoding ?? 'utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
       armIdle();

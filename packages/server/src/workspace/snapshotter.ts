@@ -17,16 +17,23 @@
  * The run branch reaches the repository only with a commit: the first snapshot that changed something
  * creates it there, so a run in which the agent never changed anything leaves no branch.
  *
+ * Cost (each git call forks the whole Node process): after listing new files and staging, one `write-tree`
+ * and one `rev-parse` (run together) name every commit and tree the iteration is measured against. No diff
+ * runs between equal trees — they have no differences by definition: an iteration that changed nothing
+ * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
+ * first iteration's one diff against the base gives both its stats and its changes since the base
+ * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again.
+ *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { BASE_GITLINKS_FILE, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
-import type { SnapshotResult, Workspace } from './types.js';
+import type { SnapshotResult, TreeChange, Workspace } from './types.js';
 
 export interface SnapshotRequest {
   workspace: Workspace;
@@ -43,7 +50,12 @@ export interface SnapshotRequest {
   signal: AbortSignal;
 }
 
-export type SnapshotOutcome = { ok: true; snapshot: SnapshotResult } | { ok: false; error: AgentGateError };
+/**
+ * `changesFromBase`: every path whose entry differs between the base commit's tree and the snapshot's, with
+ * its kind (renames as a deletion and an addition) — the same list `git diff-tree -r --name-status
+ * --no-renames <base> <snapshot>` gives, so tamper detection can use it (`SnapshotRef` of contracts.ts).
+ */
+export type SnapshotOutcome = { ok: true; snapshot: SnapshotResult; changesFromBase: TreeChange[] } | { ok: false; error: AgentGateError };
 
 /** The commit message of an iteration snapshot; fixed, so tools can find snapshots in the log. */
 export function snapshotMessage(iteration: number): string {
@@ -61,7 +73,7 @@ export class Snapshotter {
   /** Commits the worktree and reports the iteration's changes; never throws. */
   async snapshot(request: SnapshotRequest): Promise<SnapshotOutcome> {
     try {
-      return { ok: true, snapshot: await this.commit(request) };
+      return { ok: true, ...(await this.commit(request)) };
     } catch (error) {
       // A canceled snapshot reports the cancellation, never a git failure.
       if (request.signal.aborted) return { ok: false, error: canceledError(request.signal, `snapshot iteration ${request.iteration}`) };
@@ -75,7 +87,7 @@ export class Snapshotter {
     }
   }
 
-  private async commit(request: SnapshotRequest): Promise<SnapshotResult> {
+  private async commit(request: SnapshotRequest): Promise<{ snapshot: SnapshotResult; changesFromBase: TreeChange[] }> {
     const { workspace, iteration, signal } = request;
     if (!Number.isSafeInteger(iteration) || iteration < 1) {
       throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Invalid iteration number ${iteration}`);
@@ -100,52 +112,101 @@ export class Snapshotter {
     const exclusions = nested.map((dir) => `:(top,exclude,literal)${dir}`);
 
     await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
-    let committed = true;
-    if ((this.options.emptyIterations ?? 'skip') === 'skip') {
-      const [indexTree, headTree] = await Promise.all([
-        runGitTrimmed(git(['write-tree'], 'read the staged tree')),
-        runGitTrimmed(git(['rev-parse', 'HEAD^{tree}'], 'read the last snapshot tree')),
-      ]);
-      committed = indexTree !== headTree;
-    }
-    if (committed) await runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', snapshotMessage(iteration)], 'commit the snapshot'));
-    // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base); without
-    // a new commit, HEAD is the previous snapshot itself.
-    const since = request.previousSha ?? (committed ? 'HEAD^' : 'HEAD');
-    const [sha = '', treeSha = '', sinceSha = '', sinceTree = ''] = (
-      await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', since, `${since}^{tree}`], 'read the snapshot commit'))
-    ).split('\n');
+    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git);
 
     const diffOptions = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
-    await mkdir(request.artifactsDir, { recursive: true });
-    // Measured from the base (the first iteration), the iteration's numstat already names every changed
-    // file: one git process fewer.
     const fromBase = sinceSha === workspace.baseSha;
-    const [numstat, names] = await Promise.all([
-      runGit(git(['diff', ...diffOptions, '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
-      fromBase ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-only', '-z', workspace.baseSha, sha], 'list the changed files')),
-      // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here.
-      runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
+    await mkdir(request.artifactsDir, { recursive: true });
+    // Equal trees have no differences: a diff between them is empty by definition and is not run. Measured
+    // from the base (the first iteration), one diff gives both the iteration's stats and every change since
+    // the base with its kind (`--raw`, then `--numstat`).
+    const [iterationOut, sinceBaseOut] = await Promise.all([
+      sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(fromBase ? ['--raw'] : []), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
+      fromBase || baseTree === treeSha ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-status', '-z', workspace.baseSha, sha], 'list the changed files')),
+      // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here. The
+      // base's own tree has no patch: the file is written empty, as git would have written it.
+      baseTree === treeSha ? writeFile(patchPath, '') : runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
       // The run branch reaches the repository by the repository fetching it from AgentGate's git directory;
       // without a new commit there is nothing new to fetch (and before the first one, no branch to create).
       committed ? fetchRunBranch(workspace, signal) : Promise.resolve(),
     ]);
-    const stats = parseNumstat(numstat);
+    const stats = parseDiffOutput(iterationOut);
+    const changesFromBase = baseTree === treeSha ? [] : sinceBaseOut === undefined ? stats.changes : parseDiffOutput(sinceBaseOut).changes;
 
     return {
-      iteration,
-      sha,
-      treeSha,
-      noChange: treeSha === sinceTree,
-      committed,
-      filesChanged: stats.filesChanged,
-      insertions: stats.insertions,
-      deletions: stats.deletions,
-      changedFiles: names === undefined ? stats.paths : names.split('\0').filter((name) => name.length > 0),
-      patchPath,
-      uncaptured,
+      snapshot: {
+        iteration,
+        sha,
+        treeSha,
+        noChange: treeSha === sinceTree,
+        committed,
+        filesChanged: stats.filesChanged,
+        insertions: stats.insertions,
+        deletions: stats.deletions,
+        changedFiles: changesFromBase.map((change) => change.path),
+        patchPath,
+        uncaptured,
+      },
+      changesFromBase,
     };
   }
+
+  /**
+   * Commits the staged tree on AgentGate's run branch (unless it is the last snapshot's tree and empty
+   * iterations are skipped) and names every commit and tree the iteration is measured against: the new
+   * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
+   * Skipping: one `write-tree` and one `rev-parse` (run together) answer all of it, plus the commit when
+   * there is one, whose id is read from the branch it moved.
+   */
+  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall): Promise<CommitNames> {
+    const { workspace, iteration, previousSha } = request;
+    const message = snapshotMessage(iteration);
+    const commit = (): Promise<string> => runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
+    if ((this.options.emptyIterations ?? 'skip') === 'commit') {
+      await commit();
+      // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base).
+      const since = previousSha ?? 'HEAD^';
+      const [sha = '', treeSha = '', sinceSha = '', sinceTree = '', baseTree = ''] = (
+        await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', since, `${since}^{tree}`, `${workspace.baseSha}^{tree}`], 'read the snapshot commit'))
+      ).split('\n');
+      return { sha, treeSha, sinceSha, sinceTree, baseTree, committed: true };
+    }
+    const since = previousSha === undefined ? [] : [previousSha, `${previousSha}^{tree}`];
+    const [indexTree, names] = await Promise.all([
+      runGitTrimmed(git(['write-tree'], 'read the staged tree')),
+      runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', `${workspace.baseSha}^{tree}`, ...since], 'read the last snapshot')),
+    ]);
+    // HEAD is the last snapshot (or the base commit): the parent of a new commit, else the snapshot itself.
+    const [head = '', headTree = '', baseTree = '', sinceSha = head, sinceTree = headTree] = names.split('\n');
+    if (indexTree === headTree) return { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
+    await commit();
+    // `git commit` made a commit of the index, whose tree write-tree just named.
+    const sha = (await readRunBranch(workspace, head)) ?? (await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the snapshot commit')));
+    return { sha, treeSha: indexTree, sinceSha, sinceTree, baseTree, committed: true };
+  }
+}
+
+/** The commits and trees of one snapshot (see `commitIfChanged`). */
+interface CommitNames {
+  sha: string;
+  treeSha: string;
+  sinceSha: string;
+  sinceTree: string;
+  baseTree: string;
+  committed: boolean;
+}
+
+/**
+ * The commit the run branch of AgentGate's git directory points at, from its loose ref file: `git commit`
+ * writes it there (the directory is created with git's files ref backend, `createRunRepositories`, and
+ * nothing packs its refs: automatic gc and maintenance are off). Undefined — the caller asks git — when the
+ * file is missing or does not hold a commit id other than `previous`, the commit the branch was on.
+ */
+async function readRunBranch(workspace: Workspace, previous: string): Promise<string | undefined> {
+  const file = path.join(workspace.gitDir, 'refs', 'heads', ...workspace.branch.split('/'));
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  const sha = text?.trim();
+  return sha !== undefined && /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha) && sha !== previous ? sha : undefined;
 }
 
 /**
@@ -198,15 +259,35 @@ async function populatedDirectories(root: string, dirs: readonly string[]): Prom
  * count as changed with no line counts).
  */
 export function parseNumstat(output: string): { filesChanged: number; insertions: number; deletions: number; paths: string[] } {
+  const { filesChanged, insertions, deletions, paths } = parseDiffOutput(output);
+  return { filesChanged, insertions, deletions, paths };
+}
+
+/**
+ * Parses `-z --no-renames` diff output of any mix of `--raw` (`:<modes> <ids> <status>\0<path>\0`),
+ * `--name-status` (`<status>\0<path>\0`) and `--numstat` (`<added>\t<deleted>\t<path>\0`) records, in
+ * order (a path field is always the one after its status, so a path that looks like a record is never
+ * read as one): the changes with their kind, and the numstat totals and paths.
+ */
+export function parseDiffOutput(output: string): { changes: TreeChange[]; filesChanged: number; insertions: number; deletions: number; paths: string[] } {
+  const fields = output.split('\0');
+  const changes: TreeChange[] = [];
+  const paths: string[] = [];
   let insertions = 0;
   let deletions = 0;
-  const paths: string[] = [];
-  for (const record of output.split('\0')) {
-    const match = /^(\d+|-)\t(\d+|-)\t/.exec(record);
-    if (match === null) continue;
-    paths.push(record.slice(match[0].length));
-    insertions += match[1] === '-' || match[1] === undefined ? 0 : Number(match[1]);
-    deletions += match[2] === '-' || match[2] === undefined ? 0 : Number(match[2]);
+  for (let i = 0; i < fields.length; i += 1) {
+    const field = fields[i] ?? '';
+    const numstat = /^(\d+|-)\t(\d+|-)\t/.exec(field);
+    if (numstat !== null) {
+      paths.push(field.slice(numstat[0].length));
+      insertions += numstat[1] === '-' || numstat[1] === undefined ? 0 : Number(numstat[1]);
+      deletions += numstat[2] === '-' || numstat[2] === undefined ? 0 : Number(numstat[2]);
+      continue;
+    }
+    const status = field.startsWith(':') ? field.slice(field.lastIndexOf(' ') + 1) : /^[A-Z]\d*$/.test(field) ? field : undefined;
+    if (status === undefined || i + 1 >= fields.length) continue;
+    i += 1;
+    changes.push({ path: fields[i] ?? '', change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
   }
-  return { filesChanged: paths.length, insertions, deletions, paths };
+  return { changes, filesChanged: paths.length, insertions, deletions, paths };
 }

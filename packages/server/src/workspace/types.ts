@@ -30,6 +30,12 @@ export interface Workspace {
   warnings: string[];
 }
 
+/** One path that differs between two trees (a rename is a deletion and an addition). */
+export interface TreeChange {
+  path: string;
+  change: 'added' | 'deleted' | 'modified';
+}
+
 export interface SnapshotResult {
   iteration: number;
   sha: string;

@@ -60,13 +60,21 @@ describe('protected-paths against the snapshot commit', () => {
   let manager: WorkspaceManager;
   let ws: Workspace;
 
+  /** The last snapshot's commit and its changes from the base, as the snapshot phase reported them. */
+  let taken: { sha: string; changesFromBase: SnapshotRef['changesFromBase'] } | undefined;
   const takeSnapshot = async (iteration = 1): Promise<string> => {
-    const outcome = await new Snapshotter().snapshot({ workspace: ws, iteration, artifactsDir: path.join(root, 'artifacts'), signal: liveSignal() });
+    const outcome = await new Snapshotter().snapshot({ workspace: ws, iteration, artifactsDir: path.join(root, 'artifacts'), signal: liveSignal(), ...(taken !== undefined && { previousSha: taken.sha }) });
     if (!outcome.ok) throw outcome.error;
+    taken = { sha: outcome.snapshot.sha, changesFromBase: outcome.changesFromBase };
     return outcome.snapshot.sha;
   };
-  /** The snapshot as the verify phase passes it: HEAD of AgentGate's git directory of the run. */
+  /** The snapshot as the verify phase passes it without the snapshot's changes: HEAD of AgentGate's git directory of the run. */
   const runSnapshot = (): SnapshotRef => ({ commit: 'HEAD', git: { gitDir: ws.gitDir, indexFile: ws.indexFile, workTree: ws.path } });
+  /** The snapshot as the verify phase passes it in a run: its sha and the changes the snapshot phase listed. */
+  const reportedSnapshot = (): SnapshotRef => {
+    if (taken === undefined) throw new Error('no snapshot taken');
+    return { ...runSnapshot(), commit: taken.sha, ...(taken.changesFromBase !== undefined && { changesFromBase: taken.changesFromBase }) };
+  };
   const check = async (snapshot?: SnapshotRef): Promise<Verdict> =>
     verdict(
       await checkContracts({
@@ -79,10 +87,14 @@ describe('protected-paths against the snapshot commit', () => {
         ...(snapshot !== undefined && { snapshot }),
       }),
     );
-  /** The verdict through the snapshot, after checking that the file-by-file comparison agrees with it. */
+  /**
+   * The verdict through the snapshot, after checking that the file-by-file comparison agrees with it, and
+   * that the snapshot's own list of changes from the base (no tree-to-tree diff) gives it too.
+   */
   const checkBothWays = async (): Promise<Verdict> => {
     const byTree = await check(runSnapshot());
     expect(byTree).toEqual(await check());
+    expect(await check(reportedSnapshot())).toEqual(byTree);
     return byTree;
   };
   const file = (relative: string): string => path.join(ws.path, relative);
@@ -96,6 +108,7 @@ describe('protected-paths against the snapshot commit', () => {
   });
 
   afterEach(async () => {
+    taken = undefined;
     await manager.release(ws, { signal: liveSignal() });
     await temp.cleanup();
   });
@@ -221,10 +234,12 @@ describe('protected-paths against the snapshot commit', () => {
       await put(ws.path, 'src/pkg3/file300.js', 'export const value300 = -1;\n');
       await takeSnapshot(1);
       expect(await check(runSnapshot())).toEqual({ passed: false, files: ['test/math.test.js: protected file modified'] });
+      expect(await check(reportedSnapshot())).toEqual({ passed: false, files: ['test/math.test.js: protected file modified'] });
 
       await put(ws.path, 'test/math.test.js', BASE_FILES['test/math.test.js'] ?? '');
       await takeSnapshot(2);
       expect(await check(runSnapshot())).toEqual({ passed: true, files: [] });
+      expect(await check(reportedSnapshot())).toEqual({ passed: true, files: [] });
     });
   });
 });

@@ -103,6 +103,15 @@ describe('runProcess', () => {
       await expectAllGone([await lines.pid('background')]);
     });
 
+    it('keeps binary stdout byte for byte with stdoutEncoding latin1 (one character per byte)', async () => {
+      const bytes = Buffer.from([0x00, 0xff, 0xe2, 0x82, 0x0a, 0xac, 0x80, 0x41]);
+      await writeFile(path.join(dir, 'bytes'), bytes);
+      const result = await run({ command: 'cat bytes', stdoutEncoding: 'latin1' });
+
+      expect(Buffer.from(result.stdout, 'latin1')).toEqual(bytes);
+      expect((await run({ command: 'cat bytes' })).stdout).toContain('\ufffd');
+    });
+
     it('keeps only the configured tail of a large output', async () => {
       const result = await run({ command: 'i=0; while [ $i -lt 200 ]; do echo "line-$i"; i=$((i+1)); done', tailBytes: 100 });
 

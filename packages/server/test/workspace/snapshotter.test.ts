@@ -1,10 +1,11 @@
-import { chmod, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { Snapshotter, parseNumstat, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
-import type { SnapshotResult, Workspace } from '../../src/workspace/types.js';
+import { Snapshotter, parseDiffOutput, parseNumstat, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
+import type { SnapshotResult, TreeChange, Workspace } from '../../src/workspace/types.js';
 import { TempDirs, git, initRepo, liveSignal } from './helpers.js';
 
 const temp = new TempDirs();
@@ -12,6 +13,17 @@ const temp = new TempDirs();
 function expectOk(outcome: SnapshotOutcome): SnapshotResult {
   if (!outcome.ok) throw new Error(`expected a snapshot, got ${outcome.error.code}: ${outcome.error.message}`);
   return outcome.snapshot;
+}
+
+/** What `git diff-tree -r --name-status --no-renames` says changed between two commits (tamper detection's own query). */
+function diffTree(repo: string, from: string, to: string): TreeChange[] {
+  const fields = execFileSync('git', ['diff-tree', '-r', '-z', '--name-status', '--no-renames', from, to, '--'], { cwd: repo, encoding: 'utf8' }).split('\0').slice(0, -1);
+  const changes: TreeChange[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const status = fields[i] ?? '';
+    changes.push({ path: fields[i + 1] ?? '', change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
+  }
+  return changes;
 }
 
 function expectFailure(outcome: SnapshotOutcome): AgentGateError {
@@ -133,6 +145,58 @@ describe('Snapshotter', () => {
     });
   });
 
+  describe('changes from the base, as tamper detection needs them', () => {
+    /** Names a parser could mistake for a record: a numstat line, a raw line, a status letter, a tab. */
+    const tricky = ['1\t2\tlooks-like-numstat', ':100644 100644 abc def M', 'M', 'tab\there.txt'];
+
+    it('lists exactly what diff-tree lists between the base and each snapshot, with the kind of change', async () => {
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'changed\n');
+      await rm(path.join(ws.path, 'README.md'));
+      await chmod(path.join(ws.path, 'src', 'app.txt'), 0o755);
+      for (const name of tricky) await writeFile(path.join(ws.path, name), `${name}\n`);
+      const first = await snap(1);
+      if (!first.ok) throw first.error;
+      expect(first.changesFromBase).toEqual(diffTree(repo, ws.baseSha, first.snapshot.sha));
+      expect(first.changesFromBase).toContainEqual({ path: 'README.md', change: 'deleted' });
+      expect(first.changesFromBase).toContainEqual({ path: '1\t2\tlooks-like-numstat', change: 'added' });
+      expect(first.snapshot.changedFiles).toEqual(first.changesFromBase.map((change) => change.path));
+      expect(first.snapshot).toMatchObject({ filesChanged: 2 + tricky.length, insertions: 1 + tricky.length });
+
+      // Iteration 2: one change undone, a file turned into a symlink, another added.
+      await writeFile(path.join(ws.path, 'README.md'), '# fixture\n');
+      await rm(path.join(ws.path, 'M'));
+      await symlink('README.md', path.join(ws.path, 'M'));
+      await writeFile(path.join(ws.path, 'later.txt'), 'later\n');
+      const second = await snap(2, { previousSha: first.snapshot.sha });
+      if (!second.ok) throw second.error;
+      expect(second.changesFromBase).toEqual(diffTree(repo, ws.baseSha, second.snapshot.sha));
+      expect(second.changesFromBase.map((change) => change.path)).not.toContain('README.md');
+      expect(second.snapshot.filesChanged).toBe(3);
+    });
+
+    it('an iteration back at the base tree: no changes, an empty patch, and still a commit of its own', async () => {
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'changed\n');
+      const first = expectOk(await snap(1));
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'one\ntwo\nthree\n');
+      const outcome = await snap(2, { previousSha: first.sha });
+      if (!outcome.ok) throw outcome.error;
+      const second = outcome.snapshot;
+      expect(outcome.changesFromBase).toEqual([]);
+      expect(second).toMatchObject({ committed: true, noChange: false, changedFiles: [], filesChanged: 1, insertions: 3, deletions: 1 });
+      expect(second.treeSha).toBe(git(repo, 'rev-parse', `${ws.baseSha}^{tree}`));
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(second.sha);
+      expect(await readFile(second.patchPath, 'utf8')).toBe('');
+      expect(git(repo, 'diff', ws.baseSha, second.sha)).toBe('');
+    });
+
+    it('an iteration that changed nothing reports no changes without asking git for a diff', async () => {
+      const outcome = await snap(1);
+      if (!outcome.ok) throw outcome.error;
+      expect(outcome.changesFromBase).toEqual([]);
+      expect(outcome.snapshot).toMatchObject({ committed: false, noChange: true, sha: ws.baseSha, changedFiles: [] });
+    });
+  });
+
   describe('when the agent committed its work itself or switched branches', () => {
     it('measures against the previous snapshot, so the work still counts', async () => {
       await writeFile(path.join(ws.path, 'first.txt'), 'first iteration\n');
@@ -231,5 +295,31 @@ describe('parseNumstat', () => {
   it('sums text changes and counts binary files without line counts', () => {
     expect(parseNumstat('3\t1\ta.txt\x000\t2\tb.txt\x00-\t-\timage.png\x00')).toEqual({ filesChanged: 3, insertions: 3, deletions: 3, paths: ['a.txt', 'b.txt', 'image.png'] });
     expect(parseNumstat('')).toEqual({ filesChanged: 0, insertions: 0, deletions: 0, paths: [] });
+  });
+});
+
+describe('parseDiffOutput', () => {
+  it('reads --raw and --numstat records in order, so a path is never taken for a record', () => {
+    const raw = ':100644 100644 1111111 2222222 M\x001\t2\tlooks-like-numstat\x00:000000 100644 0000000 3333333 A\x00M\x00:100644 000000 4444444 0000000 D\x00gone\x00';
+    const numstat = '1\t1\t1\t2\tlooks-like-numstat\x002\t0\tM\x000\t3\tgone\x00';
+    expect(parseDiffOutput(raw + numstat)).toEqual({
+      changes: [
+        { path: '1\t2\tlooks-like-numstat', change: 'modified' },
+        { path: 'M', change: 'added' },
+        { path: 'gone', change: 'deleted' },
+      ],
+      filesChanged: 3,
+      insertions: 3,
+      deletions: 4,
+      paths: ['1\t2\tlooks-like-numstat', 'M', 'gone'],
+    });
+  });
+
+  it('reads --name-status records', () => {
+    expect(parseDiffOutput('M\x00a\x00T\x00link\x00A\x00:odd\x00').changes).toEqual([
+      { path: 'a', change: 'modified' },
+      { path: 'link', change: 'modified' },
+      { path: ':odd', change: 'added' },
+    ]);
   });
 });

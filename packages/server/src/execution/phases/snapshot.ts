@@ -18,6 +18,6 @@ export class SnapshotPhase implements PhaseHandler<'snapshot'> {
       ...(previousSha !== undefined && { previousSha }),
     });
     if (!result.ok) return { ok: false, error: result.error, cancelled: ctx.signal.aborted };
-    return { ok: true, value: { snapshot: result.snapshot } };
+    return { ok: true, value: { snapshot: result.snapshot, changesFromBase: result.changesFromBase } };
   }
 }

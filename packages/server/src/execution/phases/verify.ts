@@ -9,6 +9,7 @@ export class VerifyPhase implements PhaseHandler<'verify'> {
   readonly name = 'verify' as const;
 
   async execute(ctx: PhaseContext): Promise<PhaseResult<VerifyOutput>> {
+    const taken = ctx.progress.snapshot?.iteration === ctx.iteration ? ctx.progress.snapshot : undefined;
     const gateContext = {
       worktreePath: ctx.workspace.path,
       baseSha: ctx.workspace.baseSha,
@@ -19,8 +20,13 @@ export class VerifyPhase implements PhaseHandler<'verify'> {
       emit: ctx.emit,
       env: ctx.services.baseEnv,
       // The snapshot phase has just committed the worktree on the run branch, the HEAD of AgentGate's git
-      // directory of the run (its index is that snapshot's): tamper detection compares trees.
-      snapshot: { commit: 'HEAD', git: { gitDir: ctx.workspace.gitDir, indexFile: ctx.workspace.indexFile, workTree: ctx.workspace.path } },
+      // directory of the run (its index is that snapshot's): tamper detection compares trees — with the
+      // snapshot's own list of changes from the base when it reported one, so git does not diff them again.
+      snapshot: {
+        commit: taken?.sha ?? 'HEAD',
+        git: { gitDir: ctx.workspace.gitDir, indexFile: ctx.workspace.indexFile, workTree: ctx.workspace.path },
+        ...(taken?.changesFromBase !== undefined && { changesFromBase: taken.changesFromBase }),
+      },
       ...(ctx.spec.verify !== undefined && { inline: ctx.spec.verify }),
       ...(ctx.progress.plan !== undefined && { plan: ctx.progress.plan }),
     };

@@ -8,8 +8,10 @@ export async function snapshot(run: RunContext): Promise<StepOutcome<'snapshotti
     run.iterations.record.error = { code: result.error.code, message: result.error.message, phase: 'snapshot' };
     return { event: 'snapshot_failed', error: run.failure(result.error, 'snapshot') };
   }
-  run.iterations.record.snapshot = result.value.snapshot;
-  run.progress.uncaptured = result.value.snapshot.uncaptured;
+  const { snapshot: taken, changesFromBase } = result.value;
+  run.iterations.record.snapshot = taken;
+  run.progress.uncaptured = taken.uncaptured;
+  run.progress.snapshot = { iteration: taken.iteration, sha: taken.sha, ...(changesFromBase !== undefined && { changesFromBase }) };
   if (result.value.snapshot.committed === true && !run.progress.branchPublished) {
     run.progress.branchPublished = true;
     await run.updateMeta({ branchPublished: true });

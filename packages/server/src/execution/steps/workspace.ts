@@ -15,7 +15,16 @@ export async function acquireWorkspace(run: RunContext): Promise<StepOutcome<'qu
     const { workspaces, verifier } = run.services;
     const source = await workspaces.resolveSource(run.spec.workspace, run.signal);
     const plan = verifier
-      .loadPlan({ worktreePath: source.repoPath, baseSha: source.baseSha, signal: run.signal, clock: run.clock, ...(run.spec.verify !== undefined && { inline: run.spec.verify }) })
+      .loadPlan({
+        worktreePath: source.repoPath,
+        baseSha: source.baseSha,
+        // Read in the source repository itself: a plan already read from this commit there (the CLI shows
+        // it before the run) comes from the plan cache.
+        objectStore: source.objectsDir,
+        signal: run.signal,
+        clock: run.clock,
+        ...(run.spec.verify !== undefined && { inline: run.spec.verify }),
+      })
       .then(
         (loaded) => ({ ok: true as const, plan: loaded }),
         (error: unknown) => ({ ok: false as const, error: toAgentGateError(error, 'AG_ERR_PHASE_VERIFY') }),

@@ -1,0 +1,108 @@
+/**
+ * The git processes a run costs (SPEC 15): every one is a fork of the CLI's Node process. A `git` wrapper
+ * first on PATH records each command the CLI runs (the CLI and the engine resolve `git` through PATH), so
+ * these tests pin what an iteration may run: the gate plan read once, in one process, for the plan shown
+ * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
+ * tamper detection that the snapshot already made.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from '../helpers/cli.js';
+import { git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+
+const repos: TempRepo[] = [];
+afterEach(() => {
+  for (const r of repos.splice(0)) r.cleanup();
+});
+
+const REAL_GIT = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
+
+const FILES: Record<string, string> = {
+  'verify.yaml': 'version: "1"\ntests:\n  - { name: state, command: "sh check.sh" }\n',
+  'check.sh': '! grep -qx attempt src/state.txt\n',
+  'src/state.txt': 'broken\n',
+  ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`src/f${i}.txt`, `file ${i}\n`])),
+};
+
+/**
+ * Runs `exec` with a command agent (`true`, or a script with this body) and returns the result and the git
+ * commands the CLI ran, each without git's `-c` options, in no particular order (calls run concurrently).
+ */
+async function execLogged(agentBody: string | undefined): Promise<{ r: TempRepo; res: CliResult; commands: string[][] }> {
+  const r = makeRepo(FILES, { example: false });
+  repos.push(r);
+  const log = join(r.root, 'git-calls');
+  const wrapper = join(r.root, 'bin');
+  mkdirSync(log);
+  mkdirSync(wrapper);
+  // One file per call (named by the wrapper's pid), so concurrent calls never mix their lines.
+  writeFileSync(join(wrapper, 'git'), `#!/bin/sh\nprintf '%s\\0' "$@" > '${log}/'$$\nexec '${REAL_GIT}' "$@"\n`);
+  chmodSync(join(wrapper, 'git'), 0o755);
+  const agent = agentBody === undefined ? 'true' : `sh ${writeAgent(r.root, 'agent', agentBody)}`;
+  const res = await runCli(
+    ['exec', '--path', r.repo, '--prompt', 'fix the state', '--agent', 'command', '--agent-command', agent, '--sandbox', 'none', '--max-iterations', '3', '--json'],
+    { env: { AGENTGATE_HOME: r.home, PATH: `${wrapper}:${process.env['PATH'] ?? ''}` } },
+  );
+  const commands = readdirSync(log).map((file) => {
+    const args = readFileSync(join(log, file), 'utf8').split('\0').slice(0, -1);
+    const out: string[] = [];
+    for (let i = 0; i < args.length; i += 1) {
+      if (args[i] === '-c') i += 1;
+      else out.push(args[i] ?? '');
+    }
+    return out;
+  });
+  return { r, res, commands };
+}
+
+/** The subcommand of a logged call (`--no-optional-locks status` → `status`). */
+function subcommand(args: readonly string[]): string {
+  return args.find((arg) => !arg.startsWith('-')) ?? '';
+}
+
+describe('git processes of a run', () => {
+  it('a no-op iteration: the plan is read once in one process, and no diff runs between equal trees', async () => {
+    const { r, res, commands } = await execLogged(undefined);
+    expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1 });
+    // The plan shown before the run and the engine's plan: one `cat-file --batch` for both, no ls-tree.
+    expect(commands.filter((args) => args.includes('cat-file'))).toEqual([['cat-file', '--batch']]);
+    // The snapshot changed nothing: no commit, no stats, no patch, no tree-to-tree tamper check. Left: the
+    // work tree below the protected paths against the snapshot (edits made after it), and new files there.
+    expect(commands.filter((args) => subcommand(args) === 'diff')).toEqual([
+      ['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', expect.stringMatching(/^[0-9a-f]{40}$/), '--', ':(glob)verify.yaml', ':(glob).agentgate/verify.yaml'],
+    ]);
+    expect(commands.map(subcommand).sort()).toEqual(
+      // CLI: the plan (rev-parse, cat-file). Workspace: source (rev-parse, status), branch check (for-each-ref),
+      // checkout (read-tree, ls-files). Snapshot: ls-files, add, write-tree, rev-parse. Verify: diff, ls-files.
+      ['rev-parse', 'cat-file', 'rev-parse', 'status', 'for-each-ref', 'read-tree', 'ls-files', 'ls-files', 'add', 'write-tree', 'rev-parse', 'diff', 'ls-files'].sort(),
+    );
+    // The documented artifact is still there: the iteration's patch against the base, empty.
+    const runId = String(res.json?.['runId']);
+    expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toBe('');
+  });
+
+  it('fail-then-pass: one diff gives iteration 1 its stats and its changes, and tamper detection reuses them', async () => {
+    const { r, res, commands } = await execLogged('if grep -qx attempt src/state.txt; then echo fixed > src/state.txt; else echo attempt > src/state.txt; fi');
+    expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 2 });
+    const names = commands.map(subcommand);
+    expect(commands.filter((args) => args.includes('cat-file'))).toEqual([['cat-file', '--batch']]);
+    expect(names).not.toContain('diff-tree');
+    expect(names.filter((name) => name === 'commit')).toHaveLength(2);
+    const diffs = commands.filter((args) => subcommand(args) === 'diff');
+    // Iteration 1: `--raw --numstat` against the base, the patch, the work tree below the protected paths.
+    // Iteration 2: stats against iteration 1, changes against the base, the patch, the protected paths.
+    expect(diffs.filter((args) => args.includes('--raw') && args.includes('--numstat'))).toHaveLength(1);
+    expect(diffs.filter((args) => args.includes('--name-status') && !args.includes('--'))).toHaveLength(1);
+    expect(diffs.filter((args) => args.some((arg) => arg.startsWith('--output=')))).toHaveLength(2);
+    expect(diffs).toHaveLength(7);
+    // CLI 1, source 1, and one per snapshot: none after the commit (its id is read from the branch it moved).
+    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(4);
+    expect(commands).toHaveLength(28);
+    const runId = String(res.json?.['runId']);
+    expect(git(r.repo, 'show', `agentgate/${runId}:src/state.txt`)).toBe('fixed');
+    expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toContain('+attempt');
+    expect(readFileSync(join(r.home, 'runs', runId, 'iteration-2.patch'), 'utf8')).toContain('+fixed');
+  });
+});
