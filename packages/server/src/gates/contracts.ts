@@ -18,7 +18,10 @@
  * environment, with the workspace as the work tree only. Nothing in the agent's `.git` — its index and
  * skip-worktree bits, `info/exclude`, replace refs, config, filters, attributes — is consulted, and the
  * attributes of the work tree cannot select a filter or change bytes. A directory that is not a run
- * workspace (tests, tools) gets a scratch git directory of the same kind.
+ * workspace (tests, tools) gets a scratch git directory of the same kind. Submodules (gitlinks): every diff
+ * reports one whose commit moved, whatever a `.gitmodules` the agent wrote says (`ignore = all` would hide
+ * it otherwise), and a protected submodule directory that holds anything counts as modified
+ * (`populatedSubmodules`); git never runs inside a submodule.
  *
  * Cost. Given the iteration's snapshot commit ({@link SnapshotRef}; the verify phase passes it), the
  * tamper check compares the base commit's tree with the snapshot's tree — no file of the work tree is
@@ -37,8 +40,8 @@ import picomatch from 'picomatch';
 import { AgentGateError } from '../errors.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
-import { createScratchGitDir, findRunGit, type IsolatedGit } from '../workspace/isolated-git.js';
-import { gitQuery, splitNul } from './git.js';
+import { createScratchGitDir, DIFF_OPTIONS, findRunGit, populatedDirectories, readBaseGitlinks, type IsolatedGit } from '../workspace/isolated-git.js';
+import { gitQuery, parseLsTree, splitNul } from './git.js';
 import type { GitQueryOptions } from './git.js';
 import type { Diagnostic, GateResult } from './types.js';
 
@@ -180,12 +183,14 @@ export async function listChangedFiles(
 ): Promise<ChangedFile[]> {
   // A pattern that points outside the worktree protects nothing here (the black-box gate rejects such a
   // fixture path as an escape); git would refuse the whole query for it.
-  const pathspecs = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..')).map((pattern) => `:(glob)${pattern}`);
+  const patterns = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..'));
+  const pathspecs = patterns.map((pattern) => `:(glob)${pattern}`);
   return withIsolatedGit(git, snapshotCommit ?? baseSha, async (own) => {
     const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, pathspecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, own, changesFromBase);
+    const [untracked, submodules] = await Promise.all([countedUntracked(baseSha, found.candidates, own), populatedSubmodules(baseSha, patterns, own)]);
     const out: ChangedFile[] = [];
     const seen = new Set<string>();
-    for (const file of [...found.changed, ...(await countedUntracked(baseSha, found.candidates, own))]) {
+    for (const file of [...found.changed, ...untracked, ...submodules]) {
       if (seen.has(file.path)) continue;
       seen.add(file.path);
       out.push(file);
@@ -204,7 +209,7 @@ interface Findings {
 async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
   // Three read-only queries against the same index (GIT_OPTIONAL_LOCKS=0: none rewrites it): run them together.
   const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
-    gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', baseSha, '--'], own),
+    gitQuery(['diff', '--name-status', '-z', '--no-renames', ...DIFF_OPTIONS, baseSha, '--'], own),
     gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
     // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
     // agent added (a new .gitignore) cannot hide a new conftest.py or test file.
@@ -224,13 +229,29 @@ async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], 
  */
 async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], own: GitQueryOptions, changesFromBase?: readonly ChangedFile[]): Promise<Findings> {
   const [treeChanges, sinceOut, untrackedOut] = await Promise.all([
-    changesFromBase ?? gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', baseSha, snapshotCommit, '--'], own).then(parseNameStatus),
-    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', snapshotCommit, '--', ...pathspecs], own),
+    changesFromBase ?? gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', ...DIFF_OPTIONS, baseSha, snapshotCommit, '--'], own).then(parseNameStatus),
+    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['diff', '--name-status', '-z', '--no-renames', ...DIFF_OPTIONS, snapshotCommit, '--', ...pathspecs], own),
     pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--', ...pathspecs], own),
   ]);
   // A path the snapshot did not change has the same kind of change against the snapshot as against the
   // base; a path it did change is already listed (first entry wins), so the kinds stay relative to the base.
   return { changed: [...treeChanges, ...parseNameStatus(sinceOut)], candidates: splitNul(untrackedOut) };
+}
+
+/**
+ * Submodule (gitlink) paths of the base commit below the protected patterns whose directory holds anything,
+ * as modified. A submodule is checked out as an empty directory, and git is never asked what is inside one
+ * (that would run git in a repository the agent made, with its config: `DIFF_OPTIONS`), so a nested
+ * repository there with edited files, or plain files, is found here; the gates would run them.
+ */
+async function populatedSubmodules(baseSha: string, patterns: readonly string[], own: GitQueryOptions): Promise<ChangedFile[]> {
+  if (patterns.length === 0 || own.isolated === undefined) return [];
+  const { gitDir, workTree } = own.isolated;
+  // A run's git directory recorded them at creation; a scratch one (no run) asks the base commit.
+  const gitlinks = (await readBaseGitlinks(gitDir)) ?? parseLsTree(await gitQuery(['ls-tree', '-r', '-z', '--full-tree', baseSha], own)).filter((entry) => entry.type === 'commit').map((entry) => entry.path);
+  const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
+  const protectedOnes = gitlinks.filter((gitlink) => matchers.some((match) => match(gitlink)));
+  return (await populatedDirectories(workTree, protectedOnes)).map((dir): ChangedFile => ({ path: dir, change: 'modified' }));
 }
 
 /** Parses `--name-status -z --no-renames` output (`<status>\0<path>\0` per file). */

@@ -20,6 +20,10 @@
  * sources, so a `.gitattributes` the agent writes in the work tree can name a filter or a textconv driver
  * but can neither select one (none is defined in this config) nor change bytes (CRLF or encoding
  * conversion): what is stored is exactly what is in the files. See https://git-scm.com/docs/gitattributes.
+ *
+ * A `.gitmodules` in the work tree is the agent's too, and git reads it wherever the work tree is set, even
+ * for tree-to-tree diffs: every diff takes {@link DIFF_OPTIONS}, so `submodule.<name>.ignore` hides no
+ * gitlink, and no git command AgentGate runs looks inside a submodule's directory.
  */
 import { execFile } from 'node:child_process';
 import { chmod, copyFile, lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -56,6 +60,21 @@ export const ISOLATED_GIT_CONFIG: readonly string[] = [
   'maintenance.auto=false',
   'submodule.recurse=false',
 ];
+
+/**
+ * Options of every diff AgentGate makes on a run (snapshot stats and patch, tamper detection): no external
+ * diff program, no textconv driver, and a submodule (gitlink) reported whenever its commit differs.
+ *
+ * `--ignore-submodules=dirty` on the command line is the one setting that beats both a `.gitmodules` the
+ * agent writes (`submodule.<name>.ignore = all` hides a gitlink that moved from `diff`, `diff-tree` and
+ * `status`, tree-to-tree comparisons included, and `-c diff.ignoreSubmodules=none` does not override it)
+ * and any `submodule.<name>.ignore` in a config. `dirty` rather than `none`: with `none` git decides whether
+ * a submodule whose commit did not move is "dirty" by running `git status` inside it — inside a repository
+ * the agent made, with its config, whose clean filter then runs as AgentGate, outside the sandbox. With
+ * `dirty` git only reads which commit the submodule's HEAD names. What lies in a submodule's directory is
+ * checked without git (`populatedDirectories`).
+ */
+export const DIFF_OPTIONS: readonly string[] = ['--no-ext-diff', '--no-textconv', '--ignore-submodules=dirty'];
 
 /** Resets, for every path, each attribute that could run a program or change content. */
 export const NEUTRAL_ATTRIBUTES = '* -text !eol !crlf !filter !diff !merge !ident !working-tree-encoding !export-subst\n';
@@ -202,6 +221,37 @@ export async function recordBaseGitlinks(git: IsolatedGit, lsFilesStage: string)
     .filter((entry) => entry.startsWith('160000 '))
     .map((entry) => entry.slice(entry.indexOf('\t') + 1));
   await writeFile(path.join(git.gitDir, BASE_GITLINKS_FILE), gitlinks.map((entry) => `${entry}\0`).join(''));
+}
+
+/**
+ * Gitlink (submodule) paths of the base commit, as {@link recordBaseGitlinks} recorded them when the run's
+ * workspace was created; undefined for a git directory that has no such record (a scratch one).
+ */
+export async function readBaseGitlinks(gitDir: string): Promise<string[] | undefined> {
+  const text = await readFile(path.join(gitDir, BASE_GITLINKS_FILE), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  return text?.split('\0').filter((entry) => entry.length > 0);
+}
+
+/**
+ * Which of `dirs` (relative to `root`) are directories with at least one entry. A submodule is checked out
+ * as an empty directory, so a populated one holds what someone put there afterwards.
+ */
+export async function populatedDirectories(root: string, dirs: readonly string[]): Promise<string[]> {
+  const found = await Promise.all(
+    dirs.map((dir) =>
+      readdir(path.join(root, dir)).then(
+        (entries) => (entries.length > 0 ? dir : undefined),
+        (error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+          throw error;
+        },
+      ),
+    ),
+  );
+  return found.filter((dir): dir is string => dir !== undefined);
 }
 
 /**

@@ -6,7 +6,10 @@
  * Every git call runs against AgentGate's own git directory and index of the run (`isolated-git.ts`),
  * with the workspace only as the work tree: the agent's `.git` (its config, attributes, hooks, index,
  * HEAD and branches) is never read, so an agent that switches branches, commits, or defines filters and
- * diff drivers changes nothing about what is recorded — the snapshot is the bytes of its files.
+ * diff drivers changes nothing about what is recorded — the snapshot is the bytes of its files. Neither
+ * does a `.gitmodules` it writes: submodules are staged with `update-index` (which reads only the commit a
+ * submodule's HEAD names) and every diff reports a submodule whose commit moved (`DIFF_OPTIONS`), whatever
+ * `submodule.<name>.ignore` says; no git command ever runs inside a submodule's directory.
  *
  * An iteration in which the agent changed nothing is flagged `noChange` — strategies use that to detect
  * no-progress loops, and the feedback tells the agent. By default (`emptyIterations: 'skip'`) it gets no
@@ -22,16 +25,17 @@
  * runs between equal trees — they have no differences by definition: an iteration that changed nothing
  * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
- * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again.
+ * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again. A base commit with
+ * submodules costs two more processes per snapshot: listing which of them the index holds, and staging them.
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
-import { BASE_GITLINKS_FILE, type IsolatedGit } from './isolated-git.js';
+import { DIFF_OPTIONS, populatedDirectories, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
 import type { SnapshotResult, TreeChange, Workspace } from './types.js';
 
@@ -100,21 +104,26 @@ export class Snapshotter {
     // record them as gitlinks of commits that exist nowhere (or refuse to add them at all), so they are
     // left out and reported. Submodule paths of the base commit whose directory now holds files are
     // reported too: their content is not part of any snapshot.
-    const [untracked, gitlinks] = await Promise.all([
+    const [untracked, { gitlinks, staged }] = await Promise.all([
       runGit(git(['ls-files', '-z', '--others', '--exclude-standard'], 'list the new files')),
-      readBaseGitlinks(workspace.gitDir),
+      readGitlinks(workspace.gitDir, git),
     ]);
     const nested = untracked
       .split('\0')
       .filter((entry) => entry.endsWith('/'))
       .map((entry) => entry.slice(0, -1));
-    const uncaptured = [...nested, ...(await populatedDirectories(workspace.path, gitlinks))].sort();
-    const exclusions = nested.map((dir) => `:(top,exclude,literal)${dir}`);
-
+    const uncaptured = [...new Set([...nested, ...(await populatedDirectories(workspace.path, gitlinks))])].sort();
+    // Submodules are staged by `update-index`, never by `git add`: since git 2.54 `add` skips a submodule
+    // whose `.gitmodules` entry (the agent's file) says `ignore = all`, and `add` (2.39 and 2.55 alike) runs
+    // `git status` inside a submodule whose commit did not move — in a repository the agent made, with its
+    // config and clean filters. `update-index` only reads which commit the submodule's HEAD names (or
+    // records the path's deletion, or the file or symlink that replaced it), whatever `.gitmodules` says.
+    const exclusions = [...nested, ...staged].map((dir) => `:(top,exclude,literal)${dir}`);
     await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
+    if (staged.length > 0) await runGit(git(['update-index', '--remove', '--', ...staged], 'stage the submodules'));
     const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git);
 
-    const diffOptions = ['--no-ext-diff', '--no-textconv', '--no-color', '--no-renames'];
+    const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
     await mkdir(request.artifactsDir, { recursive: true });
     // Equal trees have no differences: a diff between them is empty by definition and is not run. Measured
@@ -229,29 +238,23 @@ export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal):
   });
 }
 
-/** Gitlink (submodule) paths of the base commit, recorded by {@link recordBaseGitlinks} at creation. */
-async function readBaseGitlinks(gitDir: string): Promise<string[]> {
-  const text = await readFile(path.join(gitDir, BASE_GITLINKS_FILE), 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return '';
-    throw error;
-  });
-  return text.split('\0').filter((entry) => entry.length > 0);
-}
-
-/** Which of `dirs` (relative to `root`) are directories with at least one entry. */
-async function populatedDirectories(root: string, dirs: readonly string[]): Promise<string[]> {
-  const found = await Promise.all(
-    dirs.map((dir) =>
-      readdir(path.join(root, dir)).then(
-        (entries) => (entries.length > 0 ? dir : undefined),
-        (error: NodeJS.ErrnoException) => {
-          if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
-          throw error;
-        },
-      ),
-    ),
-  );
-  return found.filter((dir): dir is string => dir !== undefined);
+/**
+ * The gitlink (submodule) paths of the base commit, and those of them AgentGate's index still holds as
+ * gitlinks (`staged`; one that an earlier snapshot recorded as deleted or replaced by a file is not one any
+ * more). No git process runs for a base commit without submodules.
+ */
+async function readGitlinks(gitDir: string, git: (args: readonly string[], what: string) => GitCall): Promise<{ gitlinks: string[]; staged: string[] }> {
+  const gitlinks = (await readBaseGitlinks(gitDir)) ?? [];
+  if (gitlinks.length === 0) return { gitlinks, staged: [] };
+  const listed = await runGit(git(['ls-files', '-z', '--stage', '--', ...gitlinks.map((entry) => `:(top,literal)${entry}`)], 'list the submodules'));
+  const wanted = new Set(gitlinks);
+  // `<mode> <object> <stage>\t<path>` per entry; a literal pathspec also matches files below the path.
+  const staged = listed
+    .split('\0')
+    .filter((entry) => entry.startsWith('160000 '))
+    .map((entry) => entry.slice(entry.indexOf('\t') + 1))
+    .filter((entry) => wanted.has(entry));
+  return { gitlinks, staged };
 }
 
 /**

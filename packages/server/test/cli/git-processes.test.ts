@@ -3,7 +3,8 @@
  * first on PATH records each command the CLI runs (the CLI and the engine resolve `git` through PATH), so
  * these tests pin what an iteration may run: the gate plan read once, in one process, for the plan shown
  * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
- * tamper detection that the snapshot already made.
+ * tamper detection that the snapshot already made; for a base commit with submodules, two processes more
+ * per snapshot (which submodules the index holds, and `update-index` staging them instead of `git add`).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,9 +31,10 @@ const FILES: Record<string, string> = {
  * Runs `exec` with a command agent (`true`, or a script with this body) and returns the result and the git
  * commands the CLI ran, each without git's `-c` options, in no particular order (calls run concurrently).
  */
-async function execLogged(agentBody: string | undefined): Promise<{ r: TempRepo; res: CliResult; commands: string[][] }> {
+async function execLogged(agentBody: string | undefined, prepare?: (repo: string) => void): Promise<{ r: TempRepo; res: CliResult; commands: string[][] }> {
   const r = makeRepo(FILES, { example: false });
   repos.push(r);
+  prepare?.(r.repo);
   const log = join(r.root, 'git-calls');
   const wrapper = join(r.root, 'bin');
   mkdirSync(log);
@@ -71,7 +73,7 @@ describe('git processes of a run', () => {
     // The snapshot changed nothing: no commit, no stats, no patch, no tree-to-tree tamper check. Left: the
     // work tree below the protected paths against the snapshot (edits made after it), and new files there.
     expect(commands.filter((args) => subcommand(args) === 'diff')).toEqual([
-      ['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', expect.stringMatching(/^[0-9a-f]{40}$/), '--', ':(glob)verify.yaml', ':(glob).agentgate/verify.yaml'],
+      ['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', '--ignore-submodules=dirty', expect.stringMatching(/^[0-9a-f]{40}$/), '--', ':(glob)verify.yaml', ':(glob).agentgate/verify.yaml'],
     ]);
     expect(commands.map(subcommand).sort()).toEqual(
       // CLI: the plan (rev-parse, cat-file). Workspace: source (rev-parse, status), branch check (for-each-ref),
@@ -81,6 +83,27 @@ describe('git processes of a run', () => {
     // The documented artifact is still there: the iteration's patch against the base, empty.
     const runId = String(res.json?.['runId']);
     expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toBe('');
+  });
+
+  it('a repository with a submodule: git add leaves it out and update-index stages it, two processes more', async () => {
+    const { res, commands } = await execLogged(undefined, (repo) => {
+      mkdirSync(join(repo, 'vendor', 'lib'), { recursive: true });
+      git(repo, 'update-index', '--add', '--cacheinfo', `160000,${git(repo, 'rev-parse', 'HEAD')},vendor/lib`);
+      git(repo, 'commit', '-q', '-m', 'a submodule');
+    });
+    expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1 });
+    // The snapshot's staging: which submodules the index holds, everything else, then the submodules.
+    const staging = commands.filter((args) => ['add', 'update-index'].includes(subcommand(args)) || args.some((arg) => arg.includes('vendor/lib')));
+    expect(staging).toHaveLength(3);
+    expect(staging).toEqual(
+      expect.arrayContaining([
+        ['ls-files', '-z', '--stage', '--', ':(top,literal)vendor/lib'],
+        ['add', '--all', '--', ':(top)', ':(top,exclude,literal)vendor/lib'],
+        ['update-index', '--remove', '--', 'vendor/lib'],
+      ]),
+    );
+    // Two processes more than the no-op iteration of a repository without one.
+    expect(commands).toHaveLength(15);
   });
 
   it('fail-then-pass: one diff gives iteration 1 its stats and its changes, and tamper detection reuses them', async () => {
