@@ -96,7 +96,8 @@ let exitHook: Promise<void> | undefined;
  */
 function killProcessGroupsOnExit(): Promise<void> {
   exitHook ??= import('../util/process.js').then(({ killAllProcessGroups }) => {
-    process.on('exit', () => killAllProcessGroups('SIGKILL'));
+    // First among the exit listeners: the launcher's code-cache write (bin/agentgate.js) must not delay it.
+    process.prependListener('exit', () => killAllProcessGroups('SIGKILL'));
   });
   return exitHook;
 }
