@@ -7,10 +7,11 @@
  * runs. It reconciles runs of dead processes at start and every `AGENTGATE_RECONCILE_INTERVAL_MS`, like
  * every node.
  *
- * Drain on SIGTERM or SIGINT: it stops claiming at once, lets its runs finish until the drain timeout,
- * then cancels the rest — and by default hands their work orders back to the queue (`queued`, reason
- * `handed_back`) so another worker runs them from the start; with `--on-drain-timeout cancel` they end
- * `canceled`. Then it closes the store and exits 0. A second signal stops waiting (exit 130; the run
+ * It runs until it is told to stop, idle or busy, on either store: it holds the event loop open itself
+ * ({@link holdProcessOpen}). Drain on SIGTERM or SIGINT: it stops claiming at once, lets its runs finish
+ * until the drain timeout, then cancels the rest — and by default hands their work orders back to the
+ * queue (`queued`, reason `handed_back`) so another worker runs them from the start; with
+ * `--on-drain-timeout cancel` they end `canceled`. Then it closes the store and exits 0. A second signal stops waiting (exit 130; the run
  * leases then expire and another node reconciles the runs).
  *
  * JSON logs go to stdout (pino); the human lines (what it is, the drain) to stderr.
@@ -91,6 +92,19 @@ function settingsOf(flags: WorkerFlags, io: CliIo): WorkerSettings {
   };
 }
 
+/**
+ * Holds the event loop open until the returned function is called. Nothing else the worker waits on
+ * does: its poll, reconcile and lease timers are unref'd (util/clock.ts — a pending deadline never keeps
+ * a process alive on its own), a signal listener is not a handle, and the SQLite store holds no socket.
+ * Without this hold, Node finds nothing left to wait for right after "worker started" and exits 0 — on
+ * SQLite; on PostgreSQL only the pool's idle sockets happened to keep the process up.
+ */
+function holdProcessOpen(): () => void {
+  // The longest delay a Node timer accepts (~24.8 days); it is re-armed each time and does nothing.
+  const handle = setInterval(() => undefined, 2 ** 31 - 1);
+  return () => clearInterval(handle);
+}
+
 /** Runs the worker and resolves with the exit code once it has drained and stopped. */
 export async function workerCommand(flags: WorkerFlags, io: CliIo, hooks: WorkerHooks = {}): Promise<number> {
   let settings: WorkerSettings;
@@ -100,6 +114,18 @@ export async function workerCommand(flags: WorkerFlags, io: CliIo, hooks: Worker
     io.stderr.write(`agentgate worker: ${isAgentGateError(error) ? error.message : String(error)}\n`);
     return EXIT.invalid;
   }
+  // The process lives until the worker has stopped (or a second signal gave up on the drain), whichever
+  // store it uses and whatever keeps sockets open.
+  const release = holdProcessOpen();
+  try {
+    return await runWorker(settings, io, hooks);
+  } finally {
+    release();
+  }
+}
+
+/** {@link workerCommand} once its flags are valid. */
+async function runWorker(settings: WorkerSettings, io: CliIo, hooks: WorkerHooks): Promise<number> {
   const { config, drainMs, pollEveryMs, onDrainTimeout } = settings;
   // Listening before anything starts: a signal during start-up still drains instead of killing.
   const stop = hooks.stop ?? nextSignal(['SIGTERM', 'SIGINT']);

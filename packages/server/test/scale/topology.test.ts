@@ -9,22 +9,19 @@
  * on node A follows, gap-free, a run executed by a worker attached to node B, across a reconnect to B;
  * and a PostgreSQL restart mid-run loses no transition.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openPostgresRepositories } from '../../src/store/postgres/index.js';
 import type { Repositories } from '../../src/store/repositories.js';
 import type { StoredEvent, StoredRun } from '../../src/store/types.js';
-import { AGENTS, REPO_ROOT, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { startAgentGate, type AgentGateProcess } from '../helpers/agentgate-process.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { passingPath } from '../helpers/store-checks.js';
 
-const MAIN = join(REPO_ROOT, 'packages', 'server', 'src', 'cli', 'main.ts');
-const TSX_LOADER = pathToFileURL(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const CLOSING = new Set(['run_completed', 'run_failed', 'run_canceled']);
 /** Short lease and reconcile period so a dead worker is noticed in seconds, not a minute. */
 const LEASE_TTL_MS = 4_000;
@@ -32,24 +29,19 @@ const RECONCILE_MS = 1_000;
 const POLL = '100ms';
 const WORKER_CAPACITY = 2;
 
-interface Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
+interface Proc extends AgentGateProcess {
   readonly home: string;
-  /** The API node's base URL (`http://127.0.0.1:<port>`); empty for workers. */
-  readonly url: string;
-  stderr(): string;
-  readonly exited: Promise<number | null>;
 }
 
 const procs: Proc[] = [];
 
-/** Starts `agentgate <args>` and resolves once its stderr matches `ready`. */
-function start(name: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Proc> {
+/** Starts `agentgate <args>` with a home of its own and resolves once its stderr matches `ready`. */
+async function start(name: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Proc> {
   const home = mkdtempSync(join(tmpdir(), `agentgate-${name}-`));
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...args], {
-    env: {
-      ...process.env,
+  const proc = await startAgentGate(
+    name,
+    args,
+    {
       AGENTGATE_HOME: home,
       AGENTGATE_LEASE_TTL_MS: String(LEASE_TTL_MS),
       AGENTGATE_RECONCILE_INTERVAL_MS: String(RECONCILE_MS),
@@ -57,27 +49,11 @@ function start(name: string, args: string[], env: Record<string, string>, ready:
       WORKER_NAME: name,
       ...env,
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 120 s:\n${stderr}`)), 120_000);
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-      const match = ready.exec(stderr);
-      if (match !== null) {
-        clearTimeout(timer);
-        const proc: Proc = { name, child, home, url: match[1] ?? '', stderr: () => stderr, exited };
-        procs.push(proc);
-        resolve(proc);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited with ${String(code)} before it was ready:\n${stderr}`));
-    });
-  });
+    ready,
+  );
+  const started: Proc = { ...proc, home };
+  procs.push(started);
+  return started;
 }
 
 const apiNode = (name: string, databaseUrl: string): Promise<Proc> =>
