@@ -42,3 +42,13 @@ export function startAgentGate(name: string, args: readonly string[], env: Recor
     });
   });
 }
+
+/** One call of the HTTP API of the node at `node.url`: its status and the envelope's `data`. */
+export async function api(node: { readonly url: string }, method: string, path: string, body?: unknown): Promise<{ status: number; data: Record<string, unknown> }> {
+  const response = await fetch(`${node.url}${path}`, {
+    method,
+    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+  const envelope = (await response.json()) as { data?: Record<string, unknown> };
+  return { status: response.status, data: envelope.data ?? {} };
+}

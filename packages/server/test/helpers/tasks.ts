@@ -17,9 +17,9 @@ export interface CommandTaskOptions {
   name?: string;
 }
 
-/** A resolved TaskSpec running `agentCommand` (a shell command) against the repository at `repoPath`. */
-export function commandTask(repoPath: string, agentCommand: string, options: CommandTaskOptions = {}): ResolvedTaskSpec {
-  return resolveTaskSpec({
+/** The TaskSpec document running `agentCommand` (a shell command) against the repository at `repoPath`. */
+export function commandTaskDocument(repoPath: string, agentCommand: string, options: CommandTaskOptions = {}): TaskSpecInput {
+  return {
     apiVersion: 'agentgate.io/v1',
     kind: 'TaskSpec',
     metadata: { name: options.name ?? 'test-task' },
@@ -33,7 +33,12 @@ export function commandTask(repoPath: string, agentCommand: string, options: Com
       },
       ...options.extra,
     },
-  } as TaskSpecInput);
+  } as TaskSpecInput;
+}
+
+/** {@link commandTaskDocument}, resolved. */
+export function commandTask(repoPath: string, agentCommand: string, options: CommandTaskOptions = {}): ResolvedTaskSpec {
+  return resolveTaskSpec(commandTaskDocument(repoPath, agentCommand, options));
 }
 
 export interface EngineSetup {

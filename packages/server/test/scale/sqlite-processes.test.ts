@@ -13,7 +13,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startAgentGate, type AgentGateProcess } from '../helpers/agentgate-process.js';
+import { api, startAgentGate, type AgentGateProcess } from '../helpers/agentgate-process.js';
+import { commandTaskDocument } from '../helpers/tasks.js';
 import { AGENTS, makeRepo, writeAgent } from '../helpers/git-repo.js';
 
 const POLL = '100ms';
@@ -53,15 +54,6 @@ function stayUp(procs: readonly Proc[], ms: number): Promise<void> {
   });
 }
 
-async function api(node: Proc, method: string, path: string, body?: unknown): Promise<{ status: number; data: Record<string, unknown> }> {
-  const response = await fetch(`${node.url}${path}`, {
-    method,
-    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-  });
-  const envelope = (await response.json()) as { data?: Record<string, unknown> };
-  return { status: response.status, data: envelope.data ?? {} };
-}
-
 /** Polls until `done` holds, failing at once if the worker exits meanwhile (the condition is what is tested). */
 async function until<T>(what: string, worker: Proc, read: () => Promise<T>, done: (value: T) => boolean): Promise<T> {
   let exited: number | string | null | undefined;
@@ -74,19 +66,6 @@ async function until<T>(what: string, worker: Proc, read: () => Promise<T>, done
     if (exited !== undefined) throw new Error(`worker exited with ${String(exited)} while waiting for ${what}:\n${worker.stderr()}\nlast: ${JSON.stringify(value).slice(0, 2000)}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-}
-
-function taskSpec(repo: string, agent: string, name: string): Record<string, unknown> {
-  return {
-    apiVersion: 'agentgate.io/v1',
-    kind: 'TaskSpec',
-    metadata: { name },
-    spec: {
-      goal: { prompt: 'Implement add and multiply' },
-      convergence: { limits: { maxIterations: 1 } },
-      execution: { workspace: { source: 'local', path: repo }, agent: { driver: 'command', command: `sh ${agent}` } },
-    },
-  };
 }
 
 async function submit(node: Proc, spec: Record<string, unknown>): Promise<string> {
@@ -121,7 +100,7 @@ describe('SQLite: agentgate serve --no-worker and agentgate worker on one $AGENT
     await stayUp([node, worker], IDLE_MS);
 
     // The API node never executes; the worker (still up) claims and runs the work order.
-    const done = await submit(node, taskSpec(repo.repo, tagged, 'sqlite-worker'));
+    const done = await submit(node, commandTaskDocument(repo.repo, `sh ${tagged}`, { limits: { maxIterations: 1 }, name: 'sqlite-worker' }));
     const finished = await until('the work order to finish', worker, () => detailOf(node, done), (d) => ['succeeded', 'failed', 'canceled'].includes(d.status));
     expect(finished.status, JSON.stringify(finished).slice(0, 2000)).toBe('succeeded');
     expect(finished.runs).toHaveLength(1);
@@ -130,7 +109,7 @@ describe('SQLite: agentgate serve --no-worker and agentgate worker on one $AGENT
     expect(output).not.toContain('worker=api');
 
     // SIGTERM while a run is in flight: the worker drains (1 s), hands the work order back and exits 0.
-    const held = await submit(node, taskSpec(repo.repo, slow, 'sqlite-drain'));
+    const held = await submit(node, commandTaskDocument(repo.repo, `sh ${slow}`, { limits: { maxIterations: 1 }, name: 'sqlite-drain' }));
     await until('the slow agent to start', worker, async () => eventsText(node, (await detailOf(node, held)).runs[0]?.id), (text) => text.includes('agent-started'));
     worker.child.kill('SIGTERM');
     expect(await worker.exited).toBe(0);

@@ -18,7 +18,8 @@ import { openPostgresRepositories } from '../../src/store/postgres/index.js';
 import type { Repositories } from '../../src/store/repositories.js';
 import type { StoredEvent, StoredRun } from '../../src/store/types.js';
 import { AGENTS, git, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
-import { startAgentGate, type AgentGateProcess } from '../helpers/agentgate-process.js';
+import { api, startAgentGate, type AgentGateProcess } from '../helpers/agentgate-process.js';
+import { commandTaskDocument } from '../helpers/tasks.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { passingPath } from '../helpers/store-checks.js';
 
@@ -72,30 +73,8 @@ async function stopAll(): Promise<void> {
   }
 }
 
-async function api(node: Proc, method: string, path: string, body?: unknown): Promise<{ status: number; data: Record<string, unknown> }> {
-  const response = await fetch(`${node.url}${path}`, {
-    method,
-    ...(body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-  });
-  const envelope = (await response.json()) as { data?: Record<string, unknown> };
-  return { status: response.status, data: envelope.data ?? {} };
-}
-
-function taskSpec(repo: TempRepo, command: string, name: string): Record<string, unknown> {
-  return {
-    apiVersion: 'agentgate.io/v1',
-    kind: 'TaskSpec',
-    metadata: { name },
-    spec: {
-      goal: { prompt: 'Implement add and multiply' },
-      convergence: { limits: { maxIterations: 1 } },
-      execution: { workspace: { source: 'local', path: repo.repo }, agent: { driver: 'command', command } },
-    },
-  };
-}
-
 async function submit(node: Proc, repo: TempRepo, command: string, name: string): Promise<string> {
-  const reply = await api(node, 'POST', '/api/v1/tasks', taskSpec(repo, command, name));
+  const reply = await api(node, 'POST', '/api/v1/tasks', commandTaskDocument(repo.repo, command, { limits: { maxIterations: 1 }, name }));
   expect(reply.status, JSON.stringify(reply.data)).toBe(201);
   return String(reply.data['id']);
 }
