@@ -20,8 +20,9 @@
  * attributes of the work tree cannot select a filter or change bytes. A directory that is not a run
  * workspace (tests, tools) gets a scratch git directory of the same kind. Submodules (gitlinks): every diff
  * reports one whose commit moved, whatever a `.gitmodules` the agent wrote says (`ignore = all` would hide
- * it otherwise), and a protected submodule directory that holds anything counts as modified
- * (`populatedSubmodules`); git never runs inside a submodule.
+ * it otherwise), and a protected submodule directory that holds anything counts as modified; git never
+ * runs inside a submodule. Below a submodule path or a nested repository, where git lists nothing, the
+ * files are listed without git and matched against the protected patterns (`hidden-files.ts`).
  *
  * Cost. Given the iteration's snapshot commit ({@link SnapshotRef}; the verify phase passes it), the
  * tamper check compares the base commit's tree with the snapshot's tree — no file of the work tree is
@@ -40,9 +41,10 @@ import picomatch from 'picomatch';
 import { AgentGateError } from '../errors.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
-import { createScratchGitDir, DIFF_OPTIONS, findRunGit, populatedDirectories, readBaseGitlinks, type IsolatedGit } from '../workspace/isolated-git.js';
-import { gitQuery, parseLsTree, splitNul } from './git.js';
+import { createScratchGitDir, DIFF_OPTIONS, findRunGit, type IsolatedGit } from '../workspace/isolated-git.js';
+import { gitQuery, splitNul } from './git.js';
 import type { GitQueryOptions } from './git.js';
+import { hiddenFiles, nestedRepositoryPathspecs, protectedMatcher } from './hidden-files.js';
 import type { Diagnostic, GateResult } from './types.js';
 
 /** How many offending files a gate message lists before "and N more" (all of them go to diagnostics). */
@@ -100,6 +102,11 @@ export type ChangeKind = 'modified' | 'added' | 'deleted';
 export interface ChangedFile {
   path: string;
   change: ChangeKind;
+  /**
+   * The protected pattern this entry is reported for when its path cannot match one: a submodule directory
+   * or nested repository too large or deep to list, below which the pattern could match (`hidden-files.ts`).
+   */
+  protectedBy?: string;
 }
 
 /** Resolves a repository-relative path inside the worktree, refusing anything that would leave it. */
@@ -172,7 +179,9 @@ export async function listWorktreeFiles(git: GitQueryOptions, baseSha?: string):
  * is: the files that differ between the base and the snapshot (tree to tree, no file read), plus, below
  * the protected patterns only, files edited or deleted since the snapshot and files the snapshot does not
  * hold (ignored by the work tree's rules but not by the base's, nested repositories). Files outside the
- * protected patterns that the snapshot left out are not listed: nothing checks them.
+ * protected patterns that the snapshot left out are not listed: nothing checks them. Either way, files a
+ * protected pattern matches below a submodule path or a nested repository, where git lists nothing, are
+ * found without git (`hidden-files.ts`).
  */
 export async function listChangedFiles(
   baseSha: string,
@@ -185,35 +194,48 @@ export async function listChangedFiles(
   // fixture path as an escape); git would refuse the whole query for it.
   const patterns = protectedPatterns.filter((pattern) => !path.posix.isAbsolute(pattern) && !pattern.split('/').includes('..'));
   const pathspecs = patterns.map((pattern) => `:(glob)${pattern}`);
+  // Where git lists the nested repositories a pattern could reach into (as `dir/`); their files are listed below.
+  const untrackedSpecs = pathspecs.length === 0 ? [] : [...pathspecs, ...nestedRepositoryPathspecs(patterns)];
   return withIsolatedGit(git, snapshotCommit ?? baseSha, async (own) => {
-    const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, pathspecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, own, changesFromBase);
-    const [untracked, submodules] = await Promise.all([countedUntracked(baseSha, found.candidates, own), populatedSubmodules(baseSha, patterns, own)]);
-    const out: ChangedFile[] = [];
-    const seen = new Set<string>();
-    for (const file of [...found.changed, ...untracked, ...submodules]) {
-      if (seen.has(file.path)) continue;
-      seen.add(file.path);
-      out.push(file);
+    const found = snapshotCommit === undefined ? await changesInWorkTree(baseSha, untrackedSpecs, own) : await changesInSnapshot(baseSha, snapshotCommit, pathspecs, untrackedSpecs, own, changesFromBase);
+    const nested = [...found.changed.filter((file) => file.change === 'added').map((file) => file.path), ...found.candidates].filter((entry) => entry.endsWith('/'));
+    const hidden = await hiddenFiles(baseSha, patterns, nested, own);
+    const nestedUnlisted = hidden.unlisted.filter((dir) => dir.change === 'added');
+    // Untracked files count unless the base commit's ignore rules ignore them: those git listed, those found
+    // below submodule directories and nested repositories, and a nested repository too large to list.
+    const ignored = await ignoredByBaseRules(baseSha, [...found.candidates, ...hidden.files, ...nestedUnlisted.map((dir) => dir.path)], own);
+    const counted = (file: string): boolean => !ignored.has(file);
+    const out = new Map<string, ChangedFile>();
+    for (const file of [
+      ...found.changed,
+      ...[...found.candidates, ...hidden.files].filter(counted).map((file): ChangedFile => ({ path: file, change: 'added' })),
+      ...hidden.submodules,
+      ...hidden.unlisted.filter((dir) => dir.change !== 'added' || counted(dir.path)),
+    ]) {
+      const known = out.get(file.path);
+      if (known === undefined) out.set(file.path, file);
+      // An entry first listed for itself keeps its kind of change and gains the pattern it stands for.
+      else if (known.protectedBy === undefined && file.protectedBy !== undefined) out.set(file.path, { ...known, protectedBy: file.protectedBy });
     }
-    return out;
+    return [...out.values()];
   });
 }
 
-/** Changed files found by git, and untracked files that count unless the base commit's rules ignore them. */
+/** Changed files found by git, and untracked files (nested repositories as `dir/`) that count unless the base commit's rules ignore them. */
 interface Findings {
   changed: ChangedFile[];
   candidates: string[];
 }
 
 /** The work tree against the base commit, through the index's stat data (read-only queries, run together). */
-async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
+async function changesInWorkTree(baseSha: string, untrackedSpecs: readonly string[], own: GitQueryOptions): Promise<Findings> {
   // Three read-only queries against the same index (GIT_OPTIONAL_LOCKS=0: none rewrites it): run them together.
   const [diffOut, untrackedOut, ignoredOut] = await Promise.all([
     gitQuery(['diff', '--name-status', '-z', '--no-renames', ...DIFF_OPTIONS, baseSha, '--'], own),
     gitQuery(['ls-files', '-z', '--others', '--exclude-standard'], own),
     // Under protected paths, a file counts unless the base commit's own ignore rules ignore it: rules the
     // agent added (a new .gitignore) cannot hide a new conftest.py or test file.
-    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...pathspecs], own),
+    untrackedSpecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--ignored', '--exclude-standard', '--', ...untrackedSpecs], own),
   ]);
   const untracked = splitNul(untrackedOut).map((file): ChangedFile => ({ path: file, change: 'added' }));
   return { changed: [...parseNameStatus(diffOut), ...untracked], candidates: splitNul(ignoredOut) };
@@ -227,31 +249,15 @@ async function changesInWorkTree(baseSha: string, pathspecs: readonly string[], 
  * and (2) files it never held: ignored ones, whatever rules the agent wrote, and nested repositories. With
  * no ignore rules at all, `ls-files --others` lists both, and the base commit's rules decide.
  */
-async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], own: GitQueryOptions, changesFromBase?: readonly ChangedFile[]): Promise<Findings> {
+async function changesInSnapshot(baseSha: string, snapshotCommit: string, pathspecs: readonly string[], untrackedSpecs: readonly string[], own: GitQueryOptions, changesFromBase?: readonly ChangedFile[]): Promise<Findings> {
   const [treeChanges, sinceOut, untrackedOut] = await Promise.all([
     changesFromBase ?? gitQuery(['diff-tree', '-r', '-z', '--name-status', '--no-renames', ...DIFF_OPTIONS, baseSha, snapshotCommit, '--'], own).then(parseNameStatus),
     pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['diff', '--name-status', '-z', '--no-renames', ...DIFF_OPTIONS, snapshotCommit, '--', ...pathspecs], own),
-    pathspecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--', ...pathspecs], own),
+    untrackedSpecs.length === 0 ? Promise.resolve('') : gitQuery(['ls-files', '-z', '--others', '--', ...untrackedSpecs], own),
   ]);
   // A path the snapshot did not change has the same kind of change against the snapshot as against the
   // base; a path it did change is already listed (first entry wins), so the kinds stay relative to the base.
   return { changed: [...treeChanges, ...parseNameStatus(sinceOut)], candidates: splitNul(untrackedOut) };
-}
-
-/**
- * Submodule (gitlink) paths of the base commit below the protected patterns whose directory holds anything,
- * as modified. A submodule is checked out as an empty directory, and git is never asked what is inside one
- * (that would run git in a repository the agent made, with its config: `DIFF_OPTIONS`), so a nested
- * repository there with edited files, or plain files, is found here; the gates would run them.
- */
-async function populatedSubmodules(baseSha: string, patterns: readonly string[], own: GitQueryOptions): Promise<ChangedFile[]> {
-  if (patterns.length === 0 || own.isolated === undefined) return [];
-  const { gitDir, workTree } = own.isolated;
-  // A run's git directory recorded them at creation; a scratch one (no run) asks the base commit.
-  const gitlinks = (await readBaseGitlinks(gitDir)) ?? parseLsTree(await gitQuery(['ls-tree', '-r', '-z', '--full-tree', baseSha], own)).filter((entry) => entry.type === 'commit').map((entry) => entry.path);
-  const matchers = patterns.map((pattern) => picomatch(pattern, { dot: true }));
-  const protectedOnes = gitlinks.filter((gitlink) => matchers.some((match) => match(gitlink)));
-  return (await populatedDirectories(workTree, protectedOnes)).map((dir): ChangedFile => ({ path: dir, change: 'modified' }));
 }
 
 /** Parses `--name-status -z --no-renames` output (`<status>\0<path>\0` per file). */
@@ -263,12 +269,6 @@ function parseNameStatus(output: string): ChangedFile[] {
     out.push({ path: fields[i + 1] ?? '', change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
   }
   return out;
-}
-
-/** The `candidates` that the base commit's ignore rules do not ignore, as added files. */
-async function countedUntracked(baseSha: string, candidates: readonly string[], own: GitQueryOptions): Promise<ChangedFile[]> {
-  const ignoredByBase = await ignoredByBaseRules(baseSha, candidates, own);
-  return candidates.filter((file) => !ignoredByBase.has(file)).map((file) => ({ path: file, change: 'added' }));
 }
 
 /**
@@ -344,7 +344,7 @@ async function forbiddenPatterns(input: ContractsInput, files: () => Promise<str
 
 async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Promise<GateResult> {
   const started = input.clock.now();
-  const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: picomatch(pattern, { dot: true }) }));
+  const matchers = input.contracts.protectedPaths.map((pattern) => ({ pattern, match: protectedMatcher(pattern) }));
   const violations: Array<{ file: ChangedFile; why: string }> = [];
   const patterns = [...input.contracts.protectedPaths, ...input.alwaysProtected.map((p) => p.path)];
   for (const file of await listChangedFiles(input.baseSha, git, patterns, input.snapshot?.commit, input.snapshot?.changesFromBase)) {
@@ -352,6 +352,11 @@ async function protectedPaths(input: ContractsInput, git: GitQueryOptions): Prom
     const hit = fixed === undefined ? matchers.find((m) => m.match(file.path)) : undefined;
     if (fixed !== undefined) violations.push({ file, why: fixed.reason });
     else if (hit !== undefined) violations.push({ file, why: `protectedPaths: ${hit.pattern}` });
+    else if (file.protectedBy !== undefined) {
+      // A directory git lists nothing below, too large, deep or unreadable to list here: the pattern may match files in it.
+      const by = input.alwaysProtected.find((p) => p.path === file.protectedBy)?.reason ?? `protectedPaths: ${file.protectedBy}`;
+      violations.push({ file, why: `${by}, which may match files in this directory: it could not be listed whole` });
+    }
   }
   if (violations.length === 0) return result(CONTRACT_GATES.protectedPaths, started, input.clock, undefined);
   const [first] = violations;

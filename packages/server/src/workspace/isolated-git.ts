@@ -72,7 +72,7 @@ export const ISOLATED_GIT_CONFIG: readonly string[] = [
  * a submodule whose commit did not move is "dirty" by running `git status` inside it — inside a repository
  * the agent made, with its config, whose clean filter then runs as AgentGate, outside the sandbox. With
  * `dirty` git only reads which commit the submodule's HEAD names. What lies in a submodule's directory is
- * checked without git (`populatedDirectories`).
+ * checked without git (`tree-walk.ts`).
  */
 export const DIFF_OPTIONS: readonly string[] = ['--no-ext-diff', '--no-textconv', '--ignore-submodules=dirty'];
 
@@ -233,25 +233,6 @@ export async function readBaseGitlinks(gitDir: string): Promise<string[] | undef
     throw error;
   });
   return text?.split('\0').filter((entry) => entry.length > 0);
-}
-
-/**
- * Which of `dirs` (relative to `root`) are directories with at least one entry. A submodule is checked out
- * as an empty directory, so a populated one holds what someone put there afterwards.
- */
-export async function populatedDirectories(root: string, dirs: readonly string[]): Promise<string[]> {
-  const found = await Promise.all(
-    dirs.map((dir) =>
-      readdir(path.join(root, dir)).then(
-        (entries) => (entries.length > 0 ? dir : undefined),
-        (error: NodeJS.ErrnoException) => {
-          if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
-          throw error;
-        },
-      ),
-    ),
-  );
-  return found.filter((dir): dir is string => dir !== undefined);
 }
 
 /**

@@ -26,7 +26,8 @@
  * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
  * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again. A base commit with
- * submodules costs two more processes per snapshot: listing which of them the index holds, and staging them.
+ * submodules costs two more processes per snapshot: listing which of them the index holds, and staging them
+ * (a third, only when a directory holding one was replaced by a symlink, drops those from the index).
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
@@ -35,8 +36,9 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
-import { DIFF_OPTIONS, populatedDirectories, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
+import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
+import { behindSymlinks, populatedDirectories } from './tree-walk.js';
 import type { SnapshotResult, TreeChange, Workspace } from './types.js';
 
 export interface SnapshotRequest {
@@ -112,15 +114,22 @@ export class Snapshotter {
       .split('\0')
       .filter((entry) => entry.endsWith('/'))
       .map((entry) => entry.slice(0, -1));
-    const uncaptured = [...new Set([...nested, ...(await populatedDirectories(workspace.path, gitlinks))])].sort();
+    const [populated, unlinked] = await Promise.all([populatedDirectories(workspace.path, gitlinks), behindSymlinks(workspace.path, staged)]);
+    const uncaptured = [...new Set([...nested, ...populated])].sort();
     // Submodules are staged by `update-index`, never by `git add`: since git 2.54 `add` skips a submodule
     // whose `.gitmodules` entry (the agent's file) says `ignore = all`, and `add` (2.39 and 2.55 alike) runs
     // `git status` inside a submodule whose commit did not move — in a repository the agent made, with its
     // config and clean filters. `update-index` only reads which commit the submodule's HEAD names (or
     // records the path's deletion, or the file or symlink that replaced it), whatever `.gitmodules` says.
-    const exclusions = [...nested, ...staged].map((dir) => `:(top,exclude,literal)${dir}`);
+    // A submodule path with a symlink among its parents (`test` replaced by a link, the submodule at
+    // `test/suite`) is no submodule any more, and git refuses it in a pathspec and in `update-index
+    // --remove` ("beyond a symbolic link"): it is dropped from the index first (`--force-remove`, which
+    // looks at no file), so `add` records the symlink and what lies behind it under its own path.
+    if (unlinked.length > 0) await runGit(git(['update-index', '--force-remove', '--', ...unlinked], 'drop the submodules behind a symlink'));
+    const submodules = staged.filter((dir) => !unlinked.includes(dir));
+    const exclusions = [...nested, ...submodules].map((dir) => `:(top,exclude,literal)${dir}`);
     await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
-    if (staged.length > 0) await runGit(git(['update-index', '--remove', '--', ...staged], 'stage the submodules'));
+    if (submodules.length > 0) await runGit(git(['update-index', '--remove', '--', ...submodules], 'stage the submodules'));
     const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git);
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];

@@ -6,7 +6,7 @@
  * repository the agent made at a submodule path, with that repository's clean filter. Real git, real runs.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkContracts, type SnapshotRef } from '../../src/gates/contracts.js';
@@ -20,28 +20,11 @@ import { systemClock } from '../../src/util/clock.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
 import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import type { Workspace } from '../../src/workspace/types.js';
-import { AGENTS, agentOutput, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
+import { AGENTS, EXAMPLE_REPO, agentOutput, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun } from '../helpers/store-checks.js';
 import { commandTask } from '../helpers/tasks.js';
 import { TempDirs, git, liveSignal } from '../workspace/helpers.js';
-
-const SUITE = 'test/suite';
-
-/** A `.gitmodules` naming the submodule at {@link SUITE}, with `ignore = <ignore>` when given. */
-function gitmodules(ignore?: string): string {
-  return `[submodule "suite"]\n\tpath = ${SUITE}\n\turl = ./suite\n${ignore === undefined ? '' : `\tignore = ${ignore}\n`}`;
-}
-
-/** Adds a submodule at {@link SUITE} (a gitlink to the repository's own HEAD) and its `.gitmodules`; commits. */
-async function addSubmodule(repo: string): Promise<string> {
-  const commit = git(repo, 'rev-parse', 'HEAD');
-  await writeFile(path.join(repo, '.gitmodules'), gitmodules());
-  await mkdir(path.join(repo, SUITE), { recursive: true });
-  git(repo, 'add', '.gitmodules');
-  git(repo, 'update-index', '--add', '--cacheinfo', `160000,${commit},${SUITE}`);
-  git(repo, 'commit', '--quiet', '-m', 'add a submodule below the protected test/');
-  return commit;
-}
+import { SUITE, addSubmodule, gitmodules, makeBaseRepo } from './submodule-repo.js';
 
 /** A repository of the agent's at `dir` (two levels below the work tree), its HEAD naming `head` (a new commit of its own when omitted). */
 async function nestedRepository(dir: string, head?: string): Promise<string> {
@@ -97,12 +80,7 @@ describe('an agent-written .gitmodules against the snapshot and the tamper check
     const root = await realpath(await temp.make('agentgate-submodule-'));
     repo = path.join(root, 'repo');
     home = path.join(root, 'home');
-    await mkdir(path.join(repo, 'test'), { recursive: true });
-    git(repo, 'init', '--quiet', '--initial-branch=main');
-    await writeFile(path.join(repo, 'test', 'math.test.js'), 'assert(add(1, 2) === 3);\n');
-    await writeFile(path.join(repo, 'app.js'), 'export {};\n');
-    git(repo, 'add', '--all');
-    git(repo, 'commit', '--quiet', '-m', 'base');
+    await makeBaseRepo(repo);
     baseGitlink = await addSubmodule(repo);
     manager = new WorkspaceManager({ home });
     ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
@@ -200,11 +178,11 @@ describe('a run whose agent hides a change below a protected submodule path', ()
   const writeGitmodules = (ignore: string): string => `printf '${gitmodules(ignore).replaceAll('\n', '\\n').replaceAll('\t', '\\t')}' > .gitmodules`;
 
   /**
-   * A run of the calculator example (protected: test/**) with a submodule at test/suite, whose agent
-   * implements the task and then runs `attack(root)` (root: the test's temp directory).
+   * A run of the calculator example (protected: test/**, or `protectedPaths` given) with a submodule at
+   * test/suite, whose agent implements the task and then runs `attack(root)` (root: the test's temp directory).
    */
-  async function runAgent(attack: (root: string) => string[]): Promise<{ r: TempRepo; outcome: RunOutcome; gate: GateResult | undefined; said: string }> {
-    const r = makeRepo();
+  async function runAgent(attack: (root: string) => string[], protectedPaths?: string): Promise<{ r: TempRepo; outcome: RunOutcome; gate: GateResult | undefined; said: string }> {
+    const r = makeRepo(protectedPaths === undefined ? {} : { 'verify.yaml': (await readFile(path.join(EXAMPLE_REPO, 'verify.yaml'), 'utf8')).replace('["test/**"]', `["${protectedPaths}"]`) });
     repos.push(r);
     await addSubmodule(r.repo);
     const agent = writeAgent(r.root, 'attacker', [AGENTS.correct, ...attack(r.root)].join('\n'));
@@ -259,5 +237,21 @@ describe('a run whose agent hides a change below a protected submodule path', ()
     expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification' });
     expect(gate).toMatchObject({ passed: false, message: `tamper: the agent modified protected file ${SUITE} (protectedPaths: test/**)` });
     expect(git(r.repo, 'ls-tree', outcome.branch ?? '', SUITE)).toBe(`160000 commit ${git(r.repo, 'rev-parse', `HEAD:${SUITE}`)}\t${SUITE}`);
+  });
+
+  it('a test planted in the submodule directory under a file glob (test/**/*.test.js): the run fails on tampering', async () => {
+    const { outcome, gate } = await runAgent(() => [`printf 'import { test } from "node:test";\\ntest("planted", () => {});\\n' > ${SUITE}/planted.test.js`], 'test/**/*.test.js');
+
+    expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification' });
+    expect(gate).toMatchObject({ passed: false, message: `tamper: the agent added protected file ${SUITE}/planted.test.js (protectedPaths: test/**/*.test.js)` });
+  });
+
+  it('the directory holding the submodule replaced by a symlink: the snapshot records it and the run fails on tampering, not on an error', async () => {
+    const { r, outcome, gate } = await runAgent(() => ['mv test spec', 'ln -s spec test']);
+
+    expect(outcome).toMatchObject({ state: 'failed', result: 'failed_verification' });
+    expect(gate).toMatchObject({ passed: false, diagnostics: expect.arrayContaining([expect.objectContaining({ file: 'test/math.test.js', message: expect.stringMatching(/^protected file deleted/) })]) });
+    expect(git(r.repo, 'ls-tree', outcome.branch ?? '', 'test')).toMatch(/^120000 blob [0-9a-f]{40}\ttest$/);
+    expect(git(r.repo, 'ls-tree', '-r', outcome.branch ?? '', 'test/suite')).toBe('');
   });
 });

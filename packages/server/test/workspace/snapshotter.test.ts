@@ -291,6 +291,64 @@ describe('Snapshotter', () => {
   });
 });
 
+describe('Snapshotter with submodules whose parent directory the agent replaced', () => {
+  let repo: string;
+  let artifacts: string;
+  let ws: Workspace;
+  let gitlink: string;
+  const snap = (iteration: number): Promise<SnapshotOutcome> => new Snapshotter().snapshot({ workspace: ws, iteration, artifactsDir: artifacts, signal: liveSignal() });
+  /** `<mode> <type> <path>` of every entry of a commit's tree. */
+  const entries = (sha: string): string[] => git(repo, 'ls-tree', '-r', sha).split('\n').map((line) => line.replace(/ [0-9a-f]{40}\t/, ' '));
+
+  beforeEach(async () => {
+    const root = await realpath(await temp.make());
+    const home = path.join(root, 'home');
+    repo = await initRepo(path.join(root, 'repo'));
+    gitlink = git(repo, 'rev-parse', 'HEAD');
+    // Two submodules, one below the other's parent: lib/a/mod and lib/b.
+    await mkdir(path.join(repo, 'lib', 'a', 'mod'), { recursive: true });
+    await writeFile(path.join(repo, 'lib', 'a', 'keep.txt'), 'kept\n');
+    git(repo, 'add', 'lib/a/keep.txt');
+    git(repo, 'update-index', '--add', '--cacheinfo', `160000,${gitlink},lib/a/mod`, '--cacheinfo', `160000,${gitlink},lib/b`);
+    git(repo, 'commit', '--quiet', '-m', 'submodules');
+    artifacts = path.join(home, 'runs', 'run-1');
+    ws = await new WorkspaceManager({ home }).acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+  });
+
+  afterEach(() => temp.cleanup());
+
+  it('records a symlink that replaced the directory holding a submodule, and the submodule gone, as git add --all did', async () => {
+    await rm(path.join(ws.path, 'lib', 'a'), { recursive: true });
+    await mkdir(path.join(ws.path, 'elsewhere', 'mod'), { recursive: true });
+    await writeFile(path.join(ws.path, 'elsewhere', 'mod', 'file.txt'), 'behind the link\n');
+    await symlink('../elsewhere', path.join(ws.path, 'lib', 'a'));
+    const snapshot = expectOk(await snap(1));
+    expect(entries(snapshot.sha)).toEqual(['100644 blob README.md', '100644 blob elsewhere/mod/file.txt', '120000 blob lib/a', '160000 commit lib/b', '100644 blob src/app.txt']);
+    expect(snapshot.uncaptured).toEqual([]);
+    expect(diffTree(repo, ws.baseSha, snapshot.sha)).toEqual([
+      { path: 'elsewhere/mod/file.txt', change: 'added' },
+      { path: 'lib/a', change: 'added' },
+      { path: 'lib/a/keep.txt', change: 'deleted' },
+      { path: 'lib/a/mod', change: 'deleted' },
+    ]);
+    // The next snapshot finds no submodule there in the index: nothing to drop, nothing changed.
+    expect(expectOk(await snap(2)).noChange).toBe(true);
+  });
+
+  it('records a file that replaced that directory, and the link turned back into the directory', async () => {
+    await rm(path.join(ws.path, 'lib'), { recursive: true });
+    await writeFile(path.join(ws.path, 'lib'), 'a file now\n');
+    expect(entries(expectOk(await snap(1)).sha)).toEqual(['100644 blob README.md', '100644 blob lib', '100644 blob src/app.txt']);
+
+    await rm(path.join(ws.path, 'lib'));
+    await mkdir(path.join(ws.path, 'real', 'mod'), { recursive: true });
+    await writeFile(path.join(ws.path, 'real', 'keep.txt'), 'kept\n');
+    await mkdir(path.join(ws.path, 'lib'));
+    await symlink('../real', path.join(ws.path, 'lib', 'a'));
+    expect(entries(expectOk(await snap(2)).sha)).toEqual(['100644 blob README.md', '120000 blob lib/a', '100644 blob real/keep.txt', '100644 blob src/app.txt']);
+  });
+});
+
 describe('parseNumstat', () => {
   it('sums text changes and counts binary files without line counts', () => {
     expect(parseNumstat('3\t1\ta.txt\x000\t2\tb.txt\x00-\t-\timage.png\x00')).toEqual({ filesChanged: 3, insertions: 3, deletions: 3, paths: ['a.txt', 'b.txt', 'image.png'] });
