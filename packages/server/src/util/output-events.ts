@@ -225,19 +225,37 @@ export class OutputEventLimiter<S extends string> {
     this.pendingBytes += bytes;
     this.totals.omittedLines += 1;
     this.totals.omittedBytes += bytes;
-    if (now - this.pendingSince >= this.limits.markerIntervalMs) this.marker();
+    // The periodic marker of a flood leaves the held-back lines out: the flood may end right here, and
+    // they are then the output's last lines, emitted at close.
+    if (now - this.pendingSince >= this.limits.markerIntervalMs) this.marker({ keepHeld: true });
   }
 
-  private marker(): void {
+  /**
+   * Emits the omission marker for the lines counted since the last one. With `keepHeld`, the held-back
+   * lines are not part of it: they stay held and counted as pending (for the next marker, or for close).
+   * Otherwise they are: output emitted after them means they are not the end.
+   */
+  private marker(options: { keepHeld?: boolean } = {}): void {
     const stream = this.pendingStream;
     if (stream === undefined) return;
+    const kept = options.keepHeld === true ? this.held : [];
+    const keptBytes = kept.reduce((sum, line) => sum + line.bytes, 0);
+    const lines = this.pendingLines - kept.length;
+    const bytes = this.pendingBytes - keptBytes;
+    if (kept.length > 0) {
+      this.pendingLines = kept.length;
+      this.pendingBytes = keptBytes;
+      this.pendingStream = kept[0]?.stream;
+      this.pendingSince = this.clock.now();
+    } else {
+      this.held = [];
+      this.pendingLines = 0;
+      this.pendingBytes = 0;
+      this.pendingStream = undefined;
+    }
+    if (lines <= 0) return;
     this.totals.markers += 1;
-    const text = omittedOutputText(this.pendingLines, this.pendingBytes);
-    this.held = [];
-    this.pendingLines = 0;
-    this.pendingBytes = 0;
-    this.pendingStream = undefined;
-    this.sink(stream, text);
+    this.sink(stream, omittedOutputText(lines, bytes));
   }
 
   private refill(): void {

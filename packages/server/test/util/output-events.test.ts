@@ -104,6 +104,44 @@ describe('OutputEventLimiter', () => {
     expect(limiter.stats).toMatchObject({ omittedLines: 8, omittedBytes: 56 });
   });
 
+  it('keeps the last lines when a flood marker falls due on the very last one', async () => {
+    const { clock, events, limiter } = setup({ ...LIMITS, maxLinesPerEvent: 1, burstEvents: 1, eventsPerSecond: 0.001, tailLines: 2 });
+    limiter.push('stdout', 'first');
+    limiter.flush();
+    for (let i = 0; i < 10; i += 1) limiter.push('stdout', `flood ${i}`);
+    limiter.push('stderr', 'end of output');
+    // The marker interval has passed when the agent's last line arrives: the marker is due on that line.
+    await clock.advance(1000);
+    limiter.push('stdout', 'implemented');
+    limiter.close();
+    expect(events).toEqual([
+      ['stdout', 'first'],
+      ['stdout', omittedOutputText(10, 10 * 8)],
+      ['stderr', 'end of output'],
+      ['stdout', 'implemented'],
+    ]);
+    expect(limiter.stats).toMatchObject({ omittedLines: 10, markers: 1 });
+  });
+
+  it('counts every dropped line exactly once across flood markers, the held tail and close', async () => {
+    const { clock, events, limiter } = setup({ ...LIMITS, maxLinesPerEvent: 1, burstEvents: 1, eventsPerSecond: 0.001, tailLines: 3 });
+    limiter.push('stdout', 'first');
+    limiter.flush();
+    for (let second = 0; second < 4; second += 1) {
+      for (let i = 0; i < 50; i += 1) limiter.push(i % 2 === 0 ? 'stdout' : 'stderr', `line ${second}.${i}`);
+      await clock.advance(1000);
+    }
+    limiter.push('stdout', 'last');
+    limiter.close();
+    const markers = events.filter(([, text]) => text.includes('omitted'));
+    const counted = markers.reduce((sum, [, text]) => sum + Number(/… (\d+) lines/.exec(text)?.[1]), 0);
+    const shown = events.filter(([, text]) => !text.includes('omitted')).map(([, text]) => text);
+    expect(shown[0]).toBe('first');
+    expect(shown.slice(-3)).toEqual(['line 3.48', 'line 3.49', 'last']);
+    expect(counted + shown.length - 1).toBe(201);
+    expect(limiter.stats.omittedLines).toBe(counted);
+  });
+
   it('holds back nothing once something was emitted after the dropped lines', async () => {
     const { clock, events, limiter } = setup({ ...LIMITS, maxLinesPerEvent: 1, burstEvents: 1, tailLines: 2 });
     for (let i = 0; i < 5; i += 1) limiter.push('stdout', `line ${i}`);
