@@ -14,14 +14,15 @@
  * directory is walked without git (`workspace/tree-walk.ts`: `lstat`-level listings, no symlink followed,
  * `.git` entries skipped as git skips them, bounded in entries and depth) and every file is matched with
  * the check's own matcher. A directory too large or too deep to list, or unreadable, counts as tampering
- * whenever a protected pattern could match a path below it.
+ * whenever a protected pattern could match a path below it. The other entries it lists at paths a pattern
+ * could reach into are returned too: a symlink among them counts as tampering (`symlinks.ts`).
  */
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import picomatch from 'picomatch';
 import { readBaseGitlinks } from '../workspace/isolated-git.js';
 import { directoryKind, populatedDirectories, walkFiles, type WalkOptions } from '../workspace/tree-walk.js';
-import type { ChangedFile } from './contracts.js';
+import type { ChangedFile } from './changed-files.js';
 import { gitQuery, parseLsTree, type GitQueryOptions } from './git.js';
 
 /** The tamper check's matcher of a protected pattern (also used on the paths git reports). */
@@ -36,26 +37,52 @@ export function protectedMatcher(pattern: string): (file: string) => boolean {
  * which can span segments, only compare the literal part before the first glob character.
  */
 export function couldMatchBelow(pattern: string, dir: string): boolean {
+  return belowMatcher(pattern)(dir);
+}
+
+/** {@link couldMatchBelow} for one pattern, compiled once (it is asked about many paths). */
+function belowMatcher(pattern: string): (dir: string) => boolean {
   const scan = picomatch.scan(pattern);
-  if (scan.negated || scan.negatedExtglob) return true;
-  if (!scan.isGlob) return pattern.startsWith(`${dir}/`);
+  if (scan.negated || scan.negatedExtglob) return () => true;
+  if (!scan.isGlob) return (dir) => pattern.startsWith(`${dir}/`);
   if (/[{}()\\]/.test(pattern) || scan.prefix !== '') {
     const base = scan.base;
-    return base === '' || `${dir}/`.startsWith(`${base}/`) || base.startsWith(`${dir}/`);
+    return (dir) => base === '' || `${dir}/`.startsWith(`${base}/`) || base.startsWith(`${dir}/`);
   }
-  const segments = pattern.split('/');
-  const dirSegments = dir.split('/');
-  for (const [i, part] of dirSegments.entries()) {
-    const segment = segments[i];
-    if (segment === undefined) return false;
-    if (segment.includes('**')) return true;
-    if (!picomatch(segment, { dot: true })(part)) return false;
-  }
-  return segments.length > dirSegments.length;
+  const segments = pattern.split('/').map((segment) => (segment.includes('**') ? 'any' : picomatch(segment, { dot: true })));
+  return (dir) => {
+    const parts = dir.split('/');
+    for (const [i, part] of parts.entries()) {
+      const segment = segments[i];
+      if (segment === undefined) return false;
+      if (segment === 'any') return true;
+      if (!segment(part)) return false;
+    }
+    return segments.length > parts.length;
+  };
+}
+
+/** How a set of protected patterns judges a path (see {@link reachTest}). */
+export interface ReachTest {
+  /** Whether a pattern matches the path itself (or names it exactly): it is then checked as a protected file. */
+  matches(file: string): boolean;
+  /**
+   * A pattern that could match a path below `file` taken for a directory, when none matches `file` itself:
+   * what a symlink there could reach (`symlinks.ts`). Undefined when none could.
+   */
+  below(file: string): string | undefined;
+}
+
+/** The patterns' matchers, compiled once: {@link protectedMatcher} and {@link couldMatchBelow}. */
+export function reachTest(patterns: readonly string[]): ReachTest {
+  const matchers = patterns.map(protectedMatcher);
+  const belows = patterns.map((pattern) => ({ pattern, below: belowMatcher(pattern) }));
+  const matches = (file: string): boolean => patterns.includes(file) || matchers.some((match) => match(file));
+  return { matches, below: (file) => (matches(file) ? undefined : belows.find((entry) => entry.below(file))?.pattern) };
 }
 
 /** `*`, `?`, `[` and `\` escaped for a `:(glob)` pathspec. */
-function escapeGlob(text: string): string {
+export function escapeGlob(text: string): string {
   return text.replace(/[*?[\\]/g, (char) => `\\${char}`);
 }
 
@@ -64,7 +91,7 @@ function escapeGlob(text: string): string {
  * leading directories (`test` for `test/**\/*.test.js`, `''` — anywhere — for `**\/*.test.js`), a plain
  * path's directory (`undefined` for a file at the top, which no nested repository can hold).
  */
-function patternDirectory(pattern: string): string | undefined {
+export function patternDirectory(pattern: string): string | undefined {
   const scan = picomatch.scan(pattern);
   if (scan.negated || scan.prefix !== '') return '';
   if (scan.isGlob) return scan.base;
@@ -124,6 +151,11 @@ export interface HiddenFindings {
   files: string[];
   /** Directories too large, too deep or unreadable to list, below which a protected pattern could match. */
   unlisted: UnlistedDirectory[];
+  /**
+   * The other entries below them (no directory) that no pattern matches but below which one could, were
+   * they a directory: a symlink among them is a way to protected files (`symlinks.ts` tells which are).
+   */
+  reachable: string[];
 }
 
 export interface HiddenInput {
@@ -139,8 +171,8 @@ export interface HiddenInput {
 
 /** See the module comment. Only file system calls: no git process. */
 export async function hiddenProtectedFiles(input: HiddenInput): Promise<HiddenFindings> {
-  const matchers = input.patterns.map(protectedMatcher);
-  const matches = (file: string): boolean => matchers.some((match) => match(file));
+  const reach = reachTest(input.patterns);
+  const { matches } = reach;
   const reaching = (dir: string): string | undefined => input.patterns.find((pattern) => couldMatchBelow(pattern, dir));
   const gitlinksNamed = input.gitlinks.filter((gitlink) => matches(gitlink));
   // A directory a pattern matches is reported as a whole (or, for a nested repository, already listed).
@@ -153,12 +185,14 @@ export async function hiddenProtectedFiles(input: HiddenInput): Promise<HiddenFi
   });
   const [populated, walks] = await Promise.all([
     populatedDirectories(input.workTree, gitlinksNamed),
-    Promise.all(toWalk.map(async (target) => ({ target, walk: await walkFiles(input.workTree, target.dir, { keep: matches, ...input.limits }) }))),
+    Promise.all(toWalk.map(async (target) => ({ target, walk: await walkFiles(input.workTree, target.dir, { keep: (file) => matches(file) || reach.below(file) !== undefined, ...input.limits }) }))),
   ]);
+  const listed = walks.flatMap(({ walk }) => walk.files);
   return {
     submodules: populated.map((dir): ChangedFile => ({ path: dir, change: 'modified' })),
-    files: walks.flatMap(({ walk }) => walk.files),
+    files: listed.filter(matches),
     unlisted: walks.filter(({ walk }) => !walk.complete).map(({ target }) => ({ path: target.reported, change: target.change, protectedBy: target.protectedBy })),
+    reachable: listed.filter((file) => !matches(file)),
   };
 }
 
@@ -167,7 +201,7 @@ export async function hiddenProtectedFiles(input: HiddenInput): Promise<HiddenFi
  * nested repositories git listed, as `dir/`), in the work tree of `own` (AgentGate's git state).
  */
 export async function hiddenFiles(baseSha: string, patterns: readonly string[], nested: readonly string[], own: GitQueryOptions): Promise<HiddenFindings> {
-  if (patterns.length === 0 || own.isolated === undefined) return { submodules: [], files: [], unlisted: [] };
+  if (patterns.length === 0 || own.isolated === undefined) return { submodules: [], files: [], unlisted: [], reachable: [] };
   const { gitDir, workTree } = own.isolated;
   // A run's git directory recorded them at creation; a scratch one (no run) asks the base commit.
   const gitlinks = (await readBaseGitlinks(gitDir)) ?? parseLsTree(await gitQuery(['ls-tree', '-r', '-z', '--full-tree', baseSha], own)).filter((entry) => entry.type === 'commit').map((entry) => entry.path);

@@ -6,7 +6,7 @@
 import { mkdir, realpath, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { couldMatchBelow, hiddenProtectedFiles, nestedAncestors, nestedRepositoryPathspecs } from '../../src/gates/hidden-files.js';
+import { couldMatchBelow, hiddenProtectedFiles, nestedAncestors, nestedRepositoryPathspecs, reachTest } from '../../src/gates/hidden-files.js';
 import { behindSymlinks, directoryKind, populatedDirectories, walkFiles } from '../../src/workspace/tree-walk.js';
 import { TempDirs } from '../workspace/helpers.js';
 
@@ -31,6 +31,22 @@ describe('couldMatchBelow', () => {
     ['src/{a,b}/**', 'test/suite', false],
   ])('%s below %s: %s', (pattern, dir, expected) => {
     expect(couldMatchBelow(pattern, dir)).toBe(expected);
+  });
+});
+
+describe('reachTest', () => {
+  it('tells a path a pattern matches from one below which a pattern could match, were it a directory', () => {
+    const reach = reachTest(['test/**/*.test.js', 'verify.yaml', '.agentgate/verify.yaml', 'fixtures/[1].txt']);
+    expect(['test/a.test.js', 'verify.yaml', 'fixtures/[1].txt', 'test/link', 'test/helper.js'].map(reach.matches)).toEqual([true, true, true, false, false]);
+    expect(reach.below('test/a.test.js')).toBeUndefined();
+    expect(reach.below('test/link')).toBe('test/**/*.test.js');
+    // A file name no pattern matches: taken for a directory, test/helper.js/x.test.js would match.
+    expect(reach.below('test/helper.js')).toBe('test/**/*.test.js');
+    expect(reach.below('test')).toBe('test/**/*.test.js');
+    expect(reach.below('.agentgate')).toBe('.agentgate/verify.yaml');
+    expect(reach.below('fixtures')).toBe('fixtures/[1].txt');
+    expect(reach.below('src/link')).toBeUndefined();
+    expect(reach.below('docs')).toBeUndefined();
   });
 });
 
@@ -124,6 +140,8 @@ describe('the work tree without git', () => {
       submodules: [{ path: 'test/named', change: 'modified' }],
       files: ['test/suite/planted.test.js', 'test/nested/n.test.js'],
       unlisted: [{ path: 'test/big', change: 'modified', protectedBy: 'test/**/*.test.js' }],
+      // A symlink there would be a way to protected files: `symlinks.ts` looks at these.
+      reachable: ['test/suite/notes.md'],
     });
   });
 });

@@ -16,16 +16,14 @@
 import { chmod, copyFile, mkdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkContracts, type SnapshotRef } from '../../src/gates/contracts.js';
 import type { GateResult } from '../../src/gates/types.js';
-import { parseVerifyConfig } from '../../src/schemas/verify-config.js';
-import { systemClock } from '../../src/util/clock.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
 import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import { WALK_MAX_DEPTH } from '../../src/workspace/tree-walk.js';
 import type { Workspace } from '../../src/workspace/types.js';
 import { TempDirs, git, liveSignal } from '../workspace/helpers.js';
 import { SUITE, addSubmodule, makeBaseRepo } from './submodule-repo.js';
+import { protectedPathsGate, snapshotRef, writeAgentFile } from './tamper-check.js';
 
 const PLANTED = `${SUITE}/planted.test.js`;
 
@@ -58,29 +56,9 @@ describe('a submodule below a protected glob', () => {
     return outcome;
   };
   /** The protected-paths gate after a snapshot (as the verify phase runs it), or against the work tree alone. */
-  const tamper = async (pattern: string, mode: 'snapshot' | 'work tree'): Promise<GateResult> => {
-    let ref: SnapshotRef | undefined;
-    if (mode === 'snapshot') {
-      const outcome = await taken();
-      ref = { commit: outcome.snapshot.sha, git: { gitDir: ws.gitDir, indexFile: ws.indexFile, workTree: ws.path }, changesFromBase: outcome.changesFromBase };
-    }
-    const results = await checkContracts({
-      worktreePath: ws.path,
-      baseSha: ws.baseSha,
-      contracts: parseVerifyConfig({ contracts: { protectedPaths: [pattern] } }).contracts,
-      alwaysProtected: [],
-      signal: liveSignal(),
-      clock: systemClock,
-      ...(ref !== undefined && { snapshot: ref }),
-    });
-    const gate = results.find((result) => result.name === 'protected-paths');
-    if (gate === undefined) throw new Error('no protected-paths gate');
-    return gate;
-  };
-  const agentWrites = async (file: string, content: string): Promise<void> => {
-    await mkdir(path.dirname(path.join(ws.path, file)), { recursive: true });
-    await writeFile(path.join(ws.path, file), content);
-  };
+  const tamper = async (pattern: string, mode: 'snapshot' | 'work tree'): Promise<GateResult> =>
+    protectedPathsGate(ws, [pattern], mode === 'snapshot' ? snapshotRef(ws, await taken()) : undefined);
+  const agentWrites = (file: string, content: string): Promise<void> => writeAgentFile(ws, file, content);
   /** A repository of the agent's in the submodule directory whose HEAD names the recorded commit. */
   const repositoryAtRecordedCommit = async (): Promise<void> => {
     const dir = path.join(ws.path, SUITE);
@@ -112,17 +90,28 @@ describe('a submodule below a protected glob', () => {
     expect((await tamper('**/*.test.js', 'snapshot')).diagnostics.map((d) => d.file)).toEqual([PLANTED]);
   });
 
-  it('passes what the patterns do not match: other files, a repository’s own .git, a symlink to a directory of tests', async () => {
+  it('passes what the patterns do not match: other files, a repository’s own .git', async () => {
     await repositoryAtRecordedCommit();
     await agentWrites(`${SUITE}/README.md`, 'notes\n');
     // Nothing in a `.git` is a file of any repository; git lists none of it for the work tree either.
     await agentWrites(`${SUITE}/.git/hooks/hidden.test.js`, 'test("passes", () => {});\n');
-    // Followed, this link would show test/math.test.js again below the submodule path.
-    await symlink('../..', path.join(ws.path, SUITE, 'loop'));
     for (const pattern of ['test/**/*.test.js', '**/*.test.js', `${SUITE}/*.test.js`]) {
       expect(await tamper(pattern, 'snapshot')).toMatchObject({ passed: true });
       expect(await tamper(pattern, 'work tree')).toMatchObject({ passed: true });
     }
+  });
+
+  it('reports a symlink to a directory of tests there, without following it, where a pattern could match below it', async () => {
+    await repositoryAtRecordedCommit();
+    // Followed, this link would show test/math.test.js again below the submodule path (and never end).
+    await symlink('../..', path.join(ws.path, SUITE, 'loop'));
+    for (const pattern of ['test/**/*.test.js', '**/*.test.js']) {
+      const message = `tamper: the agent added a symlink ${SUITE}/loop where protected files (protectedPaths: ${pattern}) could be reached through it`;
+      expect(await tamper(pattern, 'snapshot')).toMatchObject({ passed: false, message });
+      expect(await tamper(pattern, 'work tree')).toMatchObject({ passed: false, message });
+    }
+    // Nothing below test/suite/loop could match test/suite/*.test.js.
+    expect(await tamper(`${SUITE}/*.test.js`, 'snapshot')).toMatchObject({ passed: true });
   });
 
   it('does not look into a submodule directory no protected pattern can reach', async () => {
