@@ -7,6 +7,7 @@
  * one that would find packages an installed `agentgate` cannot.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -141,9 +142,9 @@ describe('the bundle', () => {
   });
 });
 
-/** sha256 hex of a latin1 string. */
+/** sha256 hex of a latin1 string, as scripts/bundle-cli.mjs names the bundle's content. */
 function createHashHex(text: string): string {
-  return execFileSync('sha256sum', { input: Buffer.from(text, 'latin1') }).toString('utf8').split(' ')[0] ?? '';
+  return createHash('sha256').update(Buffer.from(text, 'latin1')).digest('hex');
 }
 
 describe('the bundled CLI', () => {

@@ -13,51 +13,38 @@
  *    `git add --all`, as before the commit, recorded it). Now such a submodule is dropped from the index
  *    with `update-index --force-remove` first.
  */
-import { chmod, copyFile, mkdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GateResult } from '../../src/gates/types.js';
-import { WorkspaceManager } from '../../src/workspace/manager.js';
 import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import { WALK_MAX_DEPTH } from '../../src/workspace/tree-walk.js';
 import type { Workspace } from '../../src/workspace/types.js';
-import { TempDirs, git, liveSignal } from '../workspace/helpers.js';
+import { git, liveSignal } from '../workspace/helpers.js';
 import { SUITE, addSubmodule, makeBaseRepo } from './submodule-repo.js';
-import { protectedPathsGate, snapshotRef, writeAgentFile } from './tamper-check.js';
+import { openTamperWorkspace, protectedPathsGate, snapshotRef, takeSnapshot, writeAgentFile } from './tamper-check.js';
 
 const PLANTED = `${SUITE}/planted.test.js`;
 
 describe('a submodule below a protected glob', () => {
-  const temp = new TempDirs();
   let home: string;
   let repo: string;
-  let manager: WorkspaceManager;
   let ws: Workspace;
+  let close: () => Promise<void>;
 
   beforeEach(async () => {
-    const root = await realpath(await temp.make('agentgate-submodule-glob-'));
-    repo = path.join(root, 'repo');
-    home = path.join(root, 'home');
-    await makeBaseRepo(repo);
-    await addSubmodule(repo);
-    manager = new WorkspaceManager({ home });
-    ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+    ({ repo, home, ws, close } = await openTamperWorkspace('agentgate-submodule-glob-', async (dir) => {
+      await makeBaseRepo(dir);
+      await addSubmodule(dir);
+    }));
   });
 
-  afterEach(async () => {
-    await manager.release(ws, { signal: liveSignal() });
-    await temp.cleanup();
-  });
+  afterEach(() => close());
 
   const snapshot = (): Promise<SnapshotOutcome> => new Snapshotter().snapshot({ workspace: ws, iteration: 1, artifactsDir: path.join(home, 'runs', ws.runId), signal: liveSignal() });
-  const taken = async (): Promise<SnapshotOutcome & { ok: true }> => {
-    const outcome = await snapshot();
-    if (!outcome.ok) throw outcome.error;
-    return outcome;
-  };
   /** The protected-paths gate after a snapshot (as the verify phase runs it), or against the work tree alone. */
   const tamper = async (pattern: string, mode: 'snapshot' | 'work tree'): Promise<GateResult> =>
-    protectedPathsGate(ws, [pattern], mode === 'snapshot' ? snapshotRef(ws, await taken()) : undefined);
+    protectedPathsGate(ws, [pattern], mode === 'snapshot' ? snapshotRef(ws, await takeSnapshot(ws, home)) : undefined);
   const agentWrites = (file: string, content: string): Promise<void> => writeAgentFile(ws, file, content);
   /** A repository of the agent's in the submodule directory whose HEAD names the recorded commit. */
   const repositoryAtRecordedCommit = async (): Promise<void> => {
@@ -128,7 +115,7 @@ describe('a submodule below a protected glob', () => {
     // Moved as well: the snapshot lists the submodule as modified for itself, and it keeps the pattern.
     git(path.join(ws.path, SUITE), 'init', '--quiet');
     git(path.join(ws.path, SUITE), 'commit', '--quiet', '--allow-empty', '-m', 'moved');
-    expect((await taken()).changesFromBase).toContainEqual({ path: SUITE, change: 'modified' });
+    expect((await takeSnapshot(ws, home)).changesFromBase).toContainEqual({ path: SUITE, change: 'modified' });
     expect(await tamper('**/*.test.js', 'snapshot')).toMatchObject({ passed: false, diagnostics: [expect.objectContaining({ file: SUITE, message: expect.stringContaining('**/*.test.js, which may match files') })] });
   });
 
@@ -159,7 +146,7 @@ describe('a submodule below a protected glob', () => {
     git(path.join(ws.path, 'test'), 'init', '--quiet');
     // Once a snapshot holds nothing below test/, git takes it for a nested repository and lists nothing in it
     // (`test/` only, which no pathspec below it matches).
-    await taken();
+    await takeSnapshot(ws, home);
     await agentWrites('test/unit/planted.test.js', 'test("passes", () => {});\n');
     for (const mode of ['snapshot', 'work tree'] as const) expect((await tamper('test/unit/**/*.test.js', mode)).diagnostics.map((d) => d.file)).toEqual(['test/unit/planted.test.js']);
   });

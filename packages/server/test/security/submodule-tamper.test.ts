@@ -6,25 +6,22 @@
  * repository the agent made at a submodule path, with that repository's clean filter. Real git, real runs.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkContracts, type SnapshotRef } from '../../src/gates/contracts.js';
 import type { GateResult } from '../../src/gates/types.js';
 import type { RunOutcome } from '../../src/execution/engine.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import { parseVerifyConfig } from '../../src/schemas/verify-config.js';
-import { systemClock } from '../../src/util/clock.js';
-import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
+import type { SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import type { Workspace } from '../../src/workspace/types.js';
 import { AGENTS, EXAMPLE_REPO, agentOutput, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun } from '../helpers/store-checks.js';
 import { commandTask } from '../helpers/tasks.js';
-import { TempDirs, git, liveSignal } from '../workspace/helpers.js';
+import { git } from '../workspace/helpers.js';
 import { SUITE, addSubmodule, gitmodules, makeBaseRepo } from './submodule-repo.js';
+import { openTamperWorkspace, protectedPathsGate, snapshotRef, takeSnapshot } from './tamper-check.js';
 
 /** A repository of the agent's at `dir` (two levels below the work tree), its HEAD naming `head` (a new commit of its own when omitted). */
 async function nestedRepository(dir: string, head?: string): Promise<string> {
@@ -39,57 +36,34 @@ async function nestedRepository(dir: string, head?: string): Promise<string> {
   return head;
 }
 
-const tamperGate = (results: GateResult[]): GateResult | undefined => results.find((result) => result.name === 'protected-paths');
-
 describe('an agent-written .gitmodules against the snapshot and the tamper check', () => {
-  const temp = new TempDirs();
   let repo: string;
   let home: string;
   let baseGitlink: string;
-  let manager: WorkspaceManager;
   let ws: Workspace;
+  let close: () => Promise<void>;
+  let reacquire: (runId: string) => Promise<Workspace>;
   let taken: SnapshotOutcome | undefined;
 
   const snapshot = async (): Promise<SnapshotOutcome & { ok: true }> => {
-    const outcome = await new Snapshotter().snapshot({ workspace: ws, iteration: 1, artifactsDir: path.join(home, 'runs', ws.runId), signal: liveSignal() });
-    if (!outcome.ok) throw outcome.error;
-    taken = outcome;
-    return outcome;
+    taken = await takeSnapshot(ws, home);
+    return taken;
   };
   /** The tamper check as the verify phase runs it (after `snapshot()`), or against the work tree alone. */
-  const tamper = async (mode: 'snapshot' | 'work tree'): Promise<GateResult | undefined> => {
-    const ref: SnapshotRef | undefined =
-      mode === 'work tree' || taken?.ok !== true
-        ? undefined
-        : { commit: taken.snapshot.sha, git: { gitDir: ws.gitDir, indexFile: ws.indexFile, workTree: ws.path }, changesFromBase: taken.changesFromBase };
-    return tamperGate(
-      await checkContracts({
-        worktreePath: ws.path,
-        baseSha: ws.baseSha,
-        contracts: parseVerifyConfig({ contracts: { protectedPaths: ['test/**'] } }).contracts,
-        alwaysProtected: [],
-        signal: liveSignal(),
-        clock: systemClock,
-        ...(ref !== undefined && { snapshot: ref }),
-      }),
-    );
-  };
+  const tamper = (mode: 'snapshot' | 'work tree'): Promise<GateResult> =>
+    protectedPathsGate(ws, ['test/**'], mode === 'work tree' || taken?.ok !== true ? undefined : snapshotRef(ws, taken));
   const agentWrites = (file: string, content: string): Promise<void> => writeFile(path.join(ws.path, file), content);
 
   beforeEach(async () => {
-    const root = await realpath(await temp.make('agentgate-submodule-'));
-    repo = path.join(root, 'repo');
-    home = path.join(root, 'home');
-    await makeBaseRepo(repo);
-    baseGitlink = await addSubmodule(repo);
-    manager = new WorkspaceManager({ home });
-    ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+    ({ repo, home, ws, close, reacquire } = await openTamperWorkspace('agentgate-submodule-', async (dir) => {
+      await makeBaseRepo(dir);
+      baseGitlink = await addSubmodule(dir);
+    }));
   });
 
   afterEach(async () => {
     taken = undefined;
-    await manager.release(ws, { signal: liveSignal() });
-    await temp.cleanup();
+    await close();
   });
 
   for (const ignore of ['all', 'dirty', 'untracked']) {
@@ -152,14 +126,12 @@ describe('an agent-written .gitmodules against the snapshot and the tamper check
     await rm(suite, { recursive: true });
     expect((await snapshot()).changesFromBase).toContainEqual({ path: SUITE, change: 'deleted' });
 
-    await manager.release(ws, { signal: liveSignal() });
-    ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-2', signal: liveSignal() });
+    ws = await reacquire('run-2');
     await rm(path.join(ws.path, SUITE), { recursive: true });
     await agentWrites(SUITE, 'a file now\n');
     expect(git(repo, 'ls-tree', (await snapshot()).snapshot.sha, SUITE)).toMatch(/^100644 blob [0-9a-f]+\ttest\/suite$/);
 
-    await manager.release(ws, { signal: liveSignal() });
-    ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-3', signal: liveSignal() });
+    ws = await reacquire('run-3');
     git(path.join(ws.path, SUITE), 'init', '--quiet');
     await agentWrites(`${SUITE}/notes.txt`, 'uncommitted\n');
     const unborn = await snapshot();

@@ -6,7 +6,7 @@
  * planted test. Now a symlink the agent added or changed where a protected pattern could match below it
  * counts as tampering (`gates/symlinks.ts`). Real git, real snapshots, and whole runs of a command agent.
  */
-import { mkdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { GateResult } from '../../src/gates/types.js';
@@ -14,60 +14,52 @@ import type { RunOutcome } from '../../src/execution/engine.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { createRuntime } from '../../src/runtime.js';
 import { loadConfig } from '../../src/schemas/config.js';
-import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
+import type { SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import type { Workspace } from '../../src/workspace/types.js';
 import { AGENTS, EXAMPLE_REPO, makeRepo, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { readRun } from '../helpers/store-checks.js';
 import { commandTask } from '../helpers/tasks.js';
-import { TempDirs, git, liveSignal } from '../workspace/helpers.js';
-import { protectedPathsGate, snapshotRef, writeAgentFile } from './tamper-check.js';
+import { git } from '../workspace/helpers.js';
+import { openTamperWorkspace, protectedPathsGate, snapshotRef, takeSnapshot, writeAgentFile } from './tamper-check.js';
 
 const FILE_GLOB = 'test/**/*.test.js';
 const linkMessage = (link: string, pattern = FILE_GLOB, verb = 'added'): string => `tamper: the agent ${verb} a symlink ${link} where protected files (protectedPaths: ${pattern}) could be reached through it`;
 const PLANTED = 'import { test } from "node:test";\ntest("planted", () => {});\n';
 
 describe('a symlink below a protected directory', () => {
-  const temp = new TempDirs();
   let home: string;
   let repo: string;
-  let manager: WorkspaceManager;
   let ws: Workspace;
+  let close: () => Promise<void>;
   let taken: SnapshotOutcome | undefined;
 
   beforeEach(async () => {
-    const root = await realpath(await temp.make('agentgate-symlink-'));
-    repo = path.join(root, 'repo');
-    home = path.join(root, 'home');
-    // The base: a test, a helper below test/ that no pattern matches, a symlink of the project's own below
-    // test/, and ignore rules for scratch output below test/.
-    await mkdir(path.join(repo, 'test'), { recursive: true });
-    await mkdir(path.join(repo, 'fixtures'));
-    await mkdir(path.join(repo, 'lib'));
-    git(repo, 'init', '--quiet', '--initial-branch=main');
-    await writeFile(path.join(repo, 'test', 'math.test.js'), 'assert(add(1, 2) === 3);\n');
-    await writeFile(path.join(repo, 'test', 'README.md'), 'how to run the tests\n');
-    await writeFile(path.join(repo, 'fixtures', 'data.json'), '{}\n');
-    await writeFile(path.join(repo, 'lib', 'helper.js'), 'export {};\n');
-    await writeFile(path.join(repo, 'app.js'), 'export {};\n');
-    await writeFile(path.join(repo, '.gitignore'), 'test/tmp/\n');
-    await symlink('../fixtures', path.join(repo, 'test', 'fixtures'));
-    git(repo, 'add', '--all');
-    git(repo, 'commit', '--quiet', '-m', 'base');
-    manager = new WorkspaceManager({ home });
-    ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() });
+    ({ repo, home, ws, close } = await openTamperWorkspace('agentgate-symlink-', async (dir) => {
+      // The base: a test, a helper below test/ that no pattern matches, a symlink of the project's own below
+      // test/, and ignore rules for scratch output below test/.
+      await mkdir(path.join(dir, 'test'), { recursive: true });
+      await mkdir(path.join(dir, 'fixtures'));
+      await mkdir(path.join(dir, 'lib'));
+      git(dir, 'init', '--quiet', '--initial-branch=main');
+      await writeFile(path.join(dir, 'test', 'math.test.js'), 'assert(add(1, 2) === 3);\n');
+      await writeFile(path.join(dir, 'test', 'README.md'), 'how to run the tests\n');
+      await writeFile(path.join(dir, 'fixtures', 'data.json'), '{}\n');
+      await writeFile(path.join(dir, 'lib', 'helper.js'), 'export {};\n');
+      await writeFile(path.join(dir, 'app.js'), 'export {};\n');
+      await writeFile(path.join(dir, '.gitignore'), 'test/tmp/\n');
+      await symlink('../fixtures', path.join(dir, 'test', 'fixtures'));
+      git(dir, 'add', '--all');
+      git(dir, 'commit', '--quiet', '-m', 'base');
+    }));
   });
 
   afterEach(async () => {
     taken = undefined;
-    await manager.release(ws, { signal: liveSignal() });
-    await temp.cleanup();
+    await close();
   });
 
   const snapshot = async (): Promise<void> => {
-    const outcome = await new Snapshotter().snapshot({ workspace: ws, iteration: 1, artifactsDir: path.join(home, 'runs', ws.runId), signal: liveSignal() });
-    if (!outcome.ok) throw outcome.error;
-    taken = outcome;
+    taken = await takeSnapshot(ws, home);
   };
   /**
    * The protected-paths gate: after a new snapshot (as the verify phase runs it), against the last snapshot
