@@ -6,7 +6,7 @@
  * `agentgate/<runId>` there and the run's two repositories: the workspace at
  * `$AGENTGATE_HOME/worktrees/<runId>` (a repository of the agent's own) and AgentGate's git directory at
  * `$AGENTGATE_HOME/runs/<runId>/git` (see `isolated-git.ts`). `release` removes both and releases the
- * lease; the branch — the run's result, fetched into the repository after every snapshot — stays.
+ * lease; the branch — the run's result, published into the repository after every snapshot — stays.
  *
  * With the worktree pool (on unless `pool: false`; `worktree-pool.ts`), `acquire` starts from an idle
  * worktree of the same repository when there is one and `release` scrubs the worktree and returns it to
@@ -143,6 +143,7 @@ export class WorkspaceManager {
       repoPath: prepared.repoPath,
       gitDir,
       indexFile,
+      objectsDir: prepared.objectsDir,
       source: prepared.source,
       warnings: prepared.warnings,
     };

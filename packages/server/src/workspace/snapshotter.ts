@@ -1,7 +1,7 @@
 /**
  * The snapshot step of every iteration (SPEC section 4): stage everything the agent left in the
- * workspace, commit it on the run branch as `agentgate: iteration <n>`, record what changed, and fetch
- * the branch into the repository the run belongs to.
+ * workspace, commit it on the run branch as `agentgate: iteration <n>`, record what changed, and publish
+ * the branch into the repository the run belongs to (`publish-branch.ts`).
  *
  * Every git call runs against AgentGate's own git directory and index of the run (`isolated-git.ts`),
  * with the workspace only as the work tree: the agent's `.git` (its config, attributes, hooks, index,
@@ -38,6 +38,7 @@ import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
+import { publishRunBranch } from './publish-branch.js';
 import { behindSymlinks, populatedDirectories } from './tree-walk.js';
 import type { SnapshotResult, TreeChange, Workspace } from './types.js';
 
@@ -144,9 +145,9 @@ export class Snapshotter {
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here. The
       // base's own tree has no patch: the file is written empty, as git would have written it.
       baseTree === treeSha ? writeFile(patchPath, '') : runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
-      // The run branch reaches the repository by the repository fetching it from AgentGate's git directory;
-      // without a new commit there is nothing new to fetch (and before the first one, no branch to create).
-      committed ? fetchRunBranch(workspace, signal) : Promise.resolve(),
+      // The run branch reaches the repository with the commit's new objects (`publish-branch.ts`); without
+      // a new commit there is nothing new to publish (and before the first one, no branch to create).
+      committed ? publishRunBranch(workspace, sha, signal) : Promise.resolve(),
     ]);
     const stats = parseDiffOutput(iterationOut);
     const changesFromBase = baseTree === treeSha ? [] : sinceBaseOut === undefined ? stats.changes : parseDiffOutput(sinceBaseOut).changes;
@@ -225,26 +226,6 @@ async function readRunBranch(workspace: Workspace, previous: string): Promise<st
   const text = await readFile(file, 'utf8').catch(() => undefined);
   const sha = text?.trim();
   return sha !== undefined && /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha) && sha !== previous ? sha : undefined;
-}
-
-/**
- * Brings the run branch from AgentGate's git directory into the repository (`workspace.repoPath`): a
- * `git fetch` run there, with hooks off and no inherited git environment, that writes exactly one ref,
- * `refs/heads/<branch>` (no FETCH_HEAD, no tags, no submodules, no automatic maintenance). The objects
- * arrive through git's own transfer, which checks them.
- *
- * @throws AG_ERR_PHASE_SNAPSHOT.
- */
-export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal): Promise<void> {
-  const ref = `refs/heads/${workspace.branch}`;
-  await runGit({
-    cwd: workspace.repoPath,
-    args: ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--no-auto-maintenance', '--no-show-forced-updates', workspace.gitDir, `+${ref}:${ref}`],
-    signal,
-    failAs: 'AG_ERR_PHASE_SNAPSHOT',
-    what: `fetch the run branch ${workspace.branch} into ${workspace.repoPath}`,
-    hardened: true,
-  });
 }
 
 /**

@@ -13,7 +13,7 @@ export interface Workspace {
   /** Commit the run started from. */
   baseSha: string;
   /**
-   * The repository that receives the run branch (fetched from {@link gitDir} after every snapshot): the
+   * The repository that receives the run branch (published from {@link gitDir} after every snapshot): the
    * user's repository (local) or the cached bare clone.
    */
   repoPath: string;
@@ -25,6 +25,11 @@ export interface Workspace {
   gitDir: string;
   /** The index file of {@link gitDir}. */
   indexFile: string;
+  /**
+   * The object directory of {@link repoPath} that {@link gitDir} borrows, where a snapshot's new objects are
+   * copied (`publish-branch.ts`); absent in a record made without it, whose snapshots are fetched instead.
+   */
+  objectsDir?: string;
   /** Human-readable source (path or URL without credentials). */
   source: string;
   warnings: string[];
@@ -44,7 +49,7 @@ export interface SnapshotResult {
   /** True when the agent changed nothing in this iteration. */
   noChange: boolean;
   /**
-   * Whether this iteration got a commit on the run branch (and the branch was fetched into the
+   * Whether this iteration got a commit on the run branch (and the branch was published into the
    * repository). False for an iteration that changed nothing, unless empty commits are configured;
    * absent in records written before AgentGate skipped empty commits (they always committed).
    */

@@ -113,6 +113,10 @@ describe('git processes of a run', () => {
     expect(commands.filter((args) => args.includes('cat-file'))).toEqual([['cat-file', '--batch']]);
     expect(names).not.toContain('diff-tree');
     expect(names.filter((name) => name === 'commit')).toHaveLength(2);
+    // Each commit reaches the user's repository by a copy of its new objects and one `update-ref` — no
+    // `fetch`, which would cost five more processes inside git (publish-branch.ts).
+    expect(names.filter((name) => name === 'update-ref')).toHaveLength(2);
+    expect(names).not.toContain('fetch');
     const diffs = commands.filter((args) => subcommand(args) === 'diff');
     // Iteration 1: `--raw --numstat` against the base, the patch, the work tree below the protected paths.
     // Iteration 2: stats against iteration 1, changes against the base, the patch, the protected paths.

@@ -47,6 +47,7 @@ describe('WorkspaceManager with a local repository', () => {
         repoPath: repo,
         gitDir: path.join(home, 'runs', 'run-1', 'git'),
         indexFile: path.join(home, 'runs', 'run-1', 'git', 'index'),
+        objectsDir: path.join(repo, '.git', 'objects'),
         source: repo,
         warnings: [],
       });

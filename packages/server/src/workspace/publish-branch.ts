@@ -1,0 +1,265 @@
+/**
+ * Publishing the run branch (SPEC 4, 8): after a snapshot commit, the repository the run belongs to (the
+ * user's repository, or the cached clone of a remote) gets the commit's new objects and
+ * `refs/heads/<branch>`.
+ *
+ * AgentGate's git directory of the run borrows that repository's objects (`objects/info/alternates`), so
+ * what a snapshot adds is exactly the loose objects `git add` and `git commit` wrote into the run's own
+ * `objects/`. They are copied over and the branch is moved by one `git update-ref` — one process, where a
+ * `git fetch` costs six (`fetch`, a shell, `upload-pack`, `pack-objects`, `unpack-objects`, `rev-list`)
+ * for the same few objects. The copy checks what fetch's transfer checks: every object is inflated and
+ * hashed before it is put in place, its name must be the hash of its content, its header a known type with
+ * the right size, its zlib stream the whole file. An object whose bytes do not hold what its name says
+ * stops the publication with nothing moved (AG_ERR_PHASE_SNAPSHOT). Objects are written as git writes
+ * them: a temporary file in the object's directory, then a rename, so a reader never sees half an object;
+ * the ref moves only after every object is in place. As with `fetch` in git's default configuration
+ * (`core.fsync` leaves loose objects out), loose objects are not fsynced.
+ *
+ * `git fetch` still publishes when the copy would not do what git does:
+ * - the run's git directory holds a pack (nothing AgentGate runs writes one, but git may for very large
+ *   files), or a workspace record without the repository's object directory (`Workspace.objectsDir`);
+ * - the repository looks shared (`core.sharedRepository`: its `objects` directory is setgid or writable by
+ *   group or others): git would set permissions on new directories and files that a plain copy does not;
+ * - its layout is not `<git dir>/objects` with a `HEAD` beside it (an object directory linked elsewhere);
+ * - the run branch is checked out in one of its worktrees — `fetch` refuses to move it, and so must we.
+ */
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createInflate, inflateSync } from 'node:zlib';
+import { AgentGateError } from '../errors.js';
+import { canceledError, runGit } from './git.js';
+import type { Workspace } from './types.js';
+
+/** How the branch reached the repository. */
+export type PublishMethod = 'copied' | 'fetched';
+
+/** Loose objects at most this large (compressed) are read and inflated in one piece; larger ones are streamed. */
+const WHOLE_READ_LIMIT = 1024 * 1024;
+/** The inflated size a whole read may reach before the object is streamed instead. */
+const WHOLE_INFLATE_LIMIT = 16 * 1024 * 1024;
+/** Objects verified and copied at once. */
+const COPY_CONCURRENCY = 8;
+
+/**
+ * Brings `sha` (the run branch's new commit in AgentGate's git directory) and `refs/heads/<branch>` into
+ * `workspace.repoPath`: by copying the run's new loose objects and one `update-ref`, or by `git fetch` when
+ * a copy would not match git (see the module comment).
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT (a corrupt object, a failed copy or ref update); the cancellation reason.
+ */
+export async function publishRunBranch(workspace: Workspace, sha: string, signal: AbortSignal): Promise<PublishMethod> {
+  const target = workspace.objectsDir;
+  if (target === undefined || (await copyUnsupported(workspace, target))) {
+    await fetchRunBranch(workspace, signal);
+    return 'fetched';
+  }
+  const pending = await missingObjects(path.join(workspace.gitDir, 'objects'), target);
+  for (let start = 0; start < pending.length; start += COPY_CONCURRENCY) {
+    if (signal.aborted) throw canceledError(signal, `publish the run branch ${workspace.branch}`);
+    await Promise.all(pending.slice(start, start + COPY_CONCURRENCY).map((object) => copyObject(object, target)));
+  }
+  await runGit({
+    cwd: workspace.repoPath,
+    args: ['update-ref', '-m', `agentgate: snapshot of run ${workspace.runId}`, `refs/heads/${workspace.branch}`, sha],
+    signal,
+    failAs: 'AG_ERR_PHASE_SNAPSHOT',
+    what: `move the run branch ${workspace.branch} in ${workspace.repoPath}`,
+    hardened: true,
+  });
+  return 'copied';
+}
+
+/**
+ * Brings the run branch from AgentGate's git directory into the repository (`workspace.repoPath`): a
+ * `git fetch` run there, with hooks off and no inherited git environment, that writes exactly one ref,
+ * `refs/heads/<branch>` (no FETCH_HEAD, no tags, no submodules, no automatic maintenance). The objects
+ * arrive through git's own transfer, which checks them.
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT.
+ */
+export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal): Promise<void> {
+  const ref = `refs/heads/${workspace.branch}`;
+  await runGit({
+    cwd: workspace.repoPath,
+    args: ['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', '--no-recurse-submodules', '--no-auto-maintenance', '--no-show-forced-updates', workspace.gitDir, `+${ref}:${ref}`],
+    signal,
+    failAs: 'AG_ERR_PHASE_SNAPSHOT',
+    what: `fetch the run branch ${workspace.branch} into ${workspace.repoPath}`,
+    hardened: true,
+  });
+}
+
+/** Whether publishing must go through `git fetch` (the cases of the module comment). */
+async function copyUnsupported(workspace: Workspace, target: string): Promise<boolean> {
+  const packs = await readdir(path.join(workspace.gitDir, 'objects', 'pack')).catch(ignoreMissing([]));
+  if (packs.some((name) => name.endsWith('.pack'))) return true;
+  const objects = await lstat(target).catch(ignoreMissing(undefined));
+  if (objects === undefined || !objects.isDirectory() || (objects.mode & 0o2022) !== 0) return true;
+  const gitDir = path.dirname(target);
+  const head = await lstat(path.join(gitDir, 'HEAD')).catch(ignoreMissing(undefined));
+  if (head === undefined || !head.isFile()) return true;
+  const linked = await readdir(path.join(gitDir, 'worktrees')).catch(ignoreMissing([]));
+  const heads = [path.join(gitDir, 'HEAD'), ...linked.map((name) => path.join(gitDir, 'worktrees', name, 'HEAD'))];
+  const checkedOut = `ref: refs/heads/${workspace.branch}`;
+  const contents = await Promise.all(heads.map((file) => readFile(file, 'utf8').catch(ignoreMissing(''))));
+  return contents.some((text) => text.trim() === checkedOut);
+}
+
+/** A loose object of the run's git directory that the repository does not have as a loose object yet. */
+interface LooseObject {
+  id: string;
+  file: string;
+}
+
+/** The loose objects under `source` (`objects/<2 hex>/<38 or 62 hex>`) that `target` does not hold loose. */
+async function missingObjects(source: string, target: string): Promise<LooseObject[]> {
+  const fanout = (await readdir(source, { withFileTypes: true })).filter((entry) => entry.isDirectory() && /^[0-9a-f]{2}$/.test(entry.name));
+  const listed = await Promise.all(
+    fanout.map(async ({ name: dir }) =>
+      (await readdir(path.join(source, dir)))
+        .filter((name) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(name))
+        .map((name): LooseObject => ({ id: `${dir}${name}`, file: path.join(source, dir, name) })),
+    ),
+  );
+  const objects = listed.flat();
+  const present = await Promise.all(objects.map((object) => lstat(objectPath(target, object.id)).then(() => true, ignoreMissing(false))));
+  return objects.filter((_, index) => present[index] !== true);
+}
+
+function objectPath(objectsDir: string, id: string): string {
+  return path.join(objectsDir, id.slice(0, 2), id.slice(2));
+}
+
+/**
+ * Copies one loose object into `target`: to a temporary file beside its final place, verified there (the
+ * bytes that are checked are the bytes that stay), then renamed into place.
+ */
+async function copyObject(object: LooseObject, target: string): Promise<void> {
+  const final = objectPath(target, object.id);
+  const temporary = path.join(path.dirname(final), `tmp_obj_agentgate_${randomBytes(8).toString('hex')}`);
+  await mkdir(path.dirname(final), { recursive: true });
+  try {
+    await copyFile(object.file, temporary);
+    await verifyLooseObject(temporary, object.id);
+    await rename(temporary, final);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    if (error instanceof AgentGateError) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Could not copy object ${object.id} into ${target}: ${reason}`, { cause: error });
+  }
+}
+
+/**
+ * Checks that the loose object file `file` holds the object `id`: one zlib stream that is the whole file,
+ * inflating to `<blob|tree|commit|tag> <size>\0` and exactly `size` bytes, whose SHA-1 (40-hex ids) or
+ * SHA-256 (64-hex ids) is `id`.
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT naming the object and what is wrong with it.
+ */
+export async function verifyLooseObject(file: string, id: string): Promise<void> {
+  const check = new ObjectCheck(id);
+  const { size } = await stat(file);
+  let consumed = 0;
+  let whole: Buffer | undefined;
+  if (size <= WHOLE_READ_LIMIT) {
+    const compressed = await readFile(file);
+    try {
+      // `info` makes zlib return its engine too, whose `bytesWritten` is the compressed bytes it consumed.
+      const { buffer, engine } = inflateSync(compressed, { info: true, maxOutputLength: WHOLE_INFLATE_LIMIT }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+      whole = buffer;
+      consumed = engine.bytesWritten;
+    } catch (error) {
+      if (!isTooLarge(error)) throw check.corrupt(`its zlib stream is broken (${error instanceof Error ? error.message : String(error)})`);
+    }
+  }
+  if (whole !== undefined) {
+    check.push(whole);
+  } else {
+    const inflater = createInflate();
+    try {
+      await pipeline(
+        createReadStream(file),
+        inflater,
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            try {
+              check.push(chunk);
+              done();
+            } catch (error) {
+              done(error instanceof Error ? error : new Error(String(error)));
+            }
+          },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof AgentGateError) throw error;
+      throw check.corrupt(`its zlib stream is broken (${error instanceof Error ? error.message : String(error)})`);
+    }
+    consumed = inflater.bytesWritten;
+  }
+  if (consumed !== size) throw check.corrupt(`${size - consumed} bytes follow its zlib stream`);
+  check.finish();
+}
+
+function isTooLarge(error: unknown): boolean {
+  return error instanceof RangeError || (typeof error === 'object' && error !== null && 'code' in error && error.code === 'ERR_BUFFER_TOO_LARGE');
+}
+
+/** Parses and hashes an inflated loose object as it arrives. */
+class ObjectCheck {
+  private readonly hash: Hash;
+  private header: Buffer | undefined = Buffer.alloc(0);
+  private expected = 0;
+  private received = 0;
+
+  constructor(private readonly id: string) {
+    this.hash = createHash(id.length === 40 ? 'sha1' : 'sha256');
+  }
+
+  push(chunk: Buffer): void {
+    this.hash.update(chunk);
+    if (this.header === undefined) {
+      this.received += chunk.length;
+      return;
+    }
+    const joined = Buffer.concat([this.header, chunk]);
+    const end = joined.indexOf(0);
+    if (end < 0) {
+      if (joined.length > 32) throw this.corrupt('its header is not a git object header');
+      this.header = joined;
+      return;
+    }
+    const match = /^(?:blob|tree|commit|tag) (0|[1-9][0-9]{0,15})$/.exec(joined.subarray(0, end).toString('latin1'));
+    if (match === null) throw this.corrupt('its header is not a git object header');
+    this.expected = Number(match[1]);
+    this.header = undefined;
+    this.received = joined.length - end - 1;
+  }
+
+  finish(): void {
+    if (this.header !== undefined) throw this.corrupt('it ends inside its header');
+    if (this.received !== this.expected) throw this.corrupt(`it holds ${this.received} bytes where its header says ${this.expected}`);
+    const actual = this.hash.digest('hex');
+    if (actual !== this.id) throw this.corrupt(`its content hashes to ${actual}`);
+  }
+
+  corrupt(why: string): AgentGateError {
+    return new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `The run's git directory holds a corrupt object ${this.id}: ${why}; the run branch was not published`, {
+      retryable: false,
+      details: { object: this.id },
+    });
+  }
+}
+
+/** A handler for a promise's rejection that turns ENOENT into `fallback` and rethrows anything else. */
+function ignoreMissing<T>(fallback: T): (error: unknown) => T {
+  return (error: unknown) => {
+    if (typeof error === 'object' && error !== null && 'code' in error && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return fallback;
+    throw error;
+  };
+}
