@@ -4,16 +4,16 @@
  * display. Ctrl-C cancels the run cleanly (exit 130).
  */
 import { randomUUID } from 'node:crypto';
-import { readFile, realpath } from 'node:fs/promises';
-import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { AgentGateError, ERROR_CATALOGUE, toAgentGateError } from '../errors.js';
 import type { RunOutcome, StartedRun } from '../execution/engine.js';
 import { loadConfig, type AgentGateConfig } from '../schemas/config.js';
 import { resolveTaskSpec, type ResolvedTaskSpec } from '../schemas/resolve.js';
 import { parseTaskSpec, parseTaskSpecYaml, type TaskSpec, type TaskSpecInput } from '../schemas/task-spec.js';
 import { createRuntime, type LocalRuntime } from '../runtime.js';
-import { gitQuery } from '../gates/git.js';
 import { formatGatePlan, loadGatePlan } from '../gates/loader.js';
+import { inspectLocalRepository, type PreparedSource } from '../workspace/local.js';
 import { systemClock } from '../util/clock.js';
 import { killAllProcessGroups } from '../util/process.js';
 import { sanitizeForTerminal } from '../util/terminal.js';
@@ -156,57 +156,62 @@ export function outcomeJson(outcome: ShownOutcome, warnings: readonly string[] =
   return JSON.stringify(body);
 }
 
+/** What the CLI learnt of a local workspace before the run: the gate plan as printed, and the source it read. */
+interface PlanPreview {
+  text: string;
+  /** The resolved source, handed to the engine (`StartOptions.workspaceSource`); absent when it did not resolve. */
+  source?: PreparedSource;
+}
+
 /**
  * The gate plan as printed before the run starts, so the user sees what the agent will be judged by (and
  * where it came from) before paying for it: its lines, or why it is not shown. Local repositories only
  * (undefined otherwise): a remote's plan is known once it is fetched (`agentgate gates` shows it for a
- * local clone). Never rejects, so it never fails the run: the engine loads the plan again (while it
- * creates the worktree) and reports any error properly. That second load of the same commit costs no git
- * process: the plan read here is in the plan cache (`gates/loader.ts`), keyed by the object directory and
- * the commit, and the engine finds it there when it resolved the same commit (HEAD did not move).
+ * local clone). Never rejects, so it never fails the run.
+ *
+ * The repository is resolved the way the engine resolves it (`inspectLocalRepository`), and the engine is
+ * given that source, so the run starts from the commit whose plan was shown without resolving it again.
+ * The engine loads the plan again (while it creates the worktree) and reports any error properly; for the
+ * same commit that costs no git process: the plan read here is in the plan cache (`gates/loader.ts`), keyed
+ * by the object directory and the commit. A source that does not resolve is not handed over: the engine
+ * resolves it itself and fails the run with the precise error.
  */
-async function gatePlanText(spec: ResolvedTaskSpec, signal: AbortSignal): Promise<string | undefined> {
+async function previewGatePlan(spec: ResolvedTaskSpec, signal: AbortSignal): Promise<PlanPreview | undefined> {
   if (spec.workspace.source !== 'local') return undefined;
+  let source: PreparedSource | undefined;
   try {
-    const [commonDir = '', baseSha = ''] = (
-      await gitQuery(['rev-parse', '--path-format=absolute', '--git-common-dir', '--verify', '--end-of-options', `${spec.workspace.ref ?? 'HEAD'}^{commit}`], { cwd: spec.workspace.path, signal })
-    )
-      .trim()
-      .split('\n');
-    // Named the way the engine names it (`inspectLocalRepository`), so the engine's read of the same
-    // commit finds this one in the plan cache instead of running git again.
-    const objectStore = await realpath(join(commonDir, 'objects')).catch(() => undefined);
+    source = await inspectLocalRepository(spec.workspace, signal);
     const plan = await loadGatePlan({
-      worktreePath: spec.workspace.path,
-      baseSha,
+      worktreePath: source.repoPath,
+      baseSha: source.baseSha,
       signal,
-      ...(objectStore !== undefined && { objectStore }),
+      objectStore: source.objectsDir,
       ...(spec.verify !== undefined && { inline: spec.verify }),
     });
-    return `${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`;
+    return { text: `${formatGatePlan(plan).map((line) => sanitizeForTerminal(line)).join('\n')}\n`, source };
   } catch (error) {
     const classified = toAgentGateError(error, 'AG_ERR_PHASE_VERIFY');
-    return `gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`;
+    return { text: `gate plan: not shown (${classified.code}: ${terminalText(classified.message)})\n`, ...(source !== undefined && { source }) };
   }
 }
 
 /**
  * Runs a resolved spec in-process and returns the exit code.
  *
- * Start-up order: the gate plan is read (git processes) while the runtime opens the store, reconciles and
- * reaps stale worktrees, and printed after them, so neither waits for the other. Reconciliation and
- * reaping stay in order: a worktree is only reaped once its interrupted run was closed.
+ * Start-up order: the repository is resolved and the gate plan read (git processes) while the runtime opens
+ * the store, reconciles and reaps stale worktrees, and printed after them, so neither waits for the other.
+ * Reconciliation and reaping stay in order: a worktree is only reaped once its interrupted run was closed.
  */
 export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; verbose?: boolean }, io: CliIo, config: AgentGateConfig): Promise<number> {
   const planRead = new AbortController();
-  const planText = gatePlanText(spec, AbortSignal.any([planRead.signal, AbortSignal.timeout(30_000)]));
+  const planPreview = previewGatePlan(spec, AbortSignal.any([planRead.signal, AbortSignal.timeout(30_000)]));
   let runtime: LocalRuntime;
   try {
     runtime = await createRuntime({ config, baseEnv: io.env, metrics: false });
   } catch (error) {
     // No run: stop reading the plan rather than keep a git process alive for nothing.
     planRead.abort();
-    await planText;
+    await planPreview;
     throw error;
   }
   try {
@@ -217,8 +222,8 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
     const classified = toAgentGateError(error, 'AG_ERR_WORKSPACE_CLEANUP');
     io.stderr.write(`warning ${classified.code}: ${terminalText(classified.message)}\n`);
   }
-  const plan = await planText;
-  if (plan !== undefined) io.stderr.write(plan);
+  const preview = await planPreview;
+  if (preview !== undefined) io.stderr.write(preview.text);
   const display = new ProgressDisplay({
     stream: io.stderr,
     clock: systemClock,
@@ -232,7 +237,7 @@ export async function runSpec(spec: ResolvedTaskSpec, flags: { json?: boolean; v
   });
   let started: StartedRun;
   try {
-    started = await runtime.engine.start(spec, { runId });
+    started = await runtime.engine.start(spec, { runId, ...(preview?.source !== undefined && { workspaceSource: preview.source }) });
   } catch (error) {
     display.stop();
     unsubscribe();

@@ -25,7 +25,7 @@ import { runInRunScope } from '../util/run-scope.js';
 import { assertSandboxAvailable, runWithSandboxPolicy } from '../util/sandbox.js';
 import { secretValues } from '../util/secrets.js';
 import { DEFAULT_LEASE_TTL_MS, defaultLeaseOwner } from '../workspace/lease.js';
-import type { WorkspaceManager } from '../workspace/manager.js';
+import type { PreparedSource, WorkspaceManager } from '../workspace/manager.js';
 import type { Snapshotter } from '../workspace/snapshotter.js';
 import { agentOptionsOf } from './agent-options.js';
 import { IterationTracker } from './iteration-tracker.js';
@@ -76,6 +76,13 @@ export interface StartOptions {
    * (another worker was first; nothing written) — see `CreateRunInput.claim`.
    */
   claim?: boolean;
+  /**
+   * The spec's workspace as the caller already resolved it with the same resolution the engine uses
+   * (`WorkspaceManager.resolveSource`, `inspectLocalRepository`): the run starts from it instead of resolving
+   * the source again. `agentgate exec` resolves a local repository to show its gate plan before the run, so
+   * the run starts from the commit whose plan was shown, for one `git rev-parse` instead of two.
+   */
+  workspaceSource?: PreparedSource;
   /**
    * At most one unfinished run per key across every process sharing the store (execution/exclusive-key.ts);
    * rejects with the retryable `AG_ERR_RUN_EXCLUSIVE_BUSY` and writes nothing while the key is held.
@@ -166,7 +173,7 @@ export class ExecutionEngine {
     external?.addEventListener('abort', onExternalAbort, { once: true });
     // Every agent and gate process of the run starts under the run's sandbox policy (util/sandbox.ts).
     // and carries the run's tag, by which the run's end and reconciliation find what escaped its group.
-    const done = runInRunScope(runId, () => runWithSandboxPolicy(spec.sandbox, () => executeRun(actor, spec, delivery, this.execution, progress, tracker))).finally(() => {
+    const done = runInRunScope(runId, () => runWithSandboxPolicy(spec.sandbox, () => executeRun(actor, spec, delivery, this.execution, progress, tracker, options.workspaceSource))).finally(() => {
       external?.removeEventListener('abort', onExternalAbort);
       this.active.delete(runId);
       this.services.workOrders.forget(runId);

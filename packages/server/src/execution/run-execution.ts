@@ -19,7 +19,7 @@ import { killRunProcesses } from '../util/reap.js';
 import { removeRunSandbox, sandboxWarnings } from '../util/sandbox.js';
 import { effectiveSandbox } from '../util/sandbox-policy.js';
 import { LeaseKeeper } from '../workspace/lease.js';
-import type { WorkspaceManager } from '../workspace/manager.js';
+import type { PreparedSource, WorkspaceManager } from '../workspace/manager.js';
 import { stripUrlCredentials } from '../workspace/paths.js';
 import type { RunProgress } from './context.js';
 import type { IterationTracker } from './iteration-tracker.js';
@@ -93,7 +93,10 @@ export function newProgress(): RunProgress {
   };
 }
 
-/** Runs `actor`'s run to a terminal state (or until this process loses it). Never rejects. */
+/**
+ * Runs `actor`'s run to a terminal state (or until this process loses it). Never rejects. `workspaceSource`:
+ * the spec's workspace already resolved by the caller (`StartOptions.workspaceSource`).
+ */
 export async function executeRun(
   actor: RunActor,
   spec: ResolvedTaskSpec,
@@ -101,6 +104,7 @@ export async function executeRun(
   services: RunExecutionServices,
   progress: RunProgress,
   iterations: IterationTracker,
+  workspaceSource?: PreparedSource,
 ): Promise<RunOutcome> {
   const { clock } = services;
   const startedAt = clock.now();
@@ -128,6 +132,8 @@ export async function executeRun(
     progress,
     iterations,
     services: { orchestrator: services.orchestrator, workspaces: services.workspaces, verifier: services.verifier, convergence, delivery },
+    workspaceSource,
+    reusableWorkspace: poolableRun(spec, services.baseEnv),
     workspace: undefined,
     updateMeta: (patch) => actor.updateMeta(patch),
     failure: (error, phase) => ({ code: error.code, message: error.message, phase, iteration: progress.iteration }),
@@ -315,6 +321,20 @@ function describeWorkspace(spec: ResolvedTaskSpec): string {
       return `github:${ws.repo}`;
     case 'gitlab':
       return `gitlab:${ws.project}`;
+  }
+}
+
+/**
+ * Whether the run's worktree may be made with the worktree pool: only a sandboxed run's can return to it.
+ * Asked when the workspace is made, so an unsandboxed run pays nothing for the pool; the release asks again
+ * ({@link sandboxedRun}) and a worktree is pooled only when both say yes, so an error here only means no:
+ * the same question at the release, inside its reported `attempt`, raises it again and reports it.
+ */
+function poolableRun(spec: ResolvedTaskSpec, env: Record<string, string | undefined>): boolean {
+  try {
+    return sandboxedRun(spec, env);
+  } catch {
+    return false;
   }
 }
 

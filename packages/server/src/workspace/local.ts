@@ -27,7 +27,14 @@ export interface PreparedSource {
   objectsDir: string;
   /** Human-readable, credential-free description of the source. */
   source: string;
+  /** Warnings known once the source is resolved. */
   warnings: string[];
+  /**
+   * More warnings from a check that only reads the source (a local work tree's status), left to the
+   * acquisition to run while it creates the workspace instead of before. Its failure fails the
+   * acquisition as it would have failed the resolution. Absent when there is nothing more to check.
+   */
+  deferredWarnings?: (signal: AbortSignal) => Promise<string[]>;
 }
 
 export interface LocalSourceSpec {
@@ -36,9 +43,10 @@ export interface LocalSourceSpec {
 }
 
 /**
- * Inspects the user's repository without changing it: finds its top level, resolves `ref` (or HEAD) to
- * a commit and records uncommitted changes as a warning (the run starts from the commit, so those
- * changes are not part of it — a warning, not an error).
+ * Inspects the user's repository without changing it: finds its top level and resolves `ref` (or HEAD) to
+ * a commit. Uncommitted changes of a work tree become a warning (the run starts from the commit, so those
+ * changes are not part of it — a warning, not an error) through `deferredWarnings`: reading the status
+ * takes a git process that the acquisition runs alongside the workspace's creation.
  *
  * @throws AG_ERR_WORKSPACE_NOT_A_REPO, AG_ERR_WORKSPACE_REF_NOT_FOUND.
  */
@@ -63,15 +71,20 @@ export async function inspectLocalRepository(spec: LocalSourceSpec, signal: Abor
   if (quick !== undefined) {
     // The common case in one git call: a work tree whose HEAD is a commit.
     const [repoPath, objectsDir] = await Promise.all([realpath(quick.top), realpath(path.join(quick.commonDir, 'objects'))]);
-    return { repoPath, baseSha: quick.head, objectsDir, source: repoPath, warnings: await uncommittedChangesWarning(repoPath, quick.head, undefined, signal) };
+    return withUncommittedChangesCheck({ repoPath, baseSha: quick.head, objectsDir, source: repoPath, warnings: [] }, undefined);
   }
   const [bareFlag = '', commonDir = ''] = (await runGitTrimmed({ ...probe, args: ['rev-parse', '--is-bare-repository', '--path-format=absolute', '--git-common-dir'] })).split('\n');
   const bare = bareFlag === 'true';
   const top = await runGitTrimmed({ ...probe, args: ['rev-parse', bare ? '--absolute-git-dir' : '--show-toplevel'] });
   const [repoPath, objectsDir] = await Promise.all([realpath(top), realpath(path.join(commonDir, 'objects'))]);
   const baseSha = await resolveCommit(repoPath, spec.ref === undefined ? ['HEAD'] : refCandidates(spec.ref), spec.ref ?? 'HEAD', signal);
-  const warnings = bare ? [] : await uncommittedChangesWarning(repoPath, baseSha, spec.ref, signal);
-  return { repoPath, baseSha, objectsDir, source: repoPath, warnings };
+  const source: PreparedSource = { repoPath, baseSha, objectsDir, source: repoPath, warnings: [] };
+  // A bare repository has no work tree, so no uncommitted changes.
+  return bare ? source : withUncommittedChangesCheck(source, spec.ref);
+}
+
+function withUncommittedChangesCheck(source: PreparedSource, ref: string | undefined): PreparedSource {
+  return { ...source, deferredWarnings: (signal) => uncommittedChangesWarning(source.repoPath, source.baseSha, ref, signal) };
 }
 
 /**
@@ -172,30 +185,60 @@ export interface CreateWorkspaceRequest {
  * `objectsDir`), and the checked-out files — written by AgentGate's own `read-tree -u`, so no attribute,
  * filter or hook of anyone runs, and the files are the base commit's bytes. The run branch is refused when
  * `repoPath` already has it, but not created there: it reaches the repository with the first snapshot that
- * changed something (`snapshotter.ts`), so a run that ended earlier leaves no branch behind. A failed or
- * canceled creation is rolled back (directories removed).
+ * changed something (`snapshotter.ts`), so a run that ended earlier leaves no branch behind. The branch
+ * check runs while the workspace is checked out (see {@link createWhileChecking}). A failed or canceled
+ * creation is rolled back (directories removed).
  *
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
 export async function createRunWorkspace(request: CreateWorkspaceRequest): Promise<IsolatedGit> {
-  await assertRunTargetsFree(request);
-  return (await checkoutRunWorkspace(request)).git;
+  assertRunDirectoriesFree(request);
+  const [, checkout] = await createWhileChecking(assertRunBranchFree(request), checkoutRunWorkspace(request), () => removeRunDirectories(request));
+  return checkout.git;
 }
 
 /**
- * Refuses a run whose workspace or git directory already exists, or whose branch exists in `repoPath`:
- * a run never takes over a branch (a user's, or a run's); the first fetch of the run branch
- * (snapshotter.ts) creates it.
+ * Runs `check` and `create` at once, with the outcome of running `check` first: when `check` fails, its
+ * error is thrown and what `create` made is undone; otherwise `create`'s result or error. For a check that
+ * only reads the source repository (a git process there) while `create` writes only below the home:
+ * neither can see the other, and the check's process no longer delays the workspace.
+ */
+export async function createWhileChecking<C, T>(check: Promise<C>, create: Promise<T>, undo: (created: T) => Promise<void>): Promise<[C, T]> {
+  const [checked, created] = await Promise.allSettled([check, create]);
+  if (checked.status === 'rejected') {
+    const failure: unknown = checked.reason;
+    const undoFailure = created.status === 'fulfilled' ? await undo(created.value).then(() => undefined, (error: unknown) => error) : undefined;
+    throw withCleanupFailure(failure, undoFailure, 'removing the workspace created meanwhile');
+  }
+  if (created.status === 'rejected') {
+    const failure: unknown = created.reason;
+    throw failure;
+  }
+  return [checked.value, created.value];
+}
+
+/**
+ * Refuses a run whose workspace or git directory already exists. Checked before anything is created: a
+ * rollback must only ever remove what this run made.
  *
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
-export async function assertRunTargetsFree(request: CreateWorkspaceRequest): Promise<void> {
-  const { repoPath, worktreePath, gitDir, branch, signal } = request;
+export function assertRunDirectoriesFree({ worktreePath, gitDir }: CreateWorkspaceRequest): void {
   for (const existing of [worktreePath, gitDir]) {
     if (existsSync(existing)) {
       throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `The run directory ${existing} already exists`, { retryable: false, details: { path: existing } });
     }
   }
+}
+
+/**
+ * Refuses a run whose branch exists in `repoPath`: a run never takes over a branch (a user's, or a run's);
+ * the first snapshot that changed something creates it there (snapshotter.ts).
+ *
+ * @throws AG_ERR_WORKSPACE_SETUP.
+ */
+export async function assertRunBranchFree(request: CreateWorkspaceRequest): Promise<void> {
+  const { repoPath, branch, signal } = request;
   const existing = await runGitTrimmed({
     cwd: repoPath,
     args: ['for-each-ref', '--format=%(refname)', `refs/heads/${branch}`],
@@ -218,7 +261,7 @@ export interface WorkspaceReuse {
 }
 
 /**
- * The checkout part of {@link createRunWorkspace} (targets already checked): the two repositories, then
+ * The checkout part of {@link createRunWorkspace} (directories checked to be free): the two repositories, then
  * `read-tree --reset -u <base>`. With `reuse`, the work tree starts from a pooled worktree and AgentGate's
  * previous index of it, so git writes only the files that differ from the new base (or that the pool could
  * not vouch for and removed). Returns the git state and `ls-files -z --stage` of the new index.
@@ -238,7 +281,7 @@ export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reus
     await recordBaseGitlinks(git, lsFilesStage);
     return { git, lsFilesStage };
   } catch (error) {
-    const rollbackFailure = await rollbackWorkspace(request).then(
+    const rollbackFailure = await removeRunDirectories(request).then(
       () => undefined,
       (rollbackError: unknown) => rollbackError,
     );
@@ -246,7 +289,8 @@ export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reus
   }
 }
 
-async function rollbackWorkspace({ worktreePath, gitDir }: CreateWorkspaceRequest): Promise<void> {
+/** Removes what {@link checkoutRunWorkspace} creates: the workspace and AgentGate's git directory of the run. */
+export async function removeRunDirectories({ worktreePath, gitDir }: Pick<CreateWorkspaceRequest, 'worktreePath' | 'gitDir'>): Promise<void> {
   // Runs outside the run's (possibly aborted) scope: a half-created workspace must not survive.
   await Promise.all([removeTree(worktreePath), removeTree(gitDir)]);
 }

@@ -24,7 +24,7 @@ import { removeTree } from './isolated-git.js';
 import { KeyedMutex } from './keyed-mutex.js';
 import { WorktreePool, type PoolLogger, type WorktreePoolOptions } from './worktree-pool.js';
 import { DEFAULT_LEASE_TTL_MS, LeaseKeeper, defaultLeaseOwner, leaseKey, type LeaseStore } from './lease.js';
-import { createRunWorkspace, inspectLocalRepository, legacyOwningRepository, removeRunWorkspace, type PreparedSource } from './local.js';
+import { createRunWorkspace, createWhileChecking, inspectLocalRepository, legacyOwningRepository, removeRunDirectories, removeRunWorkspace, type PreparedSource } from './local.js';
 
 export type { PreparedSource } from './local.js';
 import { DEFAULT_BRANCH_PREFIX, WORKTREE_POOL_DIR_NAME, runBranchName, runGitDir, runsRoot, validateRunId, worktreePath, worktreePoolRoot, worktreesRoot } from './paths.js';
@@ -70,6 +70,12 @@ export interface AcquireWorkspaceOptions {
   source?: PreparedSource;
   /** Run branches are `<branchPrefix><runId>`; default `agentgate/`. */
   branchPrefix?: string;
+  /**
+   * Whether the workspace may go back to the pool when it is released (default true). False (a run without
+   * the sandbox, whose release will say `reusable: false`) makes it without the pool: no idle slot is
+   * claimed and no manifest recorded for a worktree that can never return to it.
+   */
+  reusable?: boolean;
   signal: AbortSignal;
 }
 
@@ -127,10 +133,17 @@ export class WorkspaceManager {
     const prepared = options.source ?? (await this.resolveSource(spec, signal));
     await this.takeLease(prepared.repoPath, branch, runId, signal);
     let indexFile: string;
+    let laterWarnings: string[];
     try {
       const request = { repoPath: prepared.repoPath, objectsDir: prepared.objectsDir, worktreePath: target, gitDir, branch, baseSha: prepared.baseSha, signal };
-      const pool = this.pool;
-      ({ indexFile } = await withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => (pool === undefined ? createRunWorkspace(request) : pool.createWorkspace(request, runId))));
+      const pool = options.reusable === false ? undefined : this.pool;
+      // The source's deferred check (a local work tree's status) only reads the source: it runs while the
+      // workspace is created, and when it fails the workspace is removed again.
+      [laterWarnings, { indexFile }] = await createWhileChecking(
+        prepared.deferredWarnings?.(signal) ?? Promise.resolve([]),
+        withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => (pool === undefined ? createRunWorkspace(request) : pool.createWorkspace(request, runId))),
+        () => (pool === undefined ? removeRunDirectories(request) : pool.discard(request, runId)),
+      );
     } catch (error) {
       throw withCleanupFailure(error, await this.dropLease(runId), 'releasing the lease');
     }
@@ -145,7 +158,7 @@ export class WorkspaceManager {
       indexFile,
       objectsDir: prepared.objectsDir,
       source: prepared.source,
-      warnings: prepared.warnings,
+      warnings: [...prepared.warnings, ...laterWarnings],
     };
   }
 

@@ -20,9 +20,11 @@
  * The run branch reaches the repository only with a commit: the first snapshot that changed something
  * creates it there, so a run in which the agent never changed anything leaves no branch.
  *
- * Cost (each git call forks the whole Node process): after listing new files and staging, one `write-tree`
- * and one `rev-parse` (run together) name every commit and tree the iteration is measured against. No diff
- * runs between equal trees — they have no differences by definition: an iteration that changed nothing
+ * Cost (each git call forks the whole Node process): one `git status` of AgentGate's index and one
+ * `rev-parse` (run together) say whether anything changed and name every commit and tree the iteration is
+ * measured against. An iteration with nothing to stage costs nothing more: no `add`, no `write-tree`, no
+ * commit. Otherwise `add` stages and one `write-tree` names the tree before the commit. No diff runs
+ * between equal trees — they have no differences by definition: an iteration that changed nothing
  * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
  * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again. A base commit with
@@ -103,35 +105,30 @@ export class Snapshotter {
     const own: IsolatedGit = { gitDir: workspace.gitDir, indexFile: workspace.indexFile, workTree: workspace.path };
     const git = (args: readonly string[], what: string): GitCall => ({ cwd: workspace.path, args, signal, failAs: 'AG_ERR_PHASE_SNAPSHOT', what, isolated: own });
 
-    // Nested repositories (a directory with its own .git) are listed by ls-files as `path/`; git would
+    // What changed since the last snapshot, from one `git status` of AgentGate's index (the same stat
+    // comparison and ignore rules `git add` applies; `--ignore-submodules=all` because status, like add,
+    // would otherwise run inside a submodule — submodules are read by `readGitlinks` instead). The names the
+    // iteration is measured against (`rev-parse`) are read at the same time: nothing moves the run branch
+    // before the commit below.
+    // Nested repositories (a directory with its own .git) are listed by status as `path/`; git would
     // record them as gitlinks of commits that exist nowhere (or refuse to add them at all), so they are
     // left out and reported. Submodule paths of the base commit whose directory now holds files are
     // reported too: their content is not part of any snapshot.
-    const [untracked, { gitlinks, staged }] = await Promise.all([
-      runGit(git(['ls-files', '-z', '--others', '--exclude-standard'], 'list the new files')),
+    const skipEmpty = (this.options.emptyIterations ?? 'skip') === 'skip';
+    const [status, { gitlinks, staged }, names] = await Promise.all([
+      runGit(git(['status', '--porcelain', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], 'list the changes')),
       readGitlinks(workspace.gitDir, git),
+      skipEmpty ? readSnapshotNames(request, git) : Promise.resolve(undefined),
     ]);
-    const nested = untracked
-      .split('\0')
-      .filter((entry) => entry.endsWith('/'))
-      .map((entry) => entry.slice(0, -1));
+    const changes = parseStatus(status);
+    const nested = changes.untracked.filter((entry) => entry.endsWith('/')).map((entry) => entry.slice(0, -1));
     const [populated, unlinked] = await Promise.all([populatedDirectories(workspace.path, gitlinks), behindSymlinks(workspace.path, staged)]);
     const uncaptured = [...new Set([...nested, ...populated])].sort();
-    // Submodules are staged by `update-index`, never by `git add`: since git 2.54 `add` skips a submodule
-    // whose `.gitmodules` entry (the agent's file) says `ignore = all`, and `add` (2.39 and 2.55 alike) runs
-    // `git status` inside a submodule whose commit did not move — in a repository the agent made, with its
-    // config and clean filters. `update-index` only reads which commit the submodule's HEAD names (or
-    // records the path's deletion, or the file or symlink that replaced it), whatever `.gitmodules` says.
-    // A submodule path with a symlink among its parents (`test` replaced by a link, the submodule at
-    // `test/suite`) is no submodule any more, and git refuses it in a pathspec and in `update-index
-    // --remove` ("beyond a symbolic link"): it is dropped from the index first (`--force-remove`, which
-    // looks at no file), so `add` records the symlink and what lies behind it under its own path.
-    if (unlinked.length > 0) await runGit(git(['update-index', '--force-remove', '--', ...unlinked], 'drop the submodules behind a symlink'));
-    const submodules = staged.filter((dir) => !unlinked.includes(dir));
-    const exclusions = [...nested, ...submodules].map((dir) => `:(top,exclude,literal)${dir}`);
-    await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
-    if (submodules.length > 0) await runGit(git(['update-index', '--remove', '--', ...submodules], 'stage the submodules'));
-    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git);
+    // Nothing to stage — no tracked file changed, no file is new, and no submodule (whose commit status
+    // does not look at) — is an iteration that changed nothing: no `add`, no `write-tree`, no commit.
+    const unchanged = names !== undefined && changes.entries === 0 && gitlinks.length === 0;
+    if (!unchanged) await this.stage(git, nested, staged, unlinked);
+    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged);
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
@@ -171,17 +168,39 @@ export class Snapshotter {
   }
 
   /**
+   * Stages the work tree in AgentGate's index: everything but nested repositories and submodules with
+   * `git add --all`, submodules with `update-index`.
+   */
+  private async stage(git: (args: readonly string[], what: string) => GitCall, nested: readonly string[], staged: readonly string[], unlinked: readonly string[]): Promise<void> {
+    // Submodules are staged by `update-index`, never by `git add`: since git 2.54 `add` skips a submodule
+    // whose `.gitmodules` entry (the agent's file) says `ignore = all`, and `add` (2.39 and 2.55 alike) runs
+    // `git status` inside a submodule whose commit did not move — in a repository the agent made, with its
+    // config and clean filters. `update-index` only reads which commit the submodule's HEAD names (or
+    // records the path's deletion, or the file or symlink that replaced it), whatever `.gitmodules` says.
+    // A submodule path with a symlink among its parents (`test` replaced by a link, the submodule at
+    // `test/suite`) is no submodule any more, and git refuses it in a pathspec and in `update-index
+    // --remove` ("beyond a symbolic link"): it is dropped from the index first (`--force-remove`, which
+    // looks at no file), so `add` records the symlink and what lies behind it under its own path.
+    if (unlinked.length > 0) await runGit(git(['update-index', '--force-remove', '--', ...unlinked], 'drop the submodules behind a symlink'));
+    const submodules = staged.filter((dir) => !unlinked.includes(dir));
+    const exclusions = [...nested, ...submodules].map((dir) => `:(top,exclude,literal)${dir}`);
+    await runGit(git(['add', '--all', ...(exclusions.length === 0 ? [] : ['--', ':(top)', ...exclusions])], 'stage the changes'));
+    if (submodules.length > 0) await runGit(git(['update-index', '--remove', '--', ...submodules], 'stage the submodules'));
+  }
+
+  /**
    * Commits the staged tree on AgentGate's run branch (unless it is the last snapshot's tree and empty
    * iterations are skipped) and names every commit and tree the iteration is measured against: the new
    * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
-   * Skipping: one `write-tree` and one `rev-parse` (run together) answer all of it, plus the commit when
-   * there is one, whose id is read from the branch it moved.
+   * Skipping (`names` read beforehand): an `unchanged` iteration needs no git at all here; otherwise one
+   * `write-tree` says whether the staged tree is new, plus the commit when it is, whose id is read from the
+   * branch it moved. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
    */
-  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall): Promise<CommitNames> {
+  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, unchanged: boolean): Promise<CommitNames> {
     const { workspace, iteration, previousSha } = request;
     const message = snapshotMessage(iteration);
     const commit = (): Promise<string> => runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
-    if ((this.options.emptyIterations ?? 'skip') === 'commit') {
+    if (names === undefined) {
       await commit();
       // AgentGate's branch only ever holds snapshots, so HEAD^ is the previous snapshot (or the base).
       const since = previousSha ?? 'HEAD^';
@@ -190,19 +209,43 @@ export class Snapshotter {
       ).split('\n');
       return { sha, treeSha, sinceSha, sinceTree, baseTree, committed: true };
     }
-    const since = previousSha === undefined ? [] : [previousSha, `${previousSha}^{tree}`];
-    const [indexTree, names] = await Promise.all([
-      runGitTrimmed(git(['write-tree'], 'read the staged tree')),
-      runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', `${workspace.baseSha}^{tree}`, ...since], 'read the last snapshot')),
-    ]);
+    const { head, headTree, baseTree, sinceSha, sinceTree } = names;
+    if (unchanged) return { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
+    const indexTree = await runGitTrimmed(git(['write-tree'], 'read the staged tree'));
     // HEAD is the last snapshot (or the base commit): the parent of a new commit, else the snapshot itself.
-    const [head = '', headTree = '', baseTree = '', sinceSha = head, sinceTree = headTree] = names.split('\n');
     if (indexTree === headTree) return { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
     await commit();
     // `git commit` made a commit of the index, whose tree write-tree just named.
     const sha = (await readRunBranch(workspace, head)) ?? (await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the snapshot commit')));
     return { sha, treeSha: indexTree, sinceSha, sinceTree, baseTree, committed: true };
   }
+}
+
+/** The last snapshot (HEAD of AgentGate's run branch, or the base commit), and what the iteration is measured against. */
+interface SnapshotNames {
+  head: string;
+  headTree: string;
+  baseTree: string;
+  sinceSha: string;
+  sinceTree: string;
+}
+
+/** One `rev-parse`: HEAD and its tree, the base commit's tree, and `previousSha` with its tree (default: HEAD). */
+async function readSnapshotNames(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall): Promise<SnapshotNames> {
+  const { workspace, previousSha } = request;
+  const since = previousSha === undefined ? [] : [previousSha, `${previousSha}^{tree}`];
+  const names = await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', `${workspace.baseSha}^{tree}`, ...since], 'read the last snapshot'));
+  const [head = '', headTree = '', baseTree = '', sinceSha = head, sinceTree = headTree] = names.split('\n');
+  return { head, headTree, baseTree, sinceSha, sinceTree };
+}
+
+/**
+ * Parses `git status --porcelain -z --no-renames` (`XY <path>\0` per entry; `??` for an untracked one):
+ * how many entries, and the untracked paths (a nested repository as `dir/`).
+ */
+function parseStatus(output: string): { entries: number; untracked: string[] } {
+  const fields = output.split('\0').filter((field) => field.length > 0);
+  return { entries: fields.length, untracked: fields.filter((field) => field.startsWith('?? ')).map((field) => field.slice(3)) };
 }
 
 /** The commits and trees of one snapshot (see `commitIfChanged`). */

@@ -36,7 +36,7 @@ import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { removeTree } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
-import { assertRunTargetsFree, checkoutRunWorkspace, removeRunWorkspace, type CreateWorkspaceRequest } from './local.js';
+import { assertRunBranchFree, assertRunDirectoriesFree, checkoutRunWorkspace, createWhileChecking, removeRunDirectories, removeRunWorkspace, type CreateWorkspaceRequest } from './local.js';
 import { poolFilesystem, recordManifest, rerecordEntries, TreeManifest } from './pool-manifest.js';
 import { scrubForPool, scrubIntoWorkspace } from './pool-scrub.js';
 import type { IsolatedGit } from './isolated-git.js';
@@ -151,11 +151,28 @@ export class WorktreePool {
    * worktree must pass `recordManifest`'s check (exactly the base commit's paths); any failure of the reuse
    * (other than a cancel) is logged and answered with a fresh checkout. The manifest of the new worktree is
    * kept for the pool; when it cannot be recorded the run goes on and its worktree is removed at the end.
+   * The run branch is checked while the workspace is made, as `createRunWorkspace` does.
    *
    * @throws AG_ERR_WORKSPACE_SETUP, the cancellation reason.
    */
   async createWorkspace(request: CreateWorkspaceRequest, runId: string): Promise<IsolatedGit> {
-    await assertRunTargetsFree(request);
+    assertRunDirectoriesFree(request);
+    const [, git] = await createWhileChecking(assertRunBranchFree(request), this.checkOut(request, runId), () => this.discard(request, runId));
+    return git;
+  }
+
+  /**
+   * Removes a workspace {@link createWorkspace} made for a run whose acquisition failed after all, and what
+   * the pool kept of it.
+   */
+  async discard(request: Pick<CreateWorkspaceRequest, 'worktreePath' | 'gitDir'>, runId: string): Promise<void> {
+    const run = this.live.get(runId);
+    this.live.delete(runId);
+    await Promise.all([removeRunDirectories(request), run === undefined ? undefined : removeTree(this.runDir(run.repoKey, runId))]);
+  }
+
+  /** The checkout part of {@link createWorkspace}: from a claimed slot, or afresh. */
+  private async checkOut(request: CreateWorkspaceRequest, runId: string): Promise<IsolatedGit> {
     if (!(await this.enabled())) return (await checkoutRunWorkspace(request)).git;
     const repoKey = WorktreePool.repoKey(request.objectsDir);
     const slot = await this.claim(repoKey, runId, request.signal);

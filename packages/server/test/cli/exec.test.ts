@@ -132,10 +132,11 @@ describe('agentgate exec', () => {
     it('fails as failed_error with the snapshot code', async () => {
       const r = setup();
       // Fault injection: a stale lock on AgentGate's own index for the run (its git dir sits next to the
-      // workspace in AGENTGATE_HOME), so `git add` fails. Unsandboxed: inside the sandbox that directory
-      // is out of the agent's reach, which test/security covers.
+      // workspace in AGENTGATE_HOME), so `git add` of the file the agent changed fails (an iteration with
+      // nothing to stage never writes the index). Unsandboxed: inside the sandbox that directory is out of
+      // the agent's reach, which test/security covers.
       const lock = '"$PWD/../../runs/$AGENTGATE_RUN_ID/git/index.lock"';
-      const res = await exec(r, writeAgent(r.root, 'agent', `touch ${lock}\necho locked`), ['--sandbox', 'none']);
+      const res = await exec(r, writeAgent(r.root, 'agent', `touch ${lock}\necho changed > changed.txt\necho locked`), ['--sandbox', 'none']);
       expect(res.code).toBe(1);
       expect(res.json).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT' } });
       expect((await readRun(r.home, String(res.json?.['runId']))).transitions.at(-1)).toBe('snapshotting→failed');

@@ -3,8 +3,9 @@
  * first on PATH records each command the CLI runs (the CLI and the engine resolve `git` through PATH), so
  * these tests pin what an iteration may run: the gate plan read once, in one process, for the plan shown
  * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
- * tamper detection that the snapshot already made; for a base commit with submodules, two processes more
- * per snapshot (which submodules the index holds, and `update-index` staging them instead of `git add`).
+ * tamper detection that the snapshot already made; an iteration with nothing to stage costs one `status`
+ * and one `rev-parse`; for a base commit with submodules, two processes more per staging snapshot (which
+ * submodules the index holds, and `update-index` staging them instead of `git add`).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -70,15 +71,17 @@ describe('git processes of a run', () => {
     expect(res.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1 });
     // The plan shown before the run and the engine's plan: one `cat-file --batch` for both, no ls-tree.
     expect(commands.filter((args) => args.includes('cat-file'))).toEqual([['cat-file', '--batch']]);
-    // The snapshot changed nothing: no commit, no stats, no patch, no tree-to-tree tamper check. Left: the
-    // work tree below the protected paths against the snapshot (edits made after it), and new files there.
+    // The snapshot changed nothing: one `status` says so, so no add, no write-tree, no commit, no stats, no
+    // patch, no tree-to-tree tamper check. Left: the work tree below the protected paths against the
+    // snapshot (edits made after it), and new files there.
     expect(commands.filter((args) => subcommand(args) === 'diff')).toEqual([
       ['diff', '--name-status', '-z', '--no-renames', '--no-ext-diff', '--no-textconv', '--ignore-submodules=dirty', expect.stringMatching(/^[0-9a-f]{40}$/), '--', ':(glob)verify.yaml', ':(glob).agentgate/verify.yaml'],
     ]);
     expect(commands.map(subcommand).sort()).toEqual(
-      // CLI: the plan (rev-parse, cat-file). Workspace: source (rev-parse, status), branch check (for-each-ref),
-      // checkout (read-tree, ls-files). Snapshot: ls-files, add, write-tree, rev-parse. Verify: diff, ls-files.
-      ['rev-parse', 'cat-file', 'rev-parse', 'status', 'for-each-ref', 'read-tree', 'ls-files', 'ls-files', 'add', 'write-tree', 'rev-parse', 'diff', 'ls-files'].sort(),
+      // CLI: the source and the plan (rev-parse, cat-file); the engine reuses that source. Workspace: the
+      // uncommitted-changes status and the branch check (for-each-ref) alongside the checkout (read-tree,
+      // ls-files). Snapshot: status and rev-parse together, nothing else. Verify: diff, ls-files.
+      ['rev-parse', 'cat-file', 'status', 'for-each-ref', 'read-tree', 'ls-files', 'status', 'rev-parse', 'diff', 'ls-files'].sort(),
     );
     // The documented artifact is still there: the iteration's patch against the base, empty.
     const runId = String(res.json?.['runId']);
@@ -102,8 +105,9 @@ describe('git processes of a run', () => {
         ['update-index', '--remove', '--', 'vendor/lib'],
       ]),
     );
-    // Two processes more than the no-op iteration of a repository without one.
-    expect(commands).toHaveLength(15);
+    // A base commit with submodules always stages (status does not look inside submodules): add,
+    // write-tree and the two submodule processes, four more than the no-op iteration without one.
+    expect(commands).toHaveLength(14);
   });
 
   it('fail-then-pass: one diff gives iteration 1 its stats and its changes, and tamper detection reuses them', async () => {
@@ -124,9 +128,10 @@ describe('git processes of a run', () => {
     expect(diffs.filter((args) => args.includes('--name-status') && !args.includes('--'))).toHaveLength(1);
     expect(diffs.filter((args) => args.some((arg) => arg.startsWith('--output=')))).toHaveLength(2);
     expect(diffs).toHaveLength(7);
-    // CLI 1, source 1, and one per snapshot: none after the commit (its id is read from the branch it moved).
-    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(4);
-    expect(commands).toHaveLength(28);
+    // CLI 1 (the engine reuses its source), and one per snapshot: none after the commit (its id is read
+    // from the branch it moved).
+    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(3);
+    expect(commands).toHaveLength(27);
     const runId = String(res.json?.['runId']);
     expect(git(r.repo, 'show', `agentgate/${runId}:src/state.txt`)).toBe('fixed');
     expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toContain('+attempt');

@@ -12,6 +12,7 @@ import { resolveWorkOrder, type ResolvedTaskSpec } from '../../src/schemas/resol
 import { parseWorkOrderBody } from '../../src/schemas/work-order.js';
 import type { TaskSpecInput } from '../../src/schemas/task-spec.js';
 import type { ConvergenceStrategy } from '../../src/convergence/types.js';
+import { inspectLocalRepository } from '../../src/workspace/local.js';
 import { AGENTS, agentOutput, git, makeRepo, userTreeState, writeAgent, type TempRepo } from '../helpers/git-repo.js';
 import { passingPath, readRun } from '../helpers/store-checks.js';
 import { commandTask, engineSetup, type EngineSetup } from '../helpers/tasks.js';
@@ -56,6 +57,21 @@ describe('ExecutionEngine', () => {
       expect(metrics).toMatch(/agentgate_phase_duration_seconds_count\{phase="snapshot"\} 1/);
       expect(runtime.engine.activeCount()).toBe(0);
     });
+  });
+
+  it('starts from the workspace source the caller resolved (exec shows that commit’s gate plan), without resolving it again', async () => {
+    const { repo, runtime } = await setup();
+    const resolved = spec(repo, writeAgent(repo.root, 'a', AGENTS.correct));
+    const shown = git(repo.repo, 'rev-parse', 'HEAD');
+    const workspaceSource = await inspectLocalRepository({ path: repo.repo }, new AbortController().signal);
+    // HEAD moves after the caller resolved the source: the run still starts from the commit it was given.
+    writeFileSync(join(repo.repo, 'later.txt'), 'committed after the plan was shown\n');
+    git(repo.repo, 'add', 'later.txt');
+    git(repo.repo, 'commit', '-q', '-m', 'later');
+    const outcome = await runtime.engine.run(resolved, { workspaceSource });
+    expect(outcome).toMatchObject({ state: 'succeeded', result: 'passed' });
+    expect(git(repo.repo, 'rev-parse', `${outcome.branch}~1`)).toBe(shown);
+    expect(git(repo.repo, 'ls-tree', '--name-only', outcome.branch)).not.toContain('later.txt');
   });
 
   it('passes agent.env to the agent but never writes its values to the store', async () => {
@@ -154,8 +170,9 @@ describe('ExecutionEngine', () => {
 
     it('a snapshot git cannot make is failed_error with the snapshot code', async () => {
       const { repo, runtime } = await setup();
-      // Fault injection: a stale lock on AgentGate's own index for the run, placed by an unsandboxed agent.
-      const resolved = spec(repo, writeAgent(repo.root, 'a', 'touch "$PWD/../../runs/$AGENTGATE_RUN_ID/git/index.lock"'));
+      // Fault injection: a stale lock on AgentGate's own index for the run, placed by an unsandboxed agent
+      // that also changed a file (an iteration with nothing to stage never writes the index).
+      const resolved = spec(repo, writeAgent(repo.root, 'a', 'touch "$PWD/../../runs/$AGENTGATE_RUN_ID/git/index.lock"\necho changed > changed.txt'));
       const outcome = await runtime.engine.run({ ...resolved, sandbox: { ...resolved.sandbox, mode: 'none' } });
       expect(outcome).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT', phase: 'snapshot' } });
       expect((await readRun(repo.home, outcome.runId)).transitions.at(-1)).toBe('snapshotting→failed');

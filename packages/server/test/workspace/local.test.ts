@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -168,14 +168,47 @@ describe('WorkspaceManager with a local repository', () => {
       expect(error.code).toBe('AG_ERR_WORKSPACE_PATH_ESCAPE');
     });
 
-    it('fails with AG_ERR_WORKSPACE_SETUP when the run branch already exists, leaving that branch alone', async () => {
+    /** What a failed acquisition of run-1 may leave below the home: nothing of the run, pooled or not. */
+    function leftOfRun1(): string[] {
+      const poolRoot = path.join(home, 'worktrees', '.pool');
+      const pooled = existsSync(poolRoot) ? readdirSync(poolRoot).flatMap((key) => readdirSync(path.join(poolRoot, key)).map((name) => `.pool/${key}/${name}`)) : [];
+      const runDirs = [path.join(home, 'worktrees', 'run-1'), path.join(home, 'runs', 'run-1', 'git')].filter((dir) => existsSync(dir));
+      return [...runDirs, ...pooled.filter((entry) => entry.includes('run-1'))];
+    }
+
+    // The branch check runs while the workspace is checked out (local.ts createWhileChecking): its failure is
+    // reported exactly as when it ran first, and the checkout made meanwhile is removed, pooled or not.
+    it.each([
+      ['with the worktree pool', {}],
+      ['without it', { pool: false as const }],
+    ])('fails with AG_ERR_WORKSPACE_SETUP when the run branch already exists, leaving that branch alone (%s)', async (_name, options) => {
+      manager = new WorkspaceManager({ home, ...options });
       await commitFile(repo, 'other.txt', 'x\n');
       git(repo, 'branch', 'agentgate/run-1', 'HEAD~1');
       const existing = git(repo, 'rev-parse', 'agentgate/run-1');
       const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
       expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(error.message).toBe(`The branch agentgate/run-1 already exists in ${repo}; a run never takes over a branch`);
       expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(existing);
-      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
+      expect(leftOfRun1()).toEqual([]);
+      // Nothing is left to get in the way of a run with another id.
+      const next = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-2', signal: liveSignal() });
+      expect(git(next.path, 'rev-parse', 'HEAD')).toBe(git(repo, 'rev-parse', 'HEAD'));
+    });
+
+    // The status is read while the workspace is created (deferredWarnings): a failure to read it still
+    // fails the acquisition, classified as before, and the workspace created meanwhile is removed.
+    it.each([
+      ['with the worktree pool', {}],
+      ['without it', { pool: false as const }],
+    ])('fails with AG_ERR_WORKSPACE_SETUP when the status of the user’s tree cannot be read, and removes what it created (%s)', async (_name, options) => {
+      manager = new WorkspaceManager({ home, ...options });
+      // A corrupt index: HEAD still resolves, `git status` fails.
+      await writeFile(path.join(repo, '.git', 'index'), 'garbage\n');
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(error.message).toMatch(new RegExp(`^Could not read the status of ${repo}: .*index`));
+      expect(leftOfRun1()).toEqual([]);
     });
 
     it('gives two concurrent runs on the same repository distinct worktrees and branches', async () => {
@@ -298,6 +331,14 @@ describe('WorkspaceManager with a local repository', () => {
       const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
       expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
       expect(leases.leases.size).toBe(0);
+    });
+
+    it('releases the lease when the status of the user’s tree cannot be read', async () => {
+      await writeFile(path.join(repo, '.git', 'index'), 'garbage\n');
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(leases.leases.size).toBe(0);
+      expect(existsSync(path.join(home, 'worktrees', 'run-1'))).toBe(false);
     });
   });
 });

@@ -536,8 +536,10 @@ describe('WorktreePool', () => {
           await runtime.close();
         }
         const pool = path.join(runHome, 'worktrees', '.pool');
-        const slots = existsSync(pool) ? (await readdir(pool)).flatMap((key) => readdirSync(path.join(pool, key)).filter((name) => !name.startsWith('.'))) : [];
-        expect(slots).toHaveLength(pooled ? 1 : 0);
+        const entries = existsSync(pool) ? (await readdir(pool)).flatMap((key) => readdirSync(path.join(pool, key))) : [];
+        expect(entries.filter((name) => !name.startsWith('.'))).toHaveLength(pooled ? 1 : 0);
+        // A run whose worktree can never be pooled does not use the pool at all: not even a manifest of it is kept.
+        if (!pooled) expect(entries).toEqual([]);
       }
     });
   });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
@@ -142,6 +142,45 @@ describe('Snapshotter', () => {
       const first = expectOk(await snap(1));
       const second = expectOk(await snap(2, { previousSha: first.sha }));
       expect(second).toMatchObject({ noChange: true, filesChanged: 0, changedFiles: ['added.txt'], treeSha: first.treeSha });
+    });
+  });
+
+  describe('what counts as a change (one `git status` decides whether anything is staged at all)', () => {
+    it('an edit that keeps the size and puts the old modification time back is still recorded', async () => {
+      const file = path.join(ws.path, 'src', 'app.txt');
+      const before = await stat(file);
+      await writeFile(file, 'ONE\nTWO\nTHREE\n');
+      await utimes(file, before.atime, before.mtime);
+      const snapshot = expectOk(await snap(1));
+      expect(snapshot).toMatchObject({ noChange: false, committed: true, changedFiles: ['src/app.txt'] });
+      expect(git(repo, 'show', `${snapshot.sha}:src/app.txt`)).toBe('ONE\nTWO\nTHREE');
+    });
+
+    it('a mode change alone is recorded', async () => {
+      await chmod(path.join(ws.path, 'src', 'app.txt'), 0o755);
+      const snapshot = expectOk(await snap(1));
+      expect(snapshot).toMatchObject({ noChange: false, committed: true, changedFiles: ['src/app.txt'] });
+      expect(git(repo, 'ls-tree', snapshot.sha, 'src/app.txt')).toMatch(/^100755 /);
+    });
+
+    it('a file deleted and written back identical, an empty directory and an ignored file are no change', async () => {
+      await writeFile(path.join(ws.path, '.gitignore'), 'build/\n');
+      const first = expectOk(await snap(1));
+      await rm(path.join(ws.path, 'README.md'));
+      await writeFile(path.join(ws.path, 'README.md'), '# fixture\n');
+      await mkdir(path.join(ws.path, 'empty'));
+      await mkdir(path.join(ws.path, 'build'));
+      await writeFile(path.join(ws.path, 'build', 'out.bin'), 'ignored\n');
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second).toMatchObject({ noChange: true, committed: false, sha: first.sha, treeSha: first.treeSha, changedFiles: ['.gitignore'] });
+    });
+
+    it('a nested repository alone is reported and not recorded', async () => {
+      await mkdir(path.join(ws.path, 'vendored'));
+      git(path.join(ws.path, 'vendored'), 'init', '--quiet');
+      await writeFile(path.join(ws.path, 'vendored', 'lib.txt'), 'lib\n');
+      const snapshot = expectOk(await snap(1));
+      expect(snapshot).toMatchObject({ noChange: true, committed: false, uncaptured: ['vendored'] });
     });
   });
 

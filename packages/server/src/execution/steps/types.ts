@@ -13,7 +13,7 @@ import type { ResolvedTaskSpec } from '../../schemas/resolve.js';
 import type { RunMeta } from '../../store/types.js';
 import type { RunAbort } from '../../util/abort.js';
 import type { TimerClock } from '../../util/clock.js';
-import type { WorkspaceManager } from '../../workspace/manager.js';
+import type { PreparedSource, WorkspaceManager } from '../../workspace/manager.js';
 import type { Workspace } from '../../workspace/types.js';
 import type { DeliveryStepServices } from './delivery.js';
 import type { ExecutionContext, RunProgress } from '../context.js';
@@ -49,6 +49,10 @@ export interface RunContext {
   readonly progress: RunProgress;
   readonly iterations: IterationTracker;
   readonly services: StepServices;
+  /** The spec's workspace as the caller already resolved it (the workspace step resolves it otherwise). */
+  readonly workspaceSource: PreparedSource | undefined;
+  /** Whether the run's worktree may return to the worktree pool (a sandboxed run; `AcquireWorkspaceOptions.reusable`). */
+  readonly reusableWorkspace: boolean;
   /** Set by the workspace step. */
   workspace: Workspace | undefined;
   /** Merges into the run's stored metadata (a fenced write). */

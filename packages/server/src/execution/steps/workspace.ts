@@ -13,7 +13,7 @@ export async function acquireWorkspace(run: RunContext): Promise<StepOutcome<'qu
   run.emit('phase_started', { iteration: 1, phase: 'workspace' });
   try {
     const { workspaces, verifier } = run.services;
-    const source = await workspaces.resolveSource(run.spec.workspace, run.signal);
+    const source = run.workspaceSource ?? (await workspaces.resolveSource(run.spec.workspace, run.signal));
     const plan = verifier
       .loadPlan({
         worktreePath: source.repoPath,
@@ -30,7 +30,7 @@ export async function acquireWorkspace(run: RunContext): Promise<StepOutcome<'qu
         (error: unknown) => ({ ok: false as const, error: toAgentGateError(error, 'AG_ERR_PHASE_VERIFY') }),
       );
     const [workspace] = await Promise.all([
-      workspaces.acquire(run.spec.workspace, { runId: run.runId, branchPrefix: run.spec.delivery.branchPrefix, signal: run.signal, source }),
+      workspaces.acquire(run.spec.workspace, { runId: run.runId, branchPrefix: run.spec.delivery.branchPrefix, reusable: run.reusableWorkspace, signal: run.signal, source }),
       mkdir(run.artifactsDir, { recursive: true }),
     ]);
     run.workspace = workspace;
