@@ -115,14 +115,24 @@ interface LooseObject {
   file: string;
 }
 
-/** The loose objects under `source` (`objects/<2 hex>/<38 or 62 hex>`) that `target` does not hold loose. */
+/**
+ * The loose objects under `source` (`objects/<2 hex>/<38 or 62 hex>`) that `target` does not hold loose.
+ * Git writes only regular files there; anything else under an object's name (a symlink, a FIFO an
+ * unsandboxed agent could plant, which a copy would follow or block on) stops the publication.
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT for an object name that is not a regular file.
+ */
 async function missingObjects(source: string, target: string): Promise<LooseObject[]> {
   const fanout = (await readdir(source, { withFileTypes: true })).filter((entry) => entry.isDirectory() && /^[0-9a-f]{2}$/.test(entry.name));
   const listed = await Promise.all(
     fanout.map(async ({ name: dir }) =>
-      (await readdir(path.join(source, dir)))
-        .filter((name) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(name))
-        .map((name): LooseObject => ({ id: `${dir}${name}`, file: path.join(source, dir, name) })),
+      (await readdir(path.join(source, dir), { withFileTypes: true }))
+        .filter((entry) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(entry.name))
+        .map((entry): LooseObject => {
+          const id = `${dir}${entry.name}`;
+          if (!entry.isFile()) throw new ObjectCheck(id).corrupt('it is not a regular file');
+          return { id, file: path.join(source, dir, entry.name) };
+        }),
     ),
   );
   const objects = listed.flat();

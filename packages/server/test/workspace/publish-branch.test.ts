@@ -5,7 +5,8 @@
  * git directory of the run as an agent without a sandbox could.
  */
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { chmod, lstat, mkdir, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -133,6 +134,14 @@ describe('publishing the run branch', () => {
     await mkdir(path.join(own, 'ab'), { recursive: true });
     await writeFile(path.join(own, 'ab', 'c'.repeat(38)), 'not zlib at all');
     await expectRejected(publishRunBranch(ws, sha, liveSignal()), /corrupt object abc{38}: its zlib stream is broken/);
+    await rm(path.join(own, 'ab', 'c'.repeat(38)));
+
+    // A symlink or a FIFO under an object's name is never followed or read (a copy would block on a FIFO).
+    await symlink('/dev/zero', path.join(own, 'ab', 'd'.repeat(38)));
+    await expectRejected(publishRunBranch(ws, sha, liveSignal()), /corrupt object abd{38}: it is not a regular file/);
+    await rm(path.join(own, 'ab', 'd'.repeat(38)));
+    execFileSync('mkfifo', [path.join(own, 'ab', 'e'.repeat(38))]);
+    await expectRejected(publishRunBranch(ws, sha, liveSignal()), /corrupt object abe{38}: it is not a regular file/);
     expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
   });
 
