@@ -17,15 +17,16 @@
  *
  * `git fetch` still publishes when the copy would not do what git does:
  * - the run's git directory holds a pack (nothing AgentGate runs writes one, but git may for very large
- *   files), or a workspace record without the repository's object directory (`Workspace.objectsDir`);
+ *   files), a fanout directory that is not a real directory, or an alternate other than the repository's
+ *   object directory; or the workspace record does not name that directory (`Workspace.objectsDir`);
  * - the repository looks shared (`core.sharedRepository`: its `objects` directory is setgid or writable by
  *   group or others): git would set permissions on new directories and files that a plain copy does not;
  * - its layout is not `<git dir>/objects` with a `HEAD` beside it (an object directory linked elsewhere);
  * - the run branch is checked out in one of its worktrees — `fetch` refuses to move it, and so must we.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -95,8 +96,20 @@ export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal):
 
 /** Whether publishing must go through `git fetch` (the cases of the module comment). */
 async function copyUnsupported(workspace: Workspace, target: string): Promise<boolean> {
-  const packs = await readdir(path.join(workspace.gitDir, 'objects', 'pack')).catch(ignoreMissing([]));
+  const own = path.join(workspace.gitDir, 'objects');
+  // What `git add` wrote is what the copy takes only when the run's objects are real directories below
+  // `objects/` and the repository is the only other object store git could find an object in: a fanout
+  // directory linked elsewhere, or one more alternate, lets git write or find an object the listing never
+  // sees — the branch would name objects the repository lacks. AgentGate writes that alternates file;
+  // only an unsandboxed agent could change it or link a directory.
+  const [entries, alternates, packs] = await Promise.all([
+    readdir(own, { withFileTypes: true }),
+    readFile(path.join(own, 'info', 'alternates'), 'utf8').catch(ignoreMissing(undefined)),
+    readdir(path.join(own, 'pack')).catch(ignoreMissing([])),
+  ]);
   if (packs.some((name) => name.endsWith('.pack'))) return true;
+  if (alternates !== `${target}\n`) return true;
+  if (entries.some((entry) => /^[0-9a-f]{2}$/.test(entry.name) && !entry.isDirectory())) return true;
   const objects = await lstat(target).catch(ignoreMissing(undefined));
   if (objects === undefined || !objects.isDirectory() || (objects.mode & 0o2022) !== 0) return true;
   const gitDir = path.dirname(target);
@@ -123,6 +136,7 @@ interface LooseObject {
  * @throws AG_ERR_PHASE_SNAPSHOT for an object name that is not a regular file.
  */
 async function missingObjects(source: string, target: string): Promise<LooseObject[]> {
+  // Every fanout entry is a real directory (`copyUnsupported` checked).
   const fanout = (await readdir(source, { withFileTypes: true })).filter((entry) => entry.isDirectory() && /^[0-9a-f]{2}$/.test(entry.name));
   const listed = await Promise.all(
     fanout.map(async ({ name: dir }) =>
@@ -146,14 +160,22 @@ function objectPath(objectsDir: string, id: string): string {
 
 /**
  * Copies one loose object into `target`: to a temporary file beside its final place, verified there (the
- * bytes that are checked are the bytes that stay), then renamed into place.
+ * bytes that are checked are the bytes that stay), then renamed into place. The source is opened without
+ * following a symlink and without blocking, and read only if what was opened is a regular file: a file
+ * swapped for a FIFO after the listing cannot hold the copy (and a thread of the pool) forever.
  */
 async function copyObject(object: LooseObject, target: string): Promise<void> {
   const final = objectPath(target, object.id);
   const temporary = path.join(path.dirname(final), `tmp_obj_agentgate_${randomBytes(8).toString('hex')}`);
   await mkdir(path.dirname(final), { recursive: true });
   try {
-    await copyFile(object.file, temporary);
+    const source = await open(object.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      if (!(await source.stat()).isFile()) throw new ObjectCheck(object.id).corrupt('it is not a regular file');
+      await pipeline(source.createReadStream({ autoClose: false }), createWriteStream(temporary, { flags: 'wx', mode: 0o444 }));
+    } finally {
+      await source.close();
+    }
     await verifyLooseObject(temporary, object.id);
     await rename(temporary, final);
   } catch (error) {

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmod, lstat, mkdir, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, lstat, mkdir, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -170,6 +170,31 @@ describe('publishing the run branch', () => {
       expect((await readdir(path.join(ws.gitDir, 'objects', 'pack'))).some((name) => name.endsWith('.pack'))).toBe(true);
       await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
       expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe('new');
+    });
+
+    it('when a fanout directory of the run’s objects is a symlink: git wrote the blob where the listing never looks', async () => {
+      const content = 'only in the linked directory\n';
+      const blobId = execFileSync('git', ['hash-object', '--stdin'], { input: content, encoding: 'utf8' }).trim();
+      const elsewhere = path.join(path.dirname(repo), 'elsewhere');
+      await mkdir(elsewhere);
+      await symlink(elsewhere, path.join(ws.gitDir, 'objects', blobId.slice(0, 2)));
+      await writeFile(path.join(ws.path, 'new.txt'), content);
+      const sha = commitInRunGitDir(ws, 'one');
+      await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
+      expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe(content.trim());
+      git(repo, 'fsck', '--no-dangling');
+    });
+
+    it('when the run’s git directory has another alternate: git found the blob there and wrote nothing', async () => {
+      const content = 'only in another repository\n';
+      const other = await initRepo(path.join(path.dirname(repo), 'other'));
+      execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: other, input: content });
+      await appendFile(path.join(ws.gitDir, 'objects', 'info', 'alternates'), `${path.join(other, '.git', 'objects')}\n`);
+      await writeFile(path.join(ws.path, 'new.txt'), content);
+      const sha = commitInRunGitDir(ws, 'one');
+      await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
+      expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe(content.trim());
+      git(repo, 'fsck', '--no-dangling');
     });
 
     it('when the repository is shared (its object directory is setgid and group-writable)', async () => {
