@@ -34,7 +34,7 @@
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
@@ -122,6 +122,7 @@ export class Snapshotter {
     ]);
     const changes = parseStatus(status);
     const nested = changes.untracked.filter((entry) => entry.endsWith('/')).map((entry) => entry.slice(0, -1));
+    await refuseUnnamableRepositories(workspace.path, nested);
     const [populated, unlinked] = await Promise.all([populatedDirectories(workspace.path, gitlinks), behindSymlinks(workspace.path, staged)]);
     const uncaptured = [...new Set([...nested, ...populated])].sort();
     // Nothing to stage — no tracked file changed, no file is new, and no submodule (whose commit status
@@ -219,6 +220,27 @@ export class Snapshotter {
     const sha = (await readRunBranch(workspace, head)) ?? (await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the snapshot commit')));
     return { sha, treeSha: indexTree, sinceSha, sinceTree, baseTree, committed: true };
   }
+}
+
+/**
+ * Refuses nested repositories whose names are not valid UTF-8. Git's output is read as UTF-8, so such a name
+ * comes back with U+FFFD in place of its bytes: a pathspec made from it names nothing, and `git add` would
+ * record the repository as a gitlink of a commit that exists nowhere instead of leaving it out. A name that
+ * holds U+FFFD and still exists under that name is a real one and is left out as usual (one that cannot be
+ * looked at is not confirmed, and refused).
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT naming the repository as git showed it.
+ */
+async function refuseUnnamableRepositories(workTree: string, nested: readonly string[]): Promise<void> {
+  const suspects = nested.filter((dir) => dir.includes('\uFFFD'));
+  const exists = await Promise.all(suspects.map((dir) => lstat(path.join(workTree, dir)).then(() => true, () => false)));
+  const unnamable = suspects.filter((_, index) => exists[index] !== true);
+  if (unnamable.length === 0) return;
+  throw new AgentGateError(
+    'AG_ERR_PHASE_SNAPSHOT',
+    `The workspace holds a nested repository whose name is not valid UTF-8 (${unnamable.map((dir) => JSON.stringify(dir)).join(', ')}); AgentGate cannot leave it out of the snapshot. Rename it or remove its .git.`,
+    { retryable: false, details: { paths: unnamable } },
+  );
 }
 
 /** The last snapshot (HEAD of AgentGate's run branch, or the base commit), and what the iteration is measured against. */

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { renameSync } from 'node:fs';
 import { chmod, mkdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -173,6 +174,22 @@ describe('Snapshotter', () => {
       await writeFile(path.join(ws.path, 'build', 'out.bin'), 'ignored\n');
       const second = expectOk(await snap(2, { previousSha: first.sha }));
       expect(second).toMatchObject({ noChange: true, committed: false, sha: first.sha, treeSha: first.treeSha, changedFiles: ['.gitignore'] });
+    });
+
+    it('a nested repository whose name is not valid UTF-8 fails the snapshot instead of being recorded as a gitlink', async () => {
+      await mkdir(path.join(ws.path, 'vendored'));
+      git(path.join(ws.path, 'vendored'), 'init', '--quiet');
+      await writeFile(path.join(ws.path, 'vendored', 'lib.txt'), 'lib\n');
+      git(path.join(ws.path, 'vendored'), 'add', 'lib.txt');
+      git(path.join(ws.path, 'vendored'), 'commit', '--quiet', '-m', 'nested');
+      renameSync(path.join(ws.path, 'vendored'), Buffer.concat([Buffer.from(`${ws.path}/tests`), Buffer.from([0xff])]));
+      const error = expectFailure(await snap(1));
+      expect(error.code).toBe('AG_ERR_PHASE_SNAPSHOT');
+      expect(error.message).toContain('nested repository whose name is not valid UTF-8 ("tests\uFFFD")');
+      expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
+      // A name that really holds U+FFFD is an ordinary nested repository: left out and reported.
+      renameSync(Buffer.concat([Buffer.from(`${ws.path}/tests`), Buffer.from([0xff])]), path.join(ws.path, 'tests\uFFFD'));
+      expect(expectOk(await snap(1))).toMatchObject({ committed: false, uncaptured: ['tests\uFFFD'] });
     });
 
     it('a nested repository alone is reported and not recorded', async () => {
