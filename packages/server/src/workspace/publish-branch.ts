@@ -54,11 +54,12 @@ const COPY_CONCURRENCY = 8;
  */
 export async function publishRunBranch(workspace: Workspace, sha: string, signal: AbortSignal): Promise<PublishMethod> {
   const target = workspace.objectsDir;
-  if (target === undefined || (await copyUnsupported(workspace, target))) {
+  const fanout = target === undefined ? undefined : await copyableFanout(workspace, target);
+  if (target === undefined || fanout === undefined) {
     await fetchRunBranch(workspace, signal);
     return 'fetched';
   }
-  const pending = await missingObjects(path.join(workspace.gitDir, 'objects'), target);
+  const pending = await missingObjects(path.join(workspace.gitDir, 'objects'), fanout, target);
   for (let start = 0; start < pending.length; start += COPY_CONCURRENCY) {
     if (signal.aborted) throw canceledError(signal, `publish the run branch ${workspace.branch}`);
     await Promise.all(pending.slice(start, start + COPY_CONCURRENCY).map((object) => copyObject(object, target)));
@@ -94,8 +95,11 @@ export async function fetchRunBranch(workspace: Workspace, signal: AbortSignal):
   });
 }
 
-/** Whether publishing must go through `git fetch` (the cases of the module comment). */
-async function copyUnsupported(workspace: Workspace, target: string): Promise<boolean> {
+/**
+ * The fanout directories (`objects/<2 hex>`) of the run's git directory when a copy into `target` does what
+ * git does; undefined when publishing must go through `git fetch` (the cases of the module comment).
+ */
+async function copyableFanout(workspace: Workspace, target: string): Promise<string[] | undefined> {
   const own = path.join(workspace.gitDir, 'objects');
   // What `git add` wrote is what the copy takes only when the run's objects are real directories below
   // `objects/` and the repository is the only other object store git could find an object in: a fanout
@@ -107,19 +111,18 @@ async function copyUnsupported(workspace: Workspace, target: string): Promise<bo
     readFile(path.join(own, 'info', 'alternates'), 'utf8').catch(ignoreMissing(undefined)),
     readdir(path.join(own, 'pack')).catch(ignoreMissing([])),
   ]);
-  if (packs.some((name) => name.endsWith('.pack'))) return true;
-  if (alternates !== `${target}\n`) return true;
-  if (entries.some((entry) => /^[0-9a-f]{2}$/.test(entry.name) && !entry.isDirectory())) return true;
+  const fanout = entries.filter((entry) => /^[0-9a-f]{2}$/.test(entry.name));
+  if (packs.some((name) => name.endsWith('.pack')) || alternates !== `${target}\n` || fanout.some((entry) => !entry.isDirectory())) return undefined;
   const objects = await lstat(target).catch(ignoreMissing(undefined));
-  if (objects === undefined || !objects.isDirectory() || (objects.mode & 0o2022) !== 0) return true;
+  if (objects === undefined || !objects.isDirectory() || (objects.mode & 0o2022) !== 0) return undefined;
   const gitDir = path.dirname(target);
   const head = await lstat(path.join(gitDir, 'HEAD')).catch(ignoreMissing(undefined));
-  if (head === undefined || !head.isFile()) return true;
+  if (head === undefined || !head.isFile()) return undefined;
   const linked = await readdir(path.join(gitDir, 'worktrees')).catch(ignoreMissing([]));
   const heads = [path.join(gitDir, 'HEAD'), ...linked.map((name) => path.join(gitDir, 'worktrees', name, 'HEAD'))];
   const checkedOut = `ref: refs/heads/${workspace.branch}`;
   const contents = await Promise.all(heads.map((file) => readFile(file, 'utf8').catch(ignoreMissing(''))));
-  return contents.some((text) => text.trim() === checkedOut);
+  return contents.some((text) => text.trim() === checkedOut) ? undefined : fanout.map((entry) => entry.name);
 }
 
 /** A loose object of the run's git directory that the repository does not have as a loose object yet. */
@@ -128,25 +131,13 @@ interface LooseObject {
   file: string;
 }
 
-/**
- * The loose objects under `source` (`objects/<2 hex>/<38 or 62 hex>`) that `target` does not hold loose.
- * Git writes only regular files there; anything else under an object's name (a symlink, a FIFO an
- * unsandboxed agent could plant, which a copy would follow or block on) stops the publication.
- *
- * @throws AG_ERR_PHASE_SNAPSHOT for an object name that is not a regular file.
- */
-async function missingObjects(source: string, target: string): Promise<LooseObject[]> {
-  // Every fanout entry is a real directory (`copyUnsupported` checked).
-  const fanout = (await readdir(source, { withFileTypes: true })).filter((entry) => entry.isDirectory() && /^[0-9a-f]{2}$/.test(entry.name));
+/** The loose objects in the `fanout` directories of `source` (`<2 hex>/<38 or 62 hex>`) that `target` does not hold loose. */
+async function missingObjects(source: string, fanout: readonly string[], target: string): Promise<LooseObject[]> {
   const listed = await Promise.all(
-    fanout.map(async ({ name: dir }) =>
-      (await readdir(path.join(source, dir), { withFileTypes: true }))
-        .filter((entry) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(entry.name))
-        .map((entry): LooseObject => {
-          const id = `${dir}${entry.name}`;
-          if (!entry.isFile()) throw new ObjectCheck(id).corrupt('it is not a regular file');
-          return { id, file: path.join(source, dir, entry.name) };
-        }),
+    fanout.map(async (dir) =>
+      (await readdir(path.join(source, dir)))
+        .filter((name) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(name))
+        .map((name): LooseObject => ({ id: `${dir}${name}`, file: path.join(source, dir, name) })),
     ),
   );
   const objects = listed.flat();
@@ -160,16 +151,22 @@ function objectPath(objectsDir: string, id: string): string {
 
 /**
  * Copies one loose object into `target`: to a temporary file beside its final place, verified there (the
- * bytes that are checked are the bytes that stay), then renamed into place. The source is opened without
- * following a symlink and without blocking, and read only if what was opened is a regular file: a file
- * swapped for a FIFO after the listing cannot hold the copy (and a thread of the pool) forever.
+ * bytes that are checked are the bytes that stay), then renamed into place. Git writes only regular files
+ * there: the source is opened without following a symlink and without blocking, and read only if what was
+ * opened is a regular file — a symlink or FIFO an unsandboxed agent planted (even after the listing)
+ * stops the publication instead of being followed or holding the copy, and a thread of the pool, forever.
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT.
  */
 async function copyObject(object: LooseObject, target: string): Promise<void> {
   const final = objectPath(target, object.id);
   const temporary = path.join(path.dirname(final), `tmp_obj_agentgate_${randomBytes(8).toString('hex')}`);
   await mkdir(path.dirname(final), { recursive: true });
   try {
-    const source = await open(object.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const source = await open(object.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((error: unknown) => {
+      // O_NOFOLLOW refuses a symlink with ELOOP.
+      throw typeof error === 'object' && error !== null && 'code' in error && error.code === 'ELOOP' ? new ObjectCheck(object.id).corrupt('it is not a regular file') : error;
+    });
     try {
       if (!(await source.stat()).isFile()) throw new ObjectCheck(object.id).corrupt('it is not a regular file');
       await pipeline(source.createReadStream({ autoClose: false }), createWriteStream(temporary, { flags: 'wx', mode: 0o444 }));

@@ -163,6 +163,15 @@ describe('publishing the run branch', () => {
   });
 
   describe('git fetch publishes instead', () => {
+    /** Snapshots `new.txt` holding `content`: published by fetch, and the repository's branch is whole. */
+    async function expectFetchedWhole(content: string): Promise<void> {
+      await writeFile(path.join(ws.path, 'new.txt'), content);
+      const sha = commitInRunGitDir(ws, 'one');
+      await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
+      expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe(content.trim());
+      git(repo, 'fsck', '--no-dangling');
+    }
+
     it('when the run’s git directory holds a pack', async () => {
       await writeFile(path.join(ws.path, 'new.txt'), 'new\n');
       const sha = commitInRunGitDir(ws, 'one');
@@ -178,11 +187,7 @@ describe('publishing the run branch', () => {
       const elsewhere = path.join(path.dirname(repo), 'elsewhere');
       await mkdir(elsewhere);
       await symlink(elsewhere, path.join(ws.gitDir, 'objects', blobId.slice(0, 2)));
-      await writeFile(path.join(ws.path, 'new.txt'), content);
-      const sha = commitInRunGitDir(ws, 'one');
-      await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
-      expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe(content.trim());
-      git(repo, 'fsck', '--no-dangling');
+      await expectFetchedWhole(content);
     });
 
     it('when the run’s git directory has another alternate: git found the blob there and wrote nothing', async () => {
@@ -190,11 +195,7 @@ describe('publishing the run branch', () => {
       const other = await initRepo(path.join(path.dirname(repo), 'other'));
       execFileSync('git', ['hash-object', '-w', '--stdin'], { cwd: other, input: content });
       await appendFile(path.join(ws.gitDir, 'objects', 'info', 'alternates'), `${path.join(other, '.git', 'objects')}\n`);
-      await writeFile(path.join(ws.path, 'new.txt'), content);
-      const sha = commitInRunGitDir(ws, 'one');
-      await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('fetched');
-      expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe(content.trim());
-      git(repo, 'fsck', '--no-dangling');
+      await expectFetchedWhole(content);
     });
 
     it('when the repository is shared (its object directory is setgid and group-writable)', async () => {
