@@ -235,6 +235,43 @@ export async function verifyLooseObject(file: string, id: string): Promise<void>
   check.finish();
 }
 
+/** A loose commit object is read whole only up to this size (compressed); a larger one is left to git. */
+const COMMIT_READ_LIMIT = 64 * 1024;
+
+/**
+ * The tree of the commit `id`, read from its loose object in `objectsDir` (where `git commit` just wrote it)
+ * and checked as a copy is: a regular file opened without following a symlink, one zlib stream that is the
+ * whole file, a `commit` header with the right size, content that hashes to `id`. Undefined — the caller
+ * asks git instead — when the object is not there loose, not a commit, or fails any check.
+ */
+export async function readLooseCommitTree(objectsDir: string, id: string): Promise<string | undefined> {
+  if (!/^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(id)) return undefined;
+  let compressed: Buffer;
+  try {
+    const file = await open(objectPath(objectsDir, id), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      const info = await file.stat();
+      if (!info.isFile() || info.size > COMMIT_READ_LIMIT) return undefined;
+      compressed = await file.readFile();
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return undefined; // missing, a symlink, unreadable: git answers instead
+  }
+  try {
+    const { buffer, engine } = inflateSync(compressed, { info: true, maxOutputLength: WHOLE_INFLATE_LIMIT }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    if (engine.bytesWritten !== compressed.length) return undefined;
+    const check = new ObjectCheck(id);
+    check.push(buffer);
+    check.finish();
+    const match = /^commit [0-9]+\0tree ([0-9a-f]{40}|[0-9a-f]{64})\n/.exec(buffer.subarray(0, 200).toString('latin1'));
+    return match?.[1]?.length === id.length ? match[1] : undefined;
+  } catch {
+    return undefined; // not what its name says: git answers instead (and publishing refuses the object)
+  }
+}
+
 function isTooLarge(error: unknown): boolean {
   return error instanceof RangeError || (typeof error === 'object' && error !== null && 'code' in error && error.code === 'ERR_BUFFER_TOO_LARGE');
 }

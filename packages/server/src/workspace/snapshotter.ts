@@ -20,10 +20,12 @@
  * The run branch reaches the repository only with a commit: the first snapshot that changed something
  * creates it there, so a run in which the agent never changed anything leaves no branch.
  *
- * Cost (each git call forks the whole Node process): one `git status` of AgentGate's index and one
- * `rev-parse` (run together) say whether anything changed and name every commit and tree the iteration is
- * measured against. An iteration with nothing to stage costs nothing more: no `add`, no `write-tree`, no
- * commit. Otherwise `add` stages and one `write-tree` names the tree before the commit. No diff runs
+ * Cost (each git call forks the whole Node process): one `git status` of AgentGate's index says whether
+ * anything changed; the commits and trees the iteration is measured against are what the run's previous
+ * snapshot left (remembered per workspace), else one `rev-parse` run beside the status. An iteration with
+ * nothing to stage costs nothing more: no `add`, no commit. Otherwise `add` stages and `commit` commits,
+ * and the commit's id and tree are read from the ref and the commit object it wrote (`readLooseCommitTree`,
+ * hash-checked). No diff runs
  * between equal trees — they have no differences by definition: an iteration that changed nothing
  * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
@@ -40,7 +42,7 @@ import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
-import { publishRunBranch } from './publish-branch.js';
+import { publishRunBranch, readLooseCommitTree } from './publish-branch.js';
 import { behindSymlinks, populatedDirectories } from './tree-walk.js';
 import type { SnapshotResult, TreeChange, Workspace } from './types.js';
 
@@ -77,6 +79,13 @@ export interface SnapshotterOptions {
 }
 
 export class Snapshotter {
+  /**
+   * What HEAD of each workspace's run branch is after its last successful snapshot, and the base commit's
+   * tree: the next iteration is measured against them without a `rev-parse`. Forgotten when a snapshot
+   * starts and set again only when it succeeds, so a failed or interrupted one leaves git to answer.
+   */
+  private readonly last = new WeakMap<Workspace, { head: string; headTree: string; baseTree: string }>();
+
   constructor(private readonly options: SnapshotterOptions = {}) {}
 
   /** Commits the worktree and reports the iteration's changes; never throws. */
@@ -115,10 +124,15 @@ export class Snapshotter {
     // left out and reported. Submodule paths of the base commit whose directory now holds files are
     // reported too: their content is not part of any snapshot.
     const skipEmpty = (this.options.emptyIterations ?? 'skip') === 'skip';
+    const known = this.last.get(workspace);
+    this.last.delete(workspace);
+    // Only when the caller names the remembered snapshot as the previous one: without a previousSha the
+    // parent on the branch is meant, and something else may have moved the branch since.
+    const remembered = known !== undefined && request.previousSha === known.head;
     const [status, { gitlinks, staged }, names] = await Promise.all([
       runGit(git(['status', '--porcelain', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], 'list the changes')),
       readGitlinks(workspace.gitDir, git),
-      skipEmpty ? readSnapshotNames(request, git) : Promise.resolve(undefined),
+      !skipEmpty ? Promise.resolve(undefined) : remembered ? Promise.resolve<SnapshotNames>({ ...known, sinceSha: known.head, sinceTree: known.headTree }) : readSnapshotNames(request, git),
     ]);
     const changes = parseStatus(status);
     const nested = changes.untracked.filter((entry) => entry.endsWith('/')).map((entry) => entry.slice(0, -1));
@@ -129,7 +143,7 @@ export class Snapshotter {
     // does not look at) — is an iteration that changed nothing: no `add`, no `write-tree`, no commit.
     const unchanged = names !== undefined && changes.entries === 0 && gitlinks.length === 0;
     if (!unchanged) await this.stage(git, nested, staged, unlinked);
-    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged);
+    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged ? 'nothing' : changes.entries === 0 ? 'submodules only' : 'changes');
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
@@ -147,6 +161,7 @@ export class Snapshotter {
       // a new commit there is nothing new to publish (and before the first one, no branch to create).
       committed ? publishRunBranch(workspace, sha, signal) : Promise.resolve(),
     ]);
+    if (skipEmpty) this.last.set(workspace, { head: sha, headTree: treeSha, baseTree });
     const stats = parseDiffOutput(iterationOut);
     const changesFromBase = baseTree === treeSha ? [] : sinceBaseOut === undefined ? stats.changes : parseDiffOutput(sinceBaseOut).changes;
 
@@ -193,11 +208,13 @@ export class Snapshotter {
    * Commits the staged tree on AgentGate's run branch (unless it is the last snapshot's tree and empty
    * iterations are skipped) and names every commit and tree the iteration is measured against: the new
    * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
-   * Skipping (`names` read beforehand): an `unchanged` iteration needs no git at all here; otherwise one
-   * `write-tree` says whether the staged tree is new, plus the commit when it is, whose id is read from the
-   * branch it moved. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
+   * Skipping (`names` known beforehand): an iteration with nothing `staged` needs no git at all here. One
+   * whose status showed changes is committed at once (`git commit` makes no commit of HEAD's own tree; that
+   * exit is confirmed by one `diff-index`), and the new commit's id is read from the branch it moved, its
+   * tree from the commit object. One that staged submodules only first asks `write-tree` whether the tree is
+   * new. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
    */
-  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, unchanged: boolean): Promise<CommitNames> {
+  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, staged: 'nothing' | 'submodules only' | 'changes'): Promise<CommitNames> {
     const { workspace, iteration, previousSha } = request;
     const message = snapshotMessage(iteration);
     const commit = (): Promise<string> => runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
@@ -211,14 +228,29 @@ export class Snapshotter {
       return { sha, treeSha, sinceSha, sinceTree, baseTree, committed: true };
     }
     const { head, headTree, baseTree, sinceSha, sinceTree } = names;
-    if (unchanged) return { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
-    const indexTree = await runGitTrimmed(git(['write-tree'], 'read the staged tree'));
     // HEAD is the last snapshot (or the base commit): the parent of a new commit, else the snapshot itself.
-    if (indexTree === headTree) return { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
-    await commit();
-    // `git commit` made a commit of the index, whose tree write-tree just named.
-    const sha = (await readRunBranch(workspace, head)) ?? (await runGitTrimmed(git(['rev-parse', 'HEAD'], 'read the snapshot commit')));
-    return { sha, treeSha: indexTree, sinceSha, sinceTree, baseTree, committed: true };
+    const same = { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
+    if (staged === 'nothing') return same;
+    if (staged === 'submodules only') {
+      // Status saw no change; only submodules were staged, usually at the commits they had: one `write-tree`
+      // says whether the tree is new before anything is committed.
+      const indexTree = await runGitTrimmed(git(['write-tree'], 'read the staged tree'));
+      if (indexTree === headTree) return same;
+    }
+    // Without `--allow-empty`, git commits only a staged tree that is not HEAD's; the exit code 1 it gives
+    // otherwise is confirmed by `diff-index` (nothing staged) before it counts as "nothing changed".
+    try {
+      await runGit(git(['commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
+    } catch (error) {
+      if (!(error instanceof AgentGateError && error.details?.['exitCode'] === 1) || !(await nothingStaged(git))) throw error;
+      return same;
+    }
+    // The new commit's id from the branch it moved, and its tree from the commit object it wrote.
+    const moved = await readRunBranch(workspace, head);
+    const tree = moved === undefined ? undefined : await readLooseCommitTree(path.join(workspace.gitDir, 'objects'), moved);
+    if (moved !== undefined && tree !== undefined) return { sha: moved, treeSha: tree, sinceSha, sinceTree, baseTree, committed: true };
+    const [sha = '', treeSha = ''] = (await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}'], 'read the snapshot commit'))).split('\n');
+    return { sha, treeSha, sinceSha, sinceTree, baseTree, committed: true };
   }
 }
 
@@ -241,6 +273,17 @@ async function refuseUnnamableRepositories(workTree: string, nested: readonly st
     `The workspace holds a nested repository whose name is not valid UTF-8 (${unnamable.map((dir) => JSON.stringify(dir)).join(', ')}); AgentGate cannot leave it out of the snapshot. Rename it or remove its .git.`,
     { retryable: false, details: { paths: unnamable } },
   );
+}
+
+/** Whether AgentGate's index holds HEAD's tree exactly (`diff-index --cached --quiet` exits 0; 1 when not). */
+async function nothingStaged(git: (args: readonly string[], what: string) => GitCall): Promise<boolean> {
+  try {
+    await runGit(git(['diff-index', '--cached', '--quiet', '--ignore-submodules=none', 'HEAD', '--'], 'compare the staged tree with the last snapshot'));
+    return true;
+  } catch (error) {
+    if (error instanceof AgentGateError && error.details?.['exitCode'] === 1) return false;
+    throw error;
+  }
 }
 
 /** The last snapshot (HEAD of AgentGate's run branch, or the base commit), and what the iteration is measured against. */

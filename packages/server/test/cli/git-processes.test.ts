@@ -4,7 +4,8 @@
  * these tests pin what an iteration may run: the gate plan read once, in one process, for the plan shown
  * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
  * tamper detection that the snapshot already made; an iteration with nothing to stage costs one `status`
- * and one `rev-parse`; for a base commit with submodules, two processes more per staging snapshot (which
+ * and, for the first snapshot of a run only, one `rev-parse`; a staging snapshot commits without a
+ * `write-tree` first; for a base commit with submodules, two processes more per staging snapshot (which
  * submodules the index holds, and `update-index` staging them instead of `git add`).
  */
 import { execFileSync } from 'node:child_process';
@@ -106,7 +107,10 @@ describe('git processes of a run', () => {
       ]),
     );
     // A base commit with submodules always stages (status does not look inside submodules): add,
-    // write-tree and the two submodule processes, four more than the no-op iteration without one.
+    // write-tree (status saw no change, so the tree is checked before any commit — and it is the base's:
+    // no commit) and the two submodule processes, four more than the no-op iteration without one.
+    expect(commands.map(subcommand)).toContain('write-tree');
+    expect(commands.map(subcommand)).not.toContain('commit');
     expect(commands).toHaveLength(14);
   });
 
@@ -128,10 +132,12 @@ describe('git processes of a run', () => {
     expect(diffs.filter((args) => args.includes('--name-status') && !args.includes('--'))).toHaveLength(1);
     expect(diffs.filter((args) => args.some((arg) => arg.startsWith('--output=')))).toHaveLength(2);
     expect(diffs).toHaveLength(7);
-    // CLI 1 (the engine reuses its source), and one per snapshot: none after the commit (its id is read
-    // from the branch it moved).
-    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(3);
-    expect(commands).toHaveLength(27);
+    // CLI 1 (the engine reuses its source), and one for the first snapshot: the second is measured against
+    // what the first left (the Snapshotter remembers it), and after a commit its id is read from the branch
+    // it moved and its tree from the commit object — no `write-tree` before the commit either.
+    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(2);
+    expect(names).not.toContain('write-tree');
+    expect(commands).toHaveLength(24);
     const runId = String(res.json?.['runId']);
     expect(git(r.repo, 'show', `agentgate/${runId}:src/state.txt`)).toBe('fixed');
     expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toContain('+attempt');

@@ -6,13 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { appendFile, chmod, lstat, mkdir, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, lstat, mkdir, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { publishRunBranch, verifyLooseObject } from '../../src/workspace/publish-branch.js';
+import { publishRunBranch, readLooseCommitTree, verifyLooseObject } from '../../src/workspace/publish-branch.js';
 import type { Workspace } from '../../src/workspace/types.js';
 import { TempDirs, git, initRepo, liveSignal, snapshotOf } from './helpers.js';
 
@@ -103,6 +103,30 @@ describe('publishing the run branch', () => {
     const sha = await snapshotOf(ws);
     expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(sha);
     expect(git(repo, 'reflog', 'show', '--format=%gs', 'agentgate/run-1')).toBe('agentgate: snapshot of run run-1');
+  });
+
+  it('the tree of a snapshot commit is read from its loose object only when the object is what its name says', async () => {
+    await writeFile(path.join(ws.path, 'new.txt'), 'new\n');
+    const sha = commitInRunGitDir(ws, 'one');
+    const own = path.join(ws.gitDir, 'objects');
+    const tree = git(ws.path, '--git-dir', ws.gitDir, 'rev-parse', `${sha}^{tree}`);
+    await expect(readLooseCommitTree(own, sha)).resolves.toBe(tree);
+    // Not a commit (the tree itself), not there, not an object id: git is asked instead.
+    await expect(readLooseCommitTree(own, tree)).resolves.toBeUndefined();
+    await expect(readLooseCommitTree(own, createHash('sha1').update('nothing').digest('hex'))).resolves.toBeUndefined();
+    await expect(readLooseCommitTree(own, '../../HEAD')).resolves.toBeUndefined();
+    // A commit object whose bytes were replaced (an unsandboxed agent naming another tree) fails the hash.
+    const file = path.join(own, sha.slice(0, 2), sha.slice(2));
+    const genuine = path.join(path.dirname(ws.gitDir), 'genuine-commit');
+    await copyFile(file, genuine);
+    const forgedBody = Buffer.from(`tree ${'1'.repeat(40)}\nauthor a <a> 0 +0000\ncommitter a <a> 0 +0000\n\nforged\n`);
+    await chmod(file, 0o644);
+    await writeFile(file, deflateSync(Buffer.concat([Buffer.from(`commit ${forgedBody.length}\0`), forgedBody])));
+    await expect(readLooseCommitTree(own, sha)).resolves.toBeUndefined();
+    // A symlink in its place is not followed, even to the genuine object.
+    await rm(file);
+    await symlink(genuine, file);
+    await expect(readLooseCommitTree(own, sha)).resolves.toBeUndefined();
   });
 
   it('an object whose content is not what its name says stops the publication: nothing is moved or left', async () => {

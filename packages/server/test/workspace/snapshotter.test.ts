@@ -201,6 +201,39 @@ describe('Snapshotter', () => {
     });
   });
 
+  describe('what the previous snapshot left (remembered, so the next iteration runs no rev-parse)', () => {
+    it('each iteration is measured against the one before; a different previousSha is measured against that commit', async () => {
+      const file = path.join(ws.path, 'src', 'app.txt');
+      await writeFile(file, 'first\n');
+      const first = expectOk(await snap(1));
+      await writeFile(path.join(ws.path, 'second.txt'), 'second\n');
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second).toMatchObject({ noChange: false, committed: true, filesChanged: 1, insertions: 1, changedFiles: ['second.txt', 'src/app.txt'] });
+      expect(git(repo, 'rev-parse', `${second.sha}^`)).toBe(first.sha);
+      expect(second.treeSha).toBe(git(repo, 'rev-parse', `${second.sha}^{tree}`));
+      // Nothing new: the remembered snapshot is the answer, sha and tree alike.
+      const third = expectOk(await snap(3, { previousSha: second.sha }));
+      expect(third).toMatchObject({ noChange: true, committed: false, sha: second.sha, treeSha: second.treeSha });
+      // Measured against an older snapshot than the one remembered: git is asked, and both changes count.
+      await writeFile(path.join(ws.path, 'third.txt'), 'third\n');
+      const fourth = expectOk(await snap(4, { previousSha: first.sha }));
+      expect(fourth).toMatchObject({ noChange: false, committed: true, filesChanged: 2, insertions: 2 });
+      expect(git(repo, 'rev-parse', `${fourth.sha}^`)).toBe(second.sha);
+    });
+
+    it('a snapshot made by another Snapshotter in between is not mistaken for the remembered one', async () => {
+      await writeFile(path.join(ws.path, 'one.txt'), 'one\n');
+      const first = expectOk(await snap(1));
+      await writeFile(path.join(ws.path, 'two.txt'), 'two\n');
+      const second = expectOk(await new Snapshotter().snapshot({ workspace: ws, iteration: 2, artifactsDir: artifacts, signal: liveSignal(), previousSha: first.sha }));
+      // This Snapshotter remembers `first`, but HEAD moved to `second`: the previousSha given says so.
+      await writeFile(path.join(ws.path, 'three.txt'), 'three\n');
+      const third = expectOk(await snap(3, { previousSha: second.sha }));
+      expect(third).toMatchObject({ noChange: false, committed: true, filesChanged: 1, changedFiles: ['one.txt', 'three.txt', 'two.txt'] });
+      expect(git(repo, 'rev-parse', `${third.sha}^`)).toBe(second.sha);
+    });
+  });
+
   describe('changes from the base, as tamper detection needs them', () => {
     /** Names a parser could mistake for a record: a numstat line, a raw line, a status letter, a tab. */
     const tricky = ['1\t2\tlooks-like-numstat', ':100644 100644 abc def M', 'M', 'tab\there.txt'];
