@@ -140,7 +140,7 @@ export class Snapshotter {
     const [populated, unlinked] = await Promise.all([populatedDirectories(workspace.path, gitlinks), behindSymlinks(workspace.path, staged)]);
     const uncaptured = [...new Set([...nested, ...populated])].sort();
     // Nothing to stage — no tracked file changed, no file is new, and no submodule (whose commit status
-    // does not look at) — is an iteration that changed nothing: no `add`, no `write-tree`, no commit.
+    // does not look at) — is an iteration that changed nothing: no `add`, no commit.
     const unchanged = names !== undefined && changes.entries === 0 && gitlinks.length === 0;
     if (!unchanged) await this.stage(git, nested, staged, unlinked);
     const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged ? 'nothing' : changes.entries === 0 ? 'submodules only' : 'changes');
