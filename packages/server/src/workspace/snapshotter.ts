@@ -126,9 +126,10 @@ export class Snapshotter {
     const skipEmpty = (this.options.emptyIterations ?? 'skip') === 'skip';
     const known = this.last.get(workspace);
     this.last.delete(workspace);
-    // Only when the caller names the remembered snapshot as the previous one: without a previousSha the
-    // parent on the branch is meant, and something else may have moved the branch since.
-    const remembered = known !== undefined && request.previousSha === known.head;
+    // Only when the caller names the remembered snapshot as the previous one (without a previousSha the
+    // parent on the branch is meant) and AgentGate's HEAD still is that snapshot: an agent without a sandbox
+    // can move the branch, and then git, not the memory, says what the iteration is measured against.
+    const remembered = known !== undefined && request.previousSha === known.head && (await branchStillAt(workspace, known.head));
     const [status, { gitlinks, staged }, names] = await Promise.all([
       runGit(git(['status', '--porcelain', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], 'list the changes')),
       readGitlinks(workspace.gitDir, git),
@@ -143,7 +144,7 @@ export class Snapshotter {
     // does not look at) — is an iteration that changed nothing: no `add`, no commit.
     const unchanged = names !== undefined && changes.entries === 0 && gitlinks.length === 0;
     if (!unchanged) await this.stage(git, nested, staged, unlinked);
-    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged ? 'nothing' : changes.entries === 0 ? 'submodules only' : 'changes');
+    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged ? 'nothing' : gitlinks.length > 0 ? 'with submodules' : 'changes');
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
@@ -208,13 +209,13 @@ export class Snapshotter {
    * Commits the staged tree on AgentGate's run branch (unless it is the last snapshot's tree and empty
    * iterations are skipped) and names every commit and tree the iteration is measured against: the new
    * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
-   * Skipping (`names` known beforehand): an iteration with nothing `staged` needs no git at all here. One
-   * whose status showed changes is committed at once (`git commit` makes no commit of HEAD's own tree; that
-   * exit is confirmed by one `diff-index`), and the new commit's id is read from the branch it moved, its
-   * tree from the commit object. One that staged submodules only first asks `write-tree` whether the tree is
-   * new. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
+   * Skipping (`names` known beforehand): an iteration with nothing `staged` needs no git at all here. Without
+   * submodules, one whose status showed changes is committed at once (`git commit` makes no commit of the
+   * last snapshot's tree; that exit is confirmed by one `diff-index`); with submodules, `write-tree` first
+   * says whether the tree is new. The new commit's id is read from the branch it moved, its tree from the
+   * commit object. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
    */
-  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, staged: 'nothing' | 'submodules only' | 'changes'): Promise<CommitNames> {
+  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, staged: 'nothing' | 'with submodules' | 'changes'): Promise<CommitNames> {
     const { workspace, iteration, previousSha } = request;
     const message = snapshotMessage(iteration);
     const commit = (): Promise<string> => runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
@@ -231,19 +232,25 @@ export class Snapshotter {
     // HEAD is the last snapshot (or the base commit): the parent of a new commit, else the snapshot itself.
     const same = { sha: head, treeSha: headTree, sinceSha, sinceTree, baseTree, committed: false };
     if (staged === 'nothing') return same;
-    if (staged === 'submodules only') {
-      // Status saw no change; only submodules were staged, usually at the commits they had: one `write-tree`
-      // says whether the tree is new before anything is committed.
+    if (staged === 'with submodules') {
+      // A base commit with submodules: `write-tree` says whether the staged tree is new before anything is
+      // committed, and the commit that follows (`--allow-empty`, of a tree known to differ) never reaches
+      // git's "nothing to commit" path — which prints a full `git status`, and that status runs inside every
+      // submodule directory: a repository the agent made, with its config and clean filters.
       const indexTree = await runGitTrimmed(git(['write-tree'], 'read the staged tree'));
       if (indexTree === headTree) return same;
-    }
-    // Without `--allow-empty`, git commits only a staged tree that is not HEAD's; the exit code 1 it gives
-    // otherwise is confirmed by `diff-index` (nothing staged) before it counts as "nothing changed".
-    try {
-      await runGit(git(['commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
-    } catch (error) {
-      if (!(error instanceof AgentGateError && error.details?.['exitCode'] === 1) || !(await nothingStaged(git))) throw error;
-      return same;
+      await commit();
+    } else {
+      // No submodule anywhere in the index (the base has none, and nested repositories are never staged).
+      // Without `--allow-empty` git commits only a staged tree that is not HEAD's; the exit code 1 it gives
+      // otherwise is confirmed by `diff-index` against the last snapshot before it counts as "nothing
+      // changed". The status git prints then lists no untracked files and looks inside no submodule.
+      try {
+        await runGit(git(['-c', 'status.showUntrackedFiles=no', '-c', 'diff.ignoreSubmodules=all', 'commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
+      } catch (error) {
+        if (!(error instanceof AgentGateError && error.details?.['exitCode'] === 1) || !(await nothingStaged(git, head))) throw error;
+        return same;
+      }
     }
     // The new commit's id from the branch it moved, and its tree from the commit object it wrote.
     const moved = await readRunBranch(workspace, head);
@@ -275,10 +282,14 @@ async function refuseUnnamableRepositories(workTree: string, nested: readonly st
   );
 }
 
-/** Whether AgentGate's index holds HEAD's tree exactly (`diff-index --cached --quiet` exits 0; 1 when not). */
-async function nothingStaged(git: (args: readonly string[], what: string) => GitCall): Promise<boolean> {
+/**
+ * Whether AgentGate's index holds the tree of `head`, the last snapshot, exactly (`diff-index --cached
+ * --quiet` exits 0; 1 when not). Compared with that commit, not with HEAD: a branch moved behind
+ * AgentGate's back fails the snapshot instead of passing for "nothing changed".
+ */
+async function nothingStaged(git: (args: readonly string[], what: string) => GitCall, head: string): Promise<boolean> {
   try {
-    await runGit(git(['diff-index', '--cached', '--quiet', '--ignore-submodules=none', 'HEAD', '--'], 'compare the staged tree with the last snapshot'));
+    await runGit(git(['diff-index', '--cached', '--quiet', '--ignore-submodules=none', head, '--'], 'compare the staged tree with the last snapshot'));
     return true;
   } catch (error) {
     if (error instanceof AgentGateError && error.details?.['exitCode'] === 1) return false;
@@ -321,6 +332,16 @@ interface CommitNames {
   sinceTree: string;
   baseTree: string;
   committed: boolean;
+}
+
+/** Whether AgentGate's HEAD of the run still names the run branch, and the branch `sha` (both read from their files). */
+async function branchStillAt(workspace: Workspace, sha: string): Promise<boolean> {
+  const ref = `refs/heads/${workspace.branch}`;
+  const [head, tip] = await Promise.all([
+    readFile(path.join(workspace.gitDir, 'HEAD'), 'utf8').catch(() => ''),
+    readFile(path.join(workspace.gitDir, ...ref.split('/')), 'utf8').catch(() => ''),
+  ]);
+  return head.trim() === `ref: ${ref}` && tip.trim() === sha;
 }
 
 /**

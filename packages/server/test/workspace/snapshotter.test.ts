@@ -201,6 +201,34 @@ describe('Snapshotter', () => {
     });
   });
 
+  it('a base commit with a submodule: a repository the agent made in its directory never runs a filter as AgentGate', async () => {
+    const root = await realpath(await temp.make());
+    const base = await initRepo(path.join(root, 'repo'));
+    git(base, 'update-index', '--add', '--cacheinfo', `160000,${git(base, 'rev-parse', 'HEAD')},lib/b`);
+    git(base, 'commit', '--quiet', '-m', 'a submodule');
+    const workspace = await new WorkspaceManager({ home: path.join(root, 'home') }).acquire({ source: 'local', path: base }, { runId: 'run-2', signal: liveSignal() });
+    const marker = path.join(root, 'filter-ran');
+    // The agent's repository in the submodule's directory, with a clean filter of its own for a file whose
+    // stat data looks stale (so a status would run the filter to compare it) ...
+    const sub = path.join(workspace.path, 'lib', 'b');
+    await mkdir(sub, { recursive: true });
+    git(sub, 'init', '--quiet');
+    await writeFile(path.join(sub, '.gitattributes'), 'a filter=evil\n');
+    await writeFile(path.join(sub, 'a'), 'a\n');
+    git(sub, 'add', 'a', '.gitattributes');
+    git(sub, 'commit', '--quiet', '-m', 'agent');
+    git(sub, 'config', 'filter.evil.clean', `sh -c 'touch ${marker}; cat'`);
+    await utimes(path.join(sub, 'a'), new Date('2001-01-01'), new Date('2001-01-01'));
+    // ... and a nested repository elsewhere, so status lists something while the staged tree stays the base's.
+    await mkdir(path.join(workspace.path, 'nested'));
+    git(path.join(workspace.path, 'nested'), 'init', '--quiet');
+    const snapshots = new Snapshotter();
+    const first = expectOk(await snapshots.snapshot({ workspace, iteration: 1, artifactsDir: path.join(root, 'artifacts'), signal: liveSignal() }));
+    const second = expectOk(await snapshots.snapshot({ workspace, iteration: 2, artifactsDir: path.join(root, 'artifacts'), signal: liveSignal(), previousSha: first.sha }));
+    expect(second).toMatchObject({ uncaptured: ['lib/b', 'nested'] });
+    await expect(stat(marker)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   describe('what the previous snapshot left (remembered, so the next iteration runs no rev-parse)', () => {
     it('each iteration is measured against the one before; a different previousSha is measured against that commit', async () => {
       const file = path.join(ws.path, 'src', 'app.txt');
@@ -219,6 +247,35 @@ describe('Snapshotter', () => {
       const fourth = expectOk(await snap(4, { previousSha: first.sha }));
       expect(fourth).toMatchObject({ noChange: false, committed: true, filesChanged: 2, insertions: 2 });
       expect(git(repo, 'rev-parse', `${fourth.sha}^`)).toBe(second.sha);
+    });
+
+    it('a branch moved behind AgentGate’s back is not taken for the remembered snapshot: the work tree is what is recorded', async () => {
+      await writeFile(path.join(ws.path, 'bad.txt'), 'backdoor\n');
+      const first = expectOk(await snap(1));
+      await rm(path.join(ws.path, 'bad.txt'));
+      await writeFile(path.join(ws.path, 'good.txt'), 'clean\n');
+      // An agent without a sandbox commits exactly its work tree in AgentGate's git directory and moves the
+      // run branch there, hoping the next snapshot keeps reporting the first one.
+      const env = {
+        ...process.env,
+        GIT_DIR: ws.gitDir,
+        GIT_WORK_TREE: ws.path,
+        GIT_INDEX_FILE: path.join(path.dirname(ws.gitDir), 'agent-index'),
+        GIT_AUTHOR_NAME: 'agent',
+        GIT_AUTHOR_EMAIL: 'agent@example.com',
+        GIT_COMMITTER_NAME: 'agent',
+        GIT_COMMITTER_EMAIL: 'agent@example.com',
+      };
+      const agentGit = (...args: string[]): string => execFileSync('git', args, { env, encoding: 'utf8' }).trim();
+      agentGit('read-tree', 'HEAD');
+      agentGit('add', '--all');
+      const tree = agentGit('write-tree');
+      const moved = agentGit('commit-tree', tree, '-p', ws.baseSha, '-m', 'agent');
+      agentGit('update-ref', `refs/heads/${ws.branch}`, moved);
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second.treeSha).toBe(tree);
+      expect(second.sha).toBe(moved);
+      expect(second.sha).not.toBe(first.sha);
     });
 
     it('a snapshot made by another Snapshotter in between is not mistaken for the remembered one', async () => {
