@@ -241,10 +241,13 @@ export class Snapshotter {
       if (indexTree === headTree) return same;
       await commit();
     } else {
-      // No submodule anywhere in the index (the base has none, and nested repositories are never staged).
-      // Without `--allow-empty` git commits only a staged tree that is not HEAD's; the exit code 1 it gives
-      // otherwise is confirmed by `diff-index` against the last snapshot before it counts as "nothing
-      // changed". The status git prints then lists no untracked files and looks inside no submodule.
+      // No submodule anywhere in the index: the base has none, and nested repositories are left out of
+      // `git add` (only one renamed into place between status and add, by a process alive during the
+      // snapshot — which the sandbox rules out — could slip in). That, not the `-c` settings, is what keeps
+      // the status git prints on its "nothing to commit" path out of any repository the agent made; the
+      // settings only spare it the untracked files. Without `--allow-empty` git commits only a staged tree
+      // that is not HEAD's; the exit code 1 it gives otherwise is confirmed by `diff-index` against the last
+      // snapshot before it counts as "nothing changed".
       try {
         await runGit(git(['-c', 'status.showUntrackedFiles=no', '-c', 'diff.ignoreSubmodules=all', 'commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
       } catch (error) {
