@@ -198,10 +198,7 @@ export async function verifyLooseObject(file: string, id: string): Promise<void>
   if (size <= WHOLE_READ_LIMIT) {
     const compressed = await readFile(file);
     try {
-      // `info` makes zlib return its engine too, whose `bytesWritten` is the compressed bytes it consumed.
-      const { buffer, engine } = inflateSync(compressed, { info: true, maxOutputLength: WHOLE_INFLATE_LIMIT }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-      whole = buffer;
-      consumed = engine.bytesWritten;
+      ({ buffer: whole, consumed } = inflateWhole(compressed));
     } catch (error) {
       if (!isTooLarge(error)) throw check.corrupt(`its zlib stream is broken (${error instanceof Error ? error.message : String(error)})`);
     }
@@ -260,8 +257,8 @@ export async function readLooseCommitTree(objectsDir: string, id: string): Promi
     return undefined; // missing, a symlink, unreadable: git answers instead
   }
   try {
-    const { buffer, engine } = inflateSync(compressed, { info: true, maxOutputLength: WHOLE_INFLATE_LIMIT }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-    if (engine.bytesWritten !== compressed.length) return undefined;
+    const { buffer, consumed } = inflateWhole(compressed);
+    if (consumed !== compressed.length) return undefined;
     const check = new ObjectCheck(id);
     check.push(buffer);
     check.finish();
@@ -270,6 +267,16 @@ export async function readLooseCommitTree(objectsDir: string, id: string): Promi
   } catch {
     return undefined; // not what its name says: git answers instead (and publishing refuses the object)
   }
+}
+
+/**
+ * Inflates a whole loose object read into memory (at most {@link WHOLE_INFLATE_LIMIT} bytes out), with how many
+ * compressed bytes its zlib stream took: fewer than the file holds means bytes follow the stream.
+ */
+function inflateWhole(compressed: Buffer): { buffer: Buffer; consumed: number } {
+  // `info` makes zlib return its engine too, whose `bytesWritten` is the compressed bytes it consumed.
+  const { buffer, engine } = inflateSync(compressed, { info: true, maxOutputLength: WHOLE_INFLATE_LIMIT }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+  return { buffer, consumed: engine.bytesWritten };
 }
 
 function isTooLarge(error: unknown): boolean {

@@ -40,6 +40,7 @@ import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
+import { parseDiffOutput } from './diff-output.js';
 import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
 import { publishRunBranch, readLooseCommitTree } from './publish-branch.js';
@@ -243,20 +244,21 @@ export class Snapshotter {
     } else {
       // No submodule anywhere in the index: the base has none, and nested repositories are left out of
       // `git add` (only one renamed into place between status and add, by a process alive during the
-      // snapshot — which the sandbox rules out — could slip in). That, not the `-c` settings, is what keeps
-      // the status git prints on its "nothing to commit" path out of any repository the agent made; the
-      // settings only spare it the untracked files. Without `--allow-empty` git commits only a staged tree
+      // snapshot — which the sandbox rules out — could slip in). That is what keeps the status git prints on
+      // its "nothing to commit" path out of any repository the agent made; `status.showUntrackedFiles=no`
+      // only spares it the untracked files. Without `--allow-empty` git commits only a staged tree
       // that is not HEAD's; the exit code 1 it gives otherwise is confirmed by `diff-index` against the last
       // snapshot before it counts as "nothing changed".
       try {
-        await runGit(git(['-c', 'status.showUntrackedFiles=no', '-c', 'diff.ignoreSubmodules=all', 'commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
+        await runGit(git(['-c', 'status.showUntrackedFiles=no', 'commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
       } catch (error) {
         if (!(error instanceof AgentGateError && error.details?.['exitCode'] === 1) || !(await nothingStaged(git, head))) throw error;
         return same;
       }
     }
     // The new commit's id from the branch it moved, and its tree from the commit object it wrote.
-    const moved = await readRunBranch(workspace, head);
+    const tip = await readRunBranch(workspace);
+    const moved = tip === head ? undefined : tip;
     const tree = moved === undefined ? undefined : await readLooseCommitTree(path.join(workspace.gitDir, 'objects'), moved);
     if (moved !== undefined && tree !== undefined) return { sha: moved, treeSha: tree, sinceSha, sinceTree, baseTree, committed: true };
     const [sha = '', treeSha = ''] = (await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}'], 'read the snapshot commit'))).split('\n');
@@ -337,27 +339,22 @@ interface CommitNames {
   committed: boolean;
 }
 
-/** Whether AgentGate's HEAD of the run still names the run branch, and the branch `sha` (both read from their files). */
-async function branchStillAt(workspace: Workspace, sha: string): Promise<boolean> {
-  const ref = `refs/heads/${workspace.branch}`;
-  const [head, tip] = await Promise.all([
-    readFile(path.join(workspace.gitDir, 'HEAD'), 'utf8').catch(() => ''),
-    readFile(path.join(workspace.gitDir, ...ref.split('/')), 'utf8').catch(() => ''),
-  ]);
-  return head.trim() === `ref: ${ref}` && tip.trim() === sha;
-}
-
 /**
  * The commit the run branch of AgentGate's git directory points at, from its loose ref file: `git commit`
  * writes it there (the directory is created with git's files ref backend, `createRunRepositories`, and
  * nothing packs its refs: automatic gc and maintenance are off). Undefined — the caller asks git — when the
- * file is missing or does not hold a commit id other than `previous`, the commit the branch was on.
+ * file cannot be read or does not hold a commit id.
  */
-async function readRunBranch(workspace: Workspace, previous: string): Promise<string | undefined> {
+async function readRunBranch(workspace: Workspace): Promise<string | undefined> {
   const file = path.join(workspace.gitDir, 'refs', 'heads', ...workspace.branch.split('/'));
-  const text = await readFile(file, 'utf8').catch(() => undefined);
-  const sha = text?.trim();
-  return sha !== undefined && /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha) && sha !== previous ? sha : undefined;
+  const sha = (await readFile(file, 'utf8').catch(() => undefined))?.trim();
+  return sha !== undefined && /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/.test(sha) ? sha : undefined;
+}
+
+/** Whether AgentGate's HEAD of the run still names the run branch, and the branch `sha` (both read from their files). */
+async function branchStillAt(workspace: Workspace, sha: string): Promise<boolean> {
+  const [head, tip] = await Promise.all([readFile(path.join(workspace.gitDir, 'HEAD'), 'utf8').catch(() => ''), readRunBranch(workspace)]);
+  return head.trim() === `ref: refs/heads/${workspace.branch}` && tip === sha;
 }
 
 /**
@@ -377,42 +374,4 @@ async function readGitlinks(gitDir: string, git: (args: readonly string[], what:
     .map((entry) => entry.slice(entry.indexOf('\t') + 1))
     .filter((entry) => wanted.has(entry));
   return { gitlinks, staged };
-}
-
-/**
- * Parses `git diff --numstat -z` (`<added>\t<deleted>\t<path>\0` per file; `-` for binary files, which
- * count as changed with no line counts).
- */
-export function parseNumstat(output: string): { filesChanged: number; insertions: number; deletions: number; paths: string[] } {
-  const { filesChanged, insertions, deletions, paths } = parseDiffOutput(output);
-  return { filesChanged, insertions, deletions, paths };
-}
-
-/**
- * Parses `-z --no-renames` diff output of any mix of `--raw` (`:<modes> <ids> <status>\0<path>\0`),
- * `--name-status` (`<status>\0<path>\0`) and `--numstat` (`<added>\t<deleted>\t<path>\0`) records, in
- * order (a path field is always the one after its status, so a path that looks like a record is never
- * read as one): the changes with their kind, and the numstat totals and paths.
- */
-export function parseDiffOutput(output: string): { changes: TreeChange[]; filesChanged: number; insertions: number; deletions: number; paths: string[] } {
-  const fields = output.split('\0');
-  const changes: TreeChange[] = [];
-  const paths: string[] = [];
-  let insertions = 0;
-  let deletions = 0;
-  for (let i = 0; i < fields.length; i += 1) {
-    const field = fields[i] ?? '';
-    const numstat = /^(\d+|-)\t(\d+|-)\t/.exec(field);
-    if (numstat !== null) {
-      paths.push(field.slice(numstat[0].length));
-      insertions += numstat[1] === '-' || numstat[1] === undefined ? 0 : Number(numstat[1]);
-      deletions += numstat[2] === '-' || numstat[2] === undefined ? 0 : Number(numstat[2]);
-      continue;
-    }
-    const status = field.startsWith(':') ? field.slice(field.lastIndexOf(' ') + 1) : /^[A-Z]\d*$/.test(field) ? field : undefined;
-    if (status === undefined || i + 1 >= fields.length) continue;
-    i += 1;
-    changes.push({ path: fields[i] ?? '', change: status.startsWith('A') ? 'added' : status.startsWith('D') ? 'deleted' : 'modified' });
-  }
-  return { changes, filesChanged: paths.length, insertions, deletions, paths };
 }

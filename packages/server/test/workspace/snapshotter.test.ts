@@ -5,7 +5,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { Snapshotter, parseDiffOutput, parseNumstat, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
+import { parseDiffOutput, parseNumstat } from '../../src/workspace/diff-output.js';
+import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import type { SnapshotResult, TreeChange, Workspace } from '../../src/workspace/types.js';
 import { TempDirs, git, initRepo, liveSignal } from './helpers.js';
 
