@@ -15,6 +15,7 @@ import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, withCleanupFailure } from './git.js';
 import { createRunRepositories, recordBaseGitlinks, removeTree, shareIndexWithAgent, type IsolatedGit } from './isolated-git.js';
+import { readIndexListing } from './index-file.js';
 import { isInside } from './paths.js';
 
 /** What a source resolves to before the run's worktree is created. */
@@ -166,6 +167,11 @@ async function uncommittedChangesWarning(repoPath: string, baseSha: string, ref:
   ];
 }
 
+/** AgentGate's git state of a run just checked out, and the base commit's tree when the checkout named it. */
+export interface RunGit extends IsolatedGit {
+  readonly baseTree?: string;
+}
+
 export interface CreateWorkspaceRequest {
   /** The repository that receives the run branch. */
   repoPath: string;
@@ -191,7 +197,7 @@ export interface CreateWorkspaceRequest {
  *
  * @throws AG_ERR_WORKSPACE_SETUP.
  */
-export async function createRunWorkspace(request: CreateWorkspaceRequest): Promise<IsolatedGit> {
+export async function createRunWorkspace(request: CreateWorkspaceRequest): Promise<RunGit> {
   assertRunDirectoriesFree(request);
   const [, checkout] = await createWhileChecking(assertRunBranchFree(request), checkoutRunWorkspace(request), () => removeRunDirectories(request));
   return checkout.git;
@@ -264,11 +270,12 @@ export interface WorkspaceReuse {
  * The checkout part of {@link createRunWorkspace} (directories checked to be free): the two repositories, then
  * `read-tree --reset -u <base>`. With `reuse`, the work tree starts from a pooled worktree and AgentGate's
  * previous index of it, so git writes only the files that differ from the new base (or that the pool could
- * not vouch for and removed). Returns the git state and `ls-files -z --stage` of the new index.
+ * not vouch for and removed). Returns the git state (with the base commit's tree when the new index names
+ * it) and `ls-files -z --stage` of the new index.
  *
  * @throws AG_ERR_WORKSPACE_SETUP (rolled back: both directories removed).
  */
-export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reuse?: WorkspaceReuse): Promise<{ git: IsolatedGit; lsFilesStage: string }> {
+export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reuse?: WorkspaceReuse): Promise<{ git: RunGit; lsFilesStage: string }> {
   const { worktreePath, branch, baseSha, signal } = request;
   try {
     if (reuse !== undefined) await reuse.populate();
@@ -277,9 +284,12 @@ export async function checkoutRunWorkspace(request: CreateWorkspaceRequest, reus
     const setup = { cwd: worktreePath, signal, failAs: 'AG_ERR_WORKSPACE_SETUP', isolated: git } as const;
     // ctime and inode checks pinned on: they are what makes the previous index's stat data trustworthy.
     await runGit({ ...setup, args: ['-c', 'core.trustctime=true', '-c', 'core.checkStat=default', 'read-tree', '--reset', '-u', baseSha], what: 'check out the base commit' });
-    const [lsFilesStage] = await Promise.all([runGit({ ...setup, args: ['ls-files', '-z', '--stage'], what: 'list the files of the base commit' }), shareIndexWithAgent(git)]);
+    // The files of the base commit and its tree, read from the index read-tree just wrote (no process);
+    // git's own listing for an index layout the reader does not handle.
+    const [listing] = await Promise.all([readFile(git.indexFile).then((index) => readIndexListing(index, baseSha.length === 64 ? 32 : 20)), shareIndexWithAgent(git)]);
+    const lsFilesStage = listing?.lsFilesStage ?? (await runGit({ ...setup, args: ['ls-files', '-z', '--stage'], what: 'list the files of the base commit' }));
     await recordBaseGitlinks(git, lsFilesStage);
-    return { git, lsFilesStage };
+    return { git: { ...git, ...(listing?.rootTree !== undefined && { baseTree: listing.rootTree }) }, lsFilesStage };
   } catch (error) {
     const rollbackFailure = await removeRunDirectories(request).then(
       () => undefined,

@@ -133,13 +133,14 @@ export class WorkspaceManager {
     const prepared = options.source ?? (await this.resolveSource(spec, signal));
     await this.takeLease(prepared.repoPath, branch, runId, signal);
     let indexFile: string;
+    let baseTree: string | undefined;
     let laterWarnings: string[];
     try {
       const request = { repoPath: prepared.repoPath, objectsDir: prepared.objectsDir, worktreePath: target, gitDir, branch, baseSha: prepared.baseSha, signal };
       const pool = options.reusable === false ? undefined : this.pool;
       // The source's deferred check (a local work tree's status) only reads the source: it runs while the
       // workspace is created, and when it fails the workspace is removed again.
-      [laterWarnings, { indexFile }] = await createWhileChecking(
+      [laterWarnings, { indexFile, baseTree }] = await createWhileChecking(
         prepared.deferredWarnings?.(signal) ?? Promise.resolve([]),
         withRepositoryLock(repositoryLocks, prepared.repoPath, signal, () => (pool === undefined ? createRunWorkspace(request) : pool.createWorkspace(request, runId))),
         () => (pool === undefined ? removeRunDirectories(request) : pool.discard(request, runId)),
@@ -153,6 +154,7 @@ export class WorkspaceManager {
       path: target,
       branch,
       baseSha: prepared.baseSha,
+      ...(baseTree !== undefined && { baseTree }),
       repoPath: prepared.repoPath,
       gitDir,
       indexFile,

@@ -22,7 +22,8 @@
  *
  * Cost (each git call forks the whole Node process): one `git status` of AgentGate's index says whether
  * anything changed; the commits and trees the iteration is measured against are what the run's previous
- * snapshot left (remembered per workspace), else one `rev-parse` run beside the status. An iteration with
+ * snapshot left (remembered per workspace) or, before the first one, the base commit and the tree the
+ * checkout read from its index (`Workspace.baseTree`), else one `rev-parse` run beside the status. An iteration with
  * nothing to stage costs nothing more: no `add`, no commit. Otherwise `add` stages and `commit` commits,
  * and the commit's id and tree are read from the ref and the commit object it wrote (`readLooseCommitTree`,
  * hash-checked). No diff runs
@@ -125,12 +126,13 @@ export class Snapshotter {
     // left out and reported. Submodule paths of the base commit whose directory now holds files are
     // reported too: their content is not part of any snapshot.
     const skipEmpty = (this.options.emptyIterations ?? 'skip') === 'skip';
-    const known = this.last.get(workspace);
+    // Before a run's first snapshot, the base commit and its tree as the checkout read them.
+    const known = this.last.get(workspace) ?? (workspace.baseTree === undefined ? undefined : { head: workspace.baseSha, headTree: workspace.baseTree, baseTree: workspace.baseTree });
     this.last.delete(workspace);
-    // Only when the caller names the remembered snapshot as the previous one (without a previousSha the
-    // parent on the branch is meant) and AgentGate's HEAD still is that snapshot: an agent without a sandbox
+    // Only when the caller names the remembered snapshot as the previous one, or none (then the parent on
+    // the branch is meant: HEAD), and AgentGate's HEAD still is that snapshot: an agent without a sandbox
     // can move the branch, and then git, not the memory, says what the iteration is measured against.
-    const remembered = known !== undefined && request.previousSha === known.head && (await branchStillAt(workspace, known.head));
+    const remembered = known !== undefined && (request.previousSha ?? known.head) === known.head && (await branchStillAt(workspace, known.head));
     const [status, { gitlinks, staged }, names] = await Promise.all([
       runGit(git(['status', '--porcelain', '-z', '--untracked-files=all', '--ignore-submodules=all', '--no-renames'], 'list the changes')),
       readGitlinks(workspace.gitDir, git),

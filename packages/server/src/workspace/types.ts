@@ -13,6 +13,11 @@ export interface Workspace {
   /** Commit the run started from. */
   baseSha: string;
   /**
+   * The tree of {@link baseSha}, when the checkout read it from the index it wrote (`index-file.ts`): the
+   * first snapshot is measured against it without a `rev-parse`. Absent in records and scratch workspaces.
+   */
+  baseTree?: string;
+  /**
    * The repository that receives the run branch (published from {@link gitDir} after every snapshot): the
    * user's repository (local) or the cached bare clone.
    */

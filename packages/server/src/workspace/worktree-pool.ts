@@ -36,7 +36,7 @@ import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
 import { removeTree } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
-import { assertRunBranchFree, assertRunDirectoriesFree, checkoutRunWorkspace, createWhileChecking, removeRunDirectories, removeRunWorkspace, type CreateWorkspaceRequest } from './local.js';
+import { assertRunBranchFree, assertRunDirectoriesFree, checkoutRunWorkspace, createWhileChecking, removeRunDirectories, removeRunWorkspace, type CreateWorkspaceRequest, type RunGit } from './local.js';
 import { poolFilesystem, recordManifest, rerecordEntries, TreeManifest } from './pool-manifest.js';
 import { scrubForPool, scrubIntoWorkspace } from './pool-scrub.js';
 import type { IsolatedGit } from './isolated-git.js';
@@ -155,7 +155,7 @@ export class WorktreePool {
    *
    * @throws AG_ERR_WORKSPACE_SETUP, the cancellation reason.
    */
-  async createWorkspace(request: CreateWorkspaceRequest, runId: string): Promise<IsolatedGit> {
+  async createWorkspace(request: CreateWorkspaceRequest, runId: string): Promise<RunGit> {
     assertRunDirectoriesFree(request);
     const [, git] = await createWhileChecking(assertRunBranchFree(request), this.checkOut(request, runId), () => this.discard(request, runId));
     return git;
@@ -172,7 +172,7 @@ export class WorktreePool {
   }
 
   /** The checkout part of {@link createWorkspace}: from a claimed slot, or afresh. */
-  private async checkOut(request: CreateWorkspaceRequest, runId: string): Promise<IsolatedGit> {
+  private async checkOut(request: CreateWorkspaceRequest, runId: string): Promise<RunGit> {
     if (!(await this.enabled())) return (await checkoutRunWorkspace(request)).git;
     const repoKey = WorktreePool.repoKey(request.objectsDir);
     const slot = await this.claim(repoKey, runId, request.signal);
@@ -193,7 +193,7 @@ export class WorktreePool {
    * Checks the base out over the claimed slot and verifies the result; undefined (everything rolled back,
    * the slot deleted) when that fails for any reason but a cancel.
    */
-  private async reuse(slotDir: string, request: CreateWorkspaceRequest, runId: string): Promise<{ git: IsolatedGit; manifest: TreeManifest } | undefined> {
+  private async reuse(slotDir: string, request: CreateWorkspaceRequest, runId: string): Promise<{ git: RunGit; manifest: TreeManifest } | undefined> {
     let checkedOut = false;
     try {
       const previous = TreeManifest.parse(await readFile(path.join(slotDir, SLOT_MANIFEST), 'utf8'));

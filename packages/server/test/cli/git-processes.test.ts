@@ -3,9 +3,9 @@
  * first on PATH records each command the CLI runs (the CLI and the engine resolve `git` through PATH), so
  * these tests pin what an iteration may run: the gate plan read once, in one process, for the plan shown
  * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
- * tamper detection that the snapshot already made; an iteration with nothing to stage costs one `status`
- * and, for the first snapshot of a run only, one `rev-parse`; a staging snapshot commits without a
- * `write-tree` first; for a base commit with submodules, two processes more per staging snapshot (which
+ * tamper detection that the snapshot already made; no `ls-files` after the checkout and no `rev-parse` for
+ * the first snapshot (both read from the index the checkout wrote); an iteration with nothing to stage costs
+ * one `status`; a staging snapshot commits without a `write-tree` first; for a base commit with submodules, two processes more per staging snapshot (which
  * submodules the index holds, and `update-index` staging them instead of `git add`).
  */
 import { execFileSync } from 'node:child_process';
@@ -80,9 +80,10 @@ describe('git processes of a run', () => {
     ]);
     expect(commands.map(subcommand).sort()).toEqual(
       // CLI: the source and the plan (rev-parse, cat-file); the engine reuses that source. Workspace: the
-      // uncommitted-changes status and the branch check (for-each-ref) alongside the checkout (read-tree,
-      // ls-files). Snapshot: status and rev-parse together, nothing else. Verify: diff, ls-files.
-      ['rev-parse', 'cat-file', 'status', 'for-each-ref', 'read-tree', 'ls-files', 'status', 'rev-parse', 'diff', 'ls-files'].sort(),
+      // uncommitted-changes status and the branch check (for-each-ref) alongside the checkout (read-tree;
+      // its files and the base tree are read from the index it wrote). Snapshot: status, nothing else — it
+      // is measured against the base commit and that tree. Verify: diff, ls-files.
+      ['rev-parse', 'cat-file', 'status', 'for-each-ref', 'read-tree', 'status', 'diff', 'ls-files'].sort(),
     );
     // The documented artifact is still there: the iteration's patch against the base, empty.
     const runId = String(res.json?.['runId']);
@@ -111,7 +112,7 @@ describe('git processes of a run', () => {
     // no commit) and the two submodule processes, four more than the no-op iteration without one.
     expect(commands.map(subcommand)).toContain('write-tree');
     expect(commands.map(subcommand)).not.toContain('commit');
-    expect(commands).toHaveLength(14);
+    expect(commands).toHaveLength(12);
   });
 
   it('fail-then-pass: one diff gives iteration 1 its stats and its changes, and tamper detection reuses them', async () => {
@@ -132,12 +133,14 @@ describe('git processes of a run', () => {
     expect(diffs.filter((args) => args.includes('--name-status') && !args.includes('--'))).toHaveLength(1);
     expect(diffs.filter((args) => args.some((arg) => arg.startsWith('--output=')))).toHaveLength(2);
     expect(diffs).toHaveLength(7);
-    // CLI 1 (the engine reuses its source), and one for the first snapshot: the second is measured against
-    // what the first left (the Snapshotter remembers it), and after a commit its id is read from the branch
-    // it moved and its tree from the commit object — no `write-tree` before the commit either.
-    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(2);
+    // Only the CLI's (the engine reuses its source): the first snapshot is measured against the base tree
+    // the checkout read from its index, the second against what the first left (the Snapshotter remembers
+    // it), and after a commit its id is read from the branch it moved and its tree from the commit object —
+    // no `write-tree` before the commit either.
+    expect(names.filter((name) => name === 'rev-parse')).toHaveLength(1);
     expect(names).not.toContain('write-tree');
-    expect(commands).toHaveLength(24);
+    expect(names.filter((name) => name === 'ls-files')).toHaveLength(2);
+    expect(commands).toHaveLength(22);
     const runId = String(res.json?.['runId']);
     expect(git(r.repo, 'show', `agentgate/${runId}:src/state.txt`)).toBe('fixed');
     expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toContain('+attempt');

@@ -44,6 +44,7 @@ describe('WorkspaceManager with a local repository', () => {
         path: path.join(home, 'worktrees', 'run-1'),
         branch: 'agentgate/run-1',
         baseSha: head,
+        baseTree: git(repo, 'rev-parse', 'HEAD^{tree}'),
         repoPath: repo,
         gitDir: path.join(home, 'runs', 'run-1', 'git'),
         indexFile: path.join(home, 'runs', 'run-1', 'git', 'index'),

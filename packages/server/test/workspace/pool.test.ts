@@ -406,10 +406,13 @@ describe('WorktreePool', () => {
       const second = await acquire();
       expect(inode(path.join(second.path, 'src', 'run.sh'))).toBe(kept);
       expect(treeOf(second.path)).toEqual(await freshTree());
+      // The base tree the checkout read from the index it wrote over the pooled one is the new commit's.
+      expect(second.baseTree).toBe(git(repo, 'rev-parse', 'HEAD^{tree}'));
       await release(second);
 
       const back = await acquire(manager, base);
       expect(treeOf(back.path)).toEqual(await freshTree(base));
+      expect(back.baseTree).toBe(git(repo, 'rev-parse', `${base}^{tree}`));
     });
   });
 

@@ -279,6 +279,22 @@ describe('Snapshotter', () => {
       expect(second.sha).not.toBe(first.sha);
     });
 
+    it('the first snapshot is measured against the base tree the checkout read, unless the branch moved before it', async () => {
+      expect(ws.baseTree).toBe(git(repo, 'rev-parse', `${ws.baseSha}^{tree}`));
+      // An agent without a sandbox commits its work tree in AgentGate's git directory before the first
+      // snapshot and moves the run branch there: git, not the checkout's record, says what HEAD is.
+      await writeFile(path.join(ws.path, 'bad.txt'), 'backdoor\n');
+      const env = { ...process.env, GIT_DIR: ws.gitDir, GIT_WORK_TREE: ws.path, GIT_INDEX_FILE: path.join(path.dirname(ws.gitDir), 'agent-index') };
+      const agentGit = (...args: string[]): string => execFileSync('git', args, { env, encoding: 'utf8' }).trim();
+      agentGit('read-tree', 'HEAD');
+      agentGit('add', '--all');
+      const tree = agentGit('write-tree');
+      const moved = agentGit('-c', 'user.name=agent', '-c', 'user.email=agent@example.com', 'commit-tree', tree, '-p', ws.baseSha, '-m', 'agent');
+      agentGit('update-ref', `refs/heads/${ws.branch}`, moved);
+      const first = expectOk(await snap(1));
+      expect(first).toMatchObject({ sha: moved, treeSha: tree, changedFiles: ['bad.txt'] });
+    });
+
     it('a snapshot made by another Snapshotter in between is not mistaken for the remembered one', async () => {
       await writeFile(path.join(ws.path, 'one.txt'), 'one\n');
       const first = expectOk(await snap(1));
