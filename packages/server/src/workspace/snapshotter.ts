@@ -23,12 +23,12 @@
  * Cost (each git call forks the whole Node process): one `git status` of AgentGate's index says whether
  * anything changed; the commits and trees the iteration is measured against are what the run's previous
  * snapshot left (remembered per workspace) or, before the first one, the base commit and the tree the
- * checkout read from its index (`Workspace.baseTree`), else one `rev-parse` run beside the status. An iteration with
- * nothing to stage costs nothing more: no `add`, no commit. Otherwise `add` stages and `commit` commits,
- * and the commit's id and tree are read from the ref and the commit object it wrote (`readLooseCommitTree`,
- * hash-checked). No diff runs
- * between equal trees — they have no differences by definition: an iteration that changed nothing
- * runs no diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
+ * checkout read from its index (`Workspace.baseTree`), else one `rev-parse` run beside the status. An
+ * iteration with nothing to stage costs nothing more: no `add`, no commit. Otherwise `add` stages and
+ * `commit` commits (one `commit --all` when only tracked files changed), and the commit's id and tree are
+ * read from the ref and the commit object it wrote (`readLooseCommitTree`, hash-checked). No diff runs
+ * between equal trees — they have no differences by definition: an iteration that changed nothing runs no
+ * diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
  * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again. A base commit with
  * submodules costs two more processes per snapshot: listing which of them the index holds, and staging them
@@ -146,8 +146,16 @@ export class Snapshotter {
     // Nothing to stage — no tracked file changed, no file is new, and no submodule (whose commit status
     // does not look at) — is an iteration that changed nothing: no `add`, no commit.
     const unchanged = names !== undefined && changes.entries === 0 && gitlinks.length === 0;
-    if (!unchanged) await this.stage(git, nested, staged, unlinked);
-    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(request, git, names, unchanged ? 'nothing' : gitlinks.length > 0 ? 'with submodules' : 'changes');
+    // Only tracked files changed — no file is new and there is no submodule: `commit --all` stages them
+    // itself (what `git add --all` would stage when nothing is untracked), one process instead of two.
+    const trackedOnly = names !== undefined && !unchanged && gitlinks.length === 0 && changes.untracked.length === 0;
+    if (!unchanged && !trackedOnly) await this.stage(git, nested, staged, unlinked);
+    const { sha, treeSha, sinceSha, sinceTree, baseTree, committed } = await this.commitIfChanged(
+      request,
+      git,
+      names,
+      unchanged ? 'nothing' : gitlinks.length > 0 ? 'with submodules' : trackedOnly ? 'tracked files, by the commit' : 'changes',
+    );
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
@@ -213,12 +221,18 @@ export class Snapshotter {
    * iterations are skipped) and names every commit and tree the iteration is measured against: the new
    * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
    * Skipping (`names` known beforehand): an iteration with nothing `staged` needs no git at all here. Without
-   * submodules, one whose status showed changes is committed at once (`git commit` makes no commit of the
+   * submodules, one whose status showed changes is committed at once (staging its tracked files itself when
+   * nothing else changed) (`git commit` makes no commit of the
    * last snapshot's tree; that exit is confirmed by one `diff-index`); with submodules, `write-tree` first
    * says whether the tree is new. The new commit's id is read from the branch it moved, its tree from the
    * commit object. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
    */
-  private async commitIfChanged(request: SnapshotRequest, git: (args: readonly string[], what: string) => GitCall, names: SnapshotNames | undefined, staged: 'nothing' | 'with submodules' | 'changes'): Promise<CommitNames> {
+  private async commitIfChanged(
+    request: SnapshotRequest,
+    git: (args: readonly string[], what: string) => GitCall,
+    names: SnapshotNames | undefined,
+    staged: 'nothing' | 'with submodules' | 'changes' | 'tracked files, by the commit',
+  ): Promise<CommitNames> {
     const { workspace, iteration, previousSha } = request;
     const message = snapshotMessage(iteration);
     const commit = (): Promise<string> => runGit(git(['commit', '--allow-empty', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
@@ -250,9 +264,11 @@ export class Snapshotter {
       // its "nothing to commit" path out of any repository the agent made; `status.showUntrackedFiles=no`
       // only spares it the untracked files. Without `--allow-empty` git commits only a staged tree
       // that is not HEAD's; the exit code 1 it gives otherwise is confirmed by `diff-index` against the last
-      // snapshot before it counts as "nothing changed".
+      // snapshot before it counts as "nothing changed". With `--all` git stages the tracked files into a
+      // new index that replaces AgentGate's only when the commit is made.
+      const all = staged === 'tracked files, by the commit' ? ['--all'] : [];
       try {
-        await runGit(git(['-c', 'status.showUntrackedFiles=no', 'commit', '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
+        await runGit(git(['-c', 'status.showUntrackedFiles=no', 'commit', ...all, '--no-verify', '--quiet', '-m', message], 'commit the snapshot'));
       } catch (error) {
         if (!(error instanceof AgentGateError && error.details?.['exitCode'] === 1) || !(await nothingStaged(git, head))) throw error;
         return same;

@@ -5,7 +5,8 @@
  * before the run and the engine alike; no diff between trees that are equal; no tree-to-tree diff for
  * tamper detection that the snapshot already made; no `ls-files` after the checkout and no `rev-parse` for
  * the first snapshot (both read from the index the checkout wrote); an iteration with nothing to stage costs
- * one `status`; a staging snapshot commits without a `write-tree` first; for a base commit with submodules, two processes more per staging snapshot (which
+ * one `status`; a staging snapshot commits without a `write-tree` first, and without an `add` when only
+ * tracked files changed; for a base commit with submodules, two processes more per staging snapshot (which
  * submodules the index holds, and `update-index` staging them instead of `git add`).
  */
 import { execFileSync } from 'node:child_process';
@@ -140,7 +141,10 @@ describe('git processes of a run', () => {
     expect(names.filter((name) => name === 'rev-parse')).toHaveLength(1);
     expect(names).not.toContain('write-tree');
     expect(names.filter((name) => name === 'ls-files')).toHaveLength(2);
-    expect(commands).toHaveLength(22);
+    // The agent only edits a tracked file: each commit stages it itself (`commit --all`), no `git add`.
+    expect(commands.filter((args) => subcommand(args) === 'commit').every((args) => args.includes('--all'))).toBe(true);
+    expect(names).not.toContain('add');
+    expect(commands).toHaveLength(20);
     const runId = String(res.json?.['runId']);
     expect(git(r.repo, 'show', `agentgate/${runId}:src/state.txt`)).toBe('fixed');
     expect(readFileSync(join(r.home, 'runs', runId, 'iteration-1.patch'), 'utf8')).toContain('+attempt');

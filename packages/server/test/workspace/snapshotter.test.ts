@@ -158,6 +158,19 @@ describe('Snapshotter', () => {
       expect(git(repo, 'show', `${snapshot.sha}:src/app.txt`)).toBe('ONE\nTWO\nTHREE');
     });
 
+    it('edits and deletions of tracked files alone are committed by the commit itself, and the index keeps them', async () => {
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'edited\n');
+      await rm(path.join(ws.path, 'README.md'));
+      const first = expectOk(await snap(1));
+      expect(first).toMatchObject({ committed: true, noChange: false, filesChanged: 2, changedFiles: ['README.md', 'src/app.txt'] });
+      expect(git(repo, 'show', `${first.sha}:src/app.txt`)).toBe('edited');
+      expect(git(repo, 'ls-tree', '--name-only', first.sha, 'README.md')).toBe('');
+      // AgentGate's index now holds that commit: the next iteration, with nothing new, changes nothing.
+      expect(git(ws.gitDir, '--work-tree', ws.path, 'diff-index', '--cached', '--name-only', first.sha)).toBe('');
+      const second = expectOk(await snap(2, { previousSha: first.sha }));
+      expect(second).toMatchObject({ sha: first.sha, committed: false, noChange: true });
+    });
+
     it('a mode change alone is recorded', async () => {
       await chmod(path.join(ws.path, 'src', 'app.txt'), 0o755);
       const snapshot = expectOk(await snap(1));
