@@ -41,7 +41,7 @@ import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
-import { parseDiffOutput } from './diff-output.js';
+import { changesSinceBase, parseDiffOutput, parseStatus, type RawChange } from './diff-output.js';
 import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
 import { publishRunBranch, readLooseCommitTree } from './publish-branch.js';
@@ -82,11 +82,13 @@ export interface SnapshotterOptions {
 
 export class Snapshotter {
   /**
-   * What HEAD of each workspace's run branch is after its last successful snapshot, and the base commit's
-   * tree: the next iteration is measured against them without a `rev-parse`. Forgotten when a snapshot
-   * starts and set again only when it succeeds, so a failed or interrupted one leaves git to answer.
+   * What HEAD of each workspace's run branch is after its last successful snapshot, the base commit's
+   * tree, and every entry that differs between the two: the next iteration is measured against them
+   * without a `rev-parse`, and its changes since the base are those plus its own, without a diff against
+   * the base. Forgotten when a snapshot starts and set again only when it succeeds, so a failed or
+   * interrupted one leaves git to answer.
    */
-  private readonly last = new WeakMap<Workspace, { head: string; headTree: string; baseTree: string }>();
+  private readonly last = new WeakMap<Workspace, Remembered>();
 
   constructor(private readonly options: SnapshotterOptions = {}) {}
 
@@ -127,7 +129,7 @@ export class Snapshotter {
     // reported too: their content is not part of any snapshot.
     const skipEmpty = (this.options.emptyIterations ?? 'skip') === 'skip';
     // Before a run's first snapshot, the base commit and its tree as the checkout read them.
-    const known = this.last.get(workspace) ?? (workspace.baseTree === undefined ? undefined : { head: workspace.baseSha, headTree: workspace.baseTree, baseTree: workspace.baseTree });
+    const known = this.last.get(workspace) ?? (workspace.baseTree === undefined ? undefined : { head: workspace.baseSha, headTree: workspace.baseTree, baseTree: workspace.baseTree, fromBase: new Map() });
     this.last.delete(workspace);
     // Only when the caller names the remembered snapshot as the previous one, or none (then the parent on
     // the branch is meant: HEAD), and AgentGate's HEAD still is that snapshot: an agent without a sandbox
@@ -159,13 +161,18 @@ export class Snapshotter {
 
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
+    // The entries that differ between the base and the commit this iteration is measured against: none
+    // when that is the base, the remembered ones when it is the remembered snapshot.
+    const previousFromBase = fromBase ? new Map<string, RawChange>() : remembered ? known.fromBase : undefined;
+    const sinceBase = (): Promise<string> => runGit(git(['diff', ...diffOptions, '--raw', '--no-abbrev', '-z', workspace.baseSha, sha], 'list the changed files'));
     await mkdir(request.artifactsDir, { recursive: true });
-    // Equal trees have no differences: a diff between them is empty by definition and is not run. Measured
-    // from the base (the first iteration), one diff gives both the iteration's stats and every change since
-    // the base with its kind (`--raw`, then `--numstat`).
+    // Equal trees have no differences: a diff between them is empty by definition and is not run. One diff
+    // of the iteration gives its stats (`--numstat`) and its entries (`--raw`), and those added to what
+    // the iteration is measured against (from the base: nothing) are every change since the base; a diff
+    // against the base runs only when that is unknown.
     const [iterationOut, sinceBaseOut] = await Promise.all([
-      sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(fromBase ? ['--raw'] : []), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
-      fromBase || baseTree === treeSha ? Promise.resolve(undefined) : runGit(git(['diff', ...diffOptions, '--name-status', '-z', workspace.baseSha, sha], 'list the changed files')),
+      sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(previousFromBase === undefined ? [] : ['--raw', '--no-abbrev']), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
+      previousFromBase !== undefined || baseTree === treeSha ? Promise.resolve(undefined) : sinceBase(),
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here. The
       // base's own tree has no patch: the file is written empty, as git would have written it.
       baseTree === treeSha ? writeFile(patchPath, '') : runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
@@ -173,9 +180,9 @@ export class Snapshotter {
       // a new commit there is nothing new to publish (and before the first one, no branch to create).
       committed ? publishRunBranch(workspace, sha, signal) : Promise.resolve(),
     ]);
-    if (skipEmpty) this.last.set(workspace, { head: sha, headTree: treeSha, baseTree });
     const stats = parseDiffOutput(iterationOut);
-    const changesFromBase = baseTree === treeSha ? [] : sinceBaseOut === undefined ? stats.changes : parseDiffOutput(sinceBaseOut).changes;
+    const { fromBase: entriesFromBase, changes: changesFromBase } = await changesSinceBase(baseTree === treeSha, fromBase ? stats : undefined, previousFromBase, stats.raw, sinceBaseOut, sinceBase);
+    if (skipEmpty) this.last.set(workspace, { head: sha, headTree: treeSha, baseTree, fromBase: entriesFromBase });
 
     return {
       snapshot: {
@@ -320,6 +327,9 @@ async function nothingStaged(git: (args: readonly string[], what: string) => Git
   }
 }
 
+/** What a workspace's last snapshot left (see `Snapshotter.last`). */
+type Remembered = Omit<SnapshotNames, 'sinceSha' | 'sinceTree'> & { fromBase: ReadonlyMap<string, RawChange> };
+
 /** The last snapshot (HEAD of AgentGate's run branch, or the base commit), and what the iteration is measured against. */
 interface SnapshotNames {
   head: string;
@@ -336,15 +346,6 @@ async function readSnapshotNames(request: SnapshotRequest, git: (args: readonly 
   const names = await runGitTrimmed(git(['rev-parse', 'HEAD', 'HEAD^{tree}', `${workspace.baseSha}^{tree}`, ...since], 'read the last snapshot'));
   const [head = '', headTree = '', baseTree = '', sinceSha = head, sinceTree = headTree] = names.split('\n');
   return { head, headTree, baseTree, sinceSha, sinceTree };
-}
-
-/**
- * Parses `git status --porcelain -z --no-renames` (`XY <path>\0` per entry; `??` for an untracked one):
- * how many entries, and the untracked paths (a nested repository as `dir/`).
- */
-function parseStatus(output: string): { entries: number; untracked: string[] } {
-  const fields = output.split('\0').filter((field) => field.length > 0);
-  return { entries: fields.length, untracked: fields.filter((field) => field.startsWith('?? ')).map((field) => field.slice(3)) };
 }
 
 /** The commits and trees of one snapshot (see `commitIfChanged`). */

@@ -2,10 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { renameSync } from 'node:fs';
 import { chmod, mkdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentGateError } from '../../src/errors.js';
 import { WorkspaceManager } from '../../src/workspace/manager.js';
-import { parseDiffOutput, parseNumstat } from '../../src/workspace/diff-output.js';
+import { changesOf, composeFromBase, parseDiffOutput, parseNumstat } from '../../src/workspace/diff-output.js';
 import { Snapshotter, type SnapshotOutcome } from '../../src/workspace/snapshotter.js';
 import type { SnapshotResult, TreeChange, Workspace } from '../../src/workspace/types.js';
 import { TempDirs, git, initRepo, liveSignal } from './helpers.js';
@@ -350,6 +351,41 @@ describe('Snapshotter', () => {
       expect(second.snapshot.filesChanged).toBe(3);
     });
 
+    it('composed from the previous snapshot and the iteration, equal to diff-tree over random iterations', async () => {
+      // Paths that overlap as file and directory, sort around '/', and are not ASCII.
+      const names = ['a.txt', 'a-b.txt', 'a/x.txt', 'a/y/z.txt', 'README.md', 'src/app.txt', 'é.txt', 'src'];
+      const op = fc.record({ kind: fc.constantFrom('write', 'delete', 'chmod', 'symlink'), name: fc.constantFrom(...names), content: fc.constantFrom('one\ntwo\nthree\n', '# fixture\n', 'other\n') });
+      let run = 0;
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.array(op, { minLength: 1, maxLength: 4 }), { minLength: 2, maxLength: 4 }), async (iterations) => {
+          run += 1;
+          const workspace = await new WorkspaceManager({ home: path.join(path.dirname(repo), `home-${run}`) }).acquire({ source: 'local', path: repo }, { runId: `prop-${run}`, signal: liveSignal() });
+          const snapshotter = new Snapshotter();
+          let previousSha: string | undefined;
+          for (const [index, ops] of iterations.entries()) {
+            for (const { kind, name, content } of ops) {
+              const file = path.join(workspace.path, name);
+              // Whatever is in the way (a file where a directory is needed, or the reverse) goes first.
+              for (let parent = path.dirname(file); parent !== workspace.path; parent = path.dirname(parent)) {
+                if ((await stat(parent).catch(() => undefined))?.isDirectory() === false) await rm(parent, { force: true });
+              }
+              if (kind !== 'chmod') await rm(file, { recursive: true, force: true });
+              if (kind === 'chmod' && (await stat(file).catch(() => undefined))?.isFile() === true) await chmod(file, 0o755);
+              if (kind === 'write' || kind === 'symlink') await mkdir(path.dirname(file), { recursive: true });
+              if (kind === 'write') await writeFile(file, content);
+              if (kind === 'symlink') await symlink('elsewhere', file);
+            }
+            const outcome = await snapshotter.snapshot({ workspace, iteration: index + 1, artifactsDir: path.join(path.dirname(repo), `artifacts-${run}`), signal: liveSignal(), ...(previousSha !== undefined && { previousSha }) });
+            if (!outcome.ok) throw outcome.error;
+            expect(outcome.changesFromBase).toEqual(diffTree(repo, workspace.baseSha, outcome.snapshot.sha));
+            expect(outcome.snapshot.changedFiles).toEqual(outcome.changesFromBase.map((change) => change.path));
+            previousSha = outcome.snapshot.sha;
+          }
+        }),
+        { numRuns: 12 },
+      );
+    }, 120_000);
+
     it('an iteration back at the base tree: no changes, an empty patch, and still a commit of its own', async () => {
       await writeFile(path.join(ws.path, 'src', 'app.txt'), 'changed\n');
       const first = expectOk(await snap(1));
@@ -542,6 +578,11 @@ describe('parseDiffOutput', () => {
         { path: 'M', change: 'added' },
         { path: 'gone', change: 'deleted' },
       ],
+      raw: [
+        { path: '1\t2\tlooks-like-numstat', old: { mode: '100644', id: '1111111' }, new: { mode: '100644', id: '2222222' } },
+        { path: 'M', old: { mode: '000000', id: '0000000' }, new: { mode: '100644', id: '3333333' } },
+        { path: 'gone', old: { mode: '100644', id: '4444444' }, new: { mode: '000000', id: '0000000' } },
+      ],
       filesChanged: 3,
       insertions: 3,
       deletions: 4,
@@ -555,5 +596,41 @@ describe('parseDiffOutput', () => {
       { path: 'link', change: 'modified' },
       { path: ':odd', change: 'added' },
     ]);
+  });
+});
+
+describe('composeFromBase and changesOf', () => {
+  const side = (mode: string, id: string): { mode: string; id: string } => ({ mode, id });
+  const none = side('000000', '0000');
+
+  it('keeps each path’s base entry, takes the new one from the step, and drops a path back at its base', () => {
+    const fromBase = new Map([
+      ['a', { path: 'a', old: side('100644', 'a0'), new: side('100644', 'a1') }],
+      ['b', { path: 'b', old: none, new: side('100644', 'b1') }],
+    ]);
+    const composed = composeFromBase(fromBase, [
+      { path: 'a', old: side('100644', 'a1'), new: side('100644', 'a0') }, // undone
+      { path: 'b', old: side('100644', 'b1'), new: side('100755', 'b1') }, // still new, now executable
+      { path: 'c', old: side('100644', 'c0'), new: none }, // deleted for the first time
+    ]);
+    expect(composed === undefined ? undefined : [...composed.values()]).toEqual([
+      { path: 'b', old: none, new: side('100755', 'b1') },
+      { path: 'c', old: side('100644', 'c0'), new: none },
+    ]);
+    expect(changesOf(composed ?? new Map())).toEqual([
+      { path: 'b', change: 'added' },
+      { path: 'c', change: 'deleted' },
+    ]);
+  });
+
+  it('refuses a step that does not start where the changes from the base end', () => {
+    const fromBase = new Map([['a', { path: 'a', old: side('100644', 'a0'), new: side('100644', 'a1') }]]);
+    expect(composeFromBase(fromBase, [{ path: 'a', old: side('100644', 'a2'), new: side('100644', 'a3') }])).toBeUndefined();
+  });
+
+  it('lists paths in git’s order: bytes of the UTF-8 name, so a directory’s files follow a name with a lower byte than /', () => {
+    const added = (p: string): [string, { path: string; old: { mode: string; id: string }; new: { mode: string; id: string } }] => [p, { path: p, old: none, new: side('100644', '1') }];
+    const order = changesOf(new Map(['a/b', 'é', 'a', 'a-b', 'a0', 'z', '\u{1F600}', '\uFF21'].map(added))).map((change) => change.path);
+    expect(order).toEqual(['a', 'a-b', 'a/b', 'a0', 'z', 'é', '\uFF21', '\u{1F600}']);
   });
 });
