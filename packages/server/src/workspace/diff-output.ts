@@ -94,9 +94,9 @@ export function changesOf(fromBase: ReadonlyMap<string, RawChange>): TreeChange[
 /**
  * Every change between the base and the new snapshot, with the entries behind them: none for the base's
  * own tree; the iteration's diff when it was measured from the base (`fromBaseDiff`); the iteration's
- * entries added to `previous` (the changes since the base of what it was measured against); else, or when
- * those two do not line up or a name is not UTF-8 (whose order git's output alone gives), git's diff
- * against the base (`sinceBaseOut`, or `sinceBase` run now).
+ * entries added to `previous` (the changes since the base of what it was measured against); else — nothing
+ * remembered, the two do not line up, or a name that is not UTF-8 (see {@link byName}) — git's diff against
+ * the base (`sinceBaseOut`, or `sinceBase` run now). `fromBase` is undefined when it cannot be remembered.
  */
 export async function changesSinceBase(
   baseTree: boolean,
@@ -105,14 +105,23 @@ export async function changesSinceBase(
   step: readonly RawChange[],
   sinceBaseOut: string | undefined,
   sinceBase: () => Promise<string>,
-): Promise<{ fromBase: ReadonlyMap<string, RawChange>; changes: TreeChange[] }> {
+): Promise<{ fromBase: ReadonlyMap<string, RawChange> | undefined; changes: TreeChange[] }> {
   if (baseTree) return { fromBase: new Map(), changes: [] };
-  const byPath = (raw: readonly RawChange[]): Map<string, RawChange> => new Map(raw.map((change) => [change.path, change]));
-  if (fromBaseDiff !== undefined) return { fromBase: byPath(fromBaseDiff.raw), changes: fromBaseDiff.changes };
-  const composed = previous === undefined ? undefined : composeFromBase(previous, step);
-  if (composed !== undefined && ![...composed.keys()].some((name) => name.includes('\uFFFD'))) return { fromBase: composed, changes: changesOf(composed) };
+  if (fromBaseDiff !== undefined) return { fromBase: byName(fromBaseDiff.raw), changes: fromBaseDiff.changes };
+  const composed = previous === undefined || byName(step) === undefined ? undefined : composeFromBase(previous, step);
+  if (composed !== undefined) return { fromBase: composed, changes: changesOf(composed) };
   const parsed = parseDiffOutput(sinceBaseOut ?? (await sinceBase()));
-  return { fromBase: byPath(parsed.raw), changes: parsed.changes };
+  return { fromBase: byName(parsed.raw), changes: parsed.changes };
+}
+
+/**
+ * `raw` keyed by path, or undefined when a path cannot stand for one entry: git's output is read as UTF-8,
+ * so every name that is not valid UTF-8 comes out with U+FFFD in place of its bytes, and two such names
+ * can read the same. Entries with such a name are never remembered or composed: git's diff answers.
+ */
+function byName(raw: readonly RawChange[]): Map<string, RawChange> | undefined {
+  const entries = new Map(raw.map((change) => [change.path, change]));
+  return entries.size !== raw.length || raw.some((change) => change.path.includes('\uFFFD')) ? undefined : entries;
 }
 
 /**

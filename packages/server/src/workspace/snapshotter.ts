@@ -328,7 +328,7 @@ async function nothingStaged(git: (args: readonly string[], what: string) => Git
 }
 
 /** What a workspace's last snapshot left (see `Snapshotter.last`). */
-type Remembered = Omit<SnapshotNames, 'sinceSha' | 'sinceTree'> & { fromBase: ReadonlyMap<string, RawChange> };
+type Remembered = Omit<SnapshotNames, 'sinceSha' | 'sinceTree'> & { fromBase: ReadonlyMap<string, RawChange> | undefined };
 
 /** The last snapshot (HEAD of AgentGate's run branch, or the base commit), and what the iteration is measured against. */
 interface SnapshotNames {
