@@ -162,8 +162,8 @@ export class Snapshotter {
     const diffOptions = [...DIFF_OPTIONS, '--no-color', '--no-renames'];
     const fromBase = sinceSha === workspace.baseSha;
     // The entries that differ between the base and the commit this iteration is measured against: none
-    // when that is the base, the remembered ones when it is the remembered snapshot.
-    const previousFromBase = fromBase ? new Map<string, RawChange>() : remembered ? known.fromBase : undefined;
+    // when that is the base, the remembered ones when it is the remembered snapshot (names from memory).
+    const previousFromBase = fromBase ? new Map<string, RawChange>() : skipEmpty && remembered ? known.fromBase : undefined;
     const sinceBase = (): Promise<string> => runGit(git(['diff', ...diffOptions, '--raw', '--no-abbrev', '-z', workspace.baseSha, sha], 'list the changed files'));
     await mkdir(request.artifactsDir, { recursive: true });
     // Equal trees have no differences: a diff between them is empty by definition and is not run. One diff
