@@ -30,7 +30,8 @@
  * between equal trees — they have no differences by definition: an iteration that changed nothing runs no
  * diff at all, and a tree equal to the base commit's gets an empty patch file without git. The
  * first iteration's one diff against the base gives both its stats and its changes since the base
- * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again. A base commit with
+ * (`--raw --numstat`), which tamper detection reuses instead of diffing the trees again; a later one's
+ * changes since the base are the previous snapshot's combined with its own diff (`composeFromBase`). A base commit with
  * submodules costs two more processes per snapshot: listing which of them the index holds, and staging them
  * (a third, only when a directory holding one was replaced by a symlink, drops those from the index).
  *
@@ -228,11 +229,11 @@ export class Snapshotter {
    * iterations are skipped) and names every commit and tree the iteration is measured against: the new
    * snapshot, the one it is compared with (`previousSha`, else its parent) and the base commit's tree.
    * Skipping (`names` known beforehand): an iteration with nothing `staged` needs no git at all here. Without
-   * submodules, one whose status showed changes is committed at once (staging its tracked files itself when
-   * nothing else changed) (`git commit` makes no commit of the
-   * last snapshot's tree; that exit is confirmed by one `diff-index`); with submodules, `write-tree` first
-   * says whether the tree is new. The new commit's id is read from the branch it moved, its tree from the
-   * commit object. Recording empty iterations (`names` undefined): the commit, then one `rev-parse`.
+   * submodules, one whose status showed changes is committed at once, `--all` staging the tracked files
+   * when nothing else changed (`git commit` makes no commit of the last snapshot's tree; that exit is
+   * confirmed by one `diff-index`); with submodules, `write-tree` first says whether the tree is new. The
+   * new commit's id is read from the branch it moved, its tree from the commit object. Recording empty
+   * iterations (`names` undefined): the commit, then one `rev-parse`.
    */
   private async commitIfChanged(
     request: SnapshotRequest,
