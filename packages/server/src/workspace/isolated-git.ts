@@ -214,12 +214,29 @@ export async function shareIndexWithAgent(git: IsolatedGit): Promise<void> {
   await copyFile(git.indexFile, path.join(git.workTree, '.git', 'index'));
 }
 
-/** Records the gitlinks of a freshly read index (`git ls-files -z --stage` output) in {@link BASE_GITLINKS_FILE}. */
+/**
+ * Records the gitlinks of a freshly read index (`git ls-files -z --stage` output) in {@link BASE_GITLINKS_FILE}.
+ * Refuses a submodule whose name is not valid UTF-8: git's output is read as UTF-8, so the name comes back
+ * with U+FFFD in place of its bytes, and no pathspec made from it would keep `git add` (and the `git status`
+ * it runs inside a submodule, in a repository the agent could make there) out of that directory. One whose
+ * name holds U+FFFD and exists under that name (the checkout made its directory) is a real one.
+ *
+ * @throws AG_ERR_WORKSPACE_UNSUPPORTED.
+ */
 export async function recordBaseGitlinks(git: IsolatedGit, lsFilesStage: string): Promise<void> {
   const gitlinks = lsFilesStage
     .split('\0')
     .filter((entry) => entry.startsWith('160000 '))
     .map((entry) => entry.slice(entry.indexOf('\t') + 1));
+  const suspects = gitlinks.filter((entry) => entry.includes('\uFFFD'));
+  const named = await Promise.all(suspects.map((entry) => lstat(path.join(git.workTree, entry)).then(() => true, () => false)));
+  const unnamable = suspects.filter((_, index) => named[index] !== true);
+  if (unnamable.length > 0) {
+    throw new AgentGateError('AG_ERR_WORKSPACE_UNSUPPORTED', `The base commit has submodules whose names are not valid UTF-8 (${unnamable.join(', ')}); AgentGate cannot name them to git to keep git out of them`, {
+      retryable: false,
+      details: { submodules: unnamable },
+    });
+  }
   await writeFile(path.join(git.gitDir, BASE_GITLINKS_FILE), gitlinks.map((entry) => `${entry}\0`).join(''));
 }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -167,6 +168,25 @@ describe('WorkspaceManager with a local repository', () => {
     it('rejects a run id that would escape the worktrees directory', async () => {
       const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: '../escape', signal: liveSignal() }));
       expect(error.code).toBe('AG_ERR_WORKSPACE_PATH_ESCAPE');
+    });
+
+    it('refuses a base commit with a submodule whose name is not valid UTF-8, and removes what it checked out', async () => {
+      // Git keeps the name's bytes; read back as UTF-8 they hold U+FFFD, and no pathspec names the directory.
+      execFileSync('git', ['update-index', '--add', '-z', '--index-info'], {
+        cwd: repo,
+        input: Buffer.concat([Buffer.from(`160000 ${git(repo, 'rev-parse', 'HEAD')}\tvendor/m`), Buffer.from([0xff]), Buffer.from('\0')]),
+      });
+      git(repo, 'commit', '--quiet', '-m', 'a submodule with a name that is not UTF-8');
+      const error = await rejection(manager.acquire({ source: 'local', path: repo }, { runId: 'run-1', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_UNSUPPORTED');
+      expect(error.message).toContain('vendor/m\uFFFD');
+      expect(leftOfRun1()).toEqual([]);
+      // A submodule whose name really holds U+FFFD is an ordinary one.
+      git(repo, 'rm', '--quiet', '--cached', '-r', 'vendor');
+      git(repo, 'update-index', '--add', '--cacheinfo', `160000,${git(repo, 'rev-parse', 'HEAD')},vendor/m\uFFFD`);
+      git(repo, 'commit', '--quiet', '-m', 'a submodule named with U+FFFD');
+      const ws = await manager.acquire({ source: 'local', path: repo }, { runId: 'run-2', signal: liveSignal() });
+      expect(existsSync(path.join(ws.path, 'vendor', 'm\uFFFD'))).toBe(true);
     });
 
     /** What a failed acquisition of run-1 may leave below the home: nothing of the run, pooled or not. */

@@ -352,39 +352,43 @@ describe('Snapshotter', () => {
     });
 
     it('composed from the previous snapshot and the iteration, equal to diff-tree over random iterations', async () => {
-      // Paths that overlap as file and directory, sort around '/', and are not ASCII.
-      const names = ['a.txt', 'a-b.txt', 'a/x.txt', 'a/y/z.txt', 'README.md', 'src/app.txt', 'é.txt', 'src'];
+      // Paths that overlap as file and directory, sort around '/', are not ASCII, hold U+FFFD, or are not
+      // UTF-8 at all (the bytes 0xfe and 0xff after `bad-`, which read alike from git's output).
+      const names = ['a.txt', 'a-b.txt', 'a/x.txt', 'a/y/z.txt', 'README.md', 'src/app.txt', 'é.txt', 'src', 'real-\uFFFD.txt', 'bad-\xfe', 'bad-\xff'];
       const op = fc.record({ kind: fc.constantFrom('write', 'delete', 'chmod', 'symlink'), name: fc.constantFrom(...names), content: fc.constantFrom('one\ntwo\nthree\n', '# fixture\n', 'other\n') });
+      // An iteration may change nothing, and may be given the previous snapshot or not.
+      const iteration = fc.record({ ops: fc.array(op, { maxLength: 4 }), namePrevious: fc.boolean() });
       let run = 0;
       await fc.assert(
-        fc.asyncProperty(fc.array(fc.array(op, { minLength: 1, maxLength: 4 }), { minLength: 2, maxLength: 4 }), async (iterations) => {
+        fc.asyncProperty(fc.array(iteration, { minLength: 2, maxLength: 5 }), async (iterations) => {
           run += 1;
           const workspace = await new WorkspaceManager({ home: path.join(path.dirname(repo), `home-${run}`) }).acquire({ source: 'local', path: repo }, { runId: `prop-${run}`, signal: liveSignal() });
           const snapshotter = new Snapshotter();
           let previousSha: string | undefined;
-          for (const [index, ops] of iterations.entries()) {
+          for (const [index, { ops, namePrevious }] of iterations.entries()) {
             for (const { kind, name, content } of ops) {
-              const file = path.join(workspace.path, name);
+              const file: string | Buffer = name.startsWith('bad-') ? Buffer.concat([Buffer.from(path.join(workspace.path, 'bad-')), Buffer.from([name.endsWith('\xfe') ? 0xfe : 0xff])]) : path.join(workspace.path, name);
               // Whatever is in the way (a file where a directory is needed, or the reverse) goes first.
-              for (let parent = path.dirname(file); parent !== workspace.path; parent = path.dirname(parent)) {
+              for (let parent = path.dirname(file.toString()); typeof file === 'string' && parent !== workspace.path; parent = path.dirname(parent)) {
                 if ((await lstat(parent).catch(() => undefined))?.isDirectory() === false) await rm(parent, { force: true });
               }
               if (kind !== 'chmod') await rm(file, { recursive: true, force: true });
               if (kind === 'chmod' && (await stat(file).catch(() => undefined))?.isFile() === true) await chmod(file, 0o755);
-              if (kind === 'write' || kind === 'symlink') await mkdir(path.dirname(file), { recursive: true });
+              if (typeof file === 'string' && (kind === 'write' || kind === 'symlink')) await mkdir(path.dirname(file), { recursive: true });
               if (kind === 'write') await writeFile(file, content);
               if (kind === 'symlink') await symlink('elsewhere', file);
             }
-            const outcome = await snapshotter.snapshot({ workspace, iteration: index + 1, artifactsDir: path.join(path.dirname(repo), `artifacts-${run}`), signal: liveSignal(), ...(previousSha !== undefined && { previousSha }) });
+            const given = namePrevious ? previousSha : undefined;
+            const outcome = await snapshotter.snapshot({ workspace, iteration: index + 1, artifactsDir: path.join(path.dirname(repo), `artifacts-${run}`), signal: liveSignal(), ...(given !== undefined && { previousSha: given }) });
             if (!outcome.ok) throw outcome.error;
             expect(outcome.changesFromBase).toEqual(diffTree(repo, workspace.baseSha, outcome.snapshot.sha));
             expect(outcome.snapshot.changedFiles).toEqual(outcome.changesFromBase.map((change) => change.path));
             previousSha = outcome.snapshot.sha;
           }
         }),
-        { numRuns: 12 },
+        { numRuns: 15 },
       );
-    }, 120_000);
+    }, 180_000);
 
     it('two names that differ only in bytes that are not UTF-8 (read alike) are never merged: a later iteration still lists the one left', async () => {
       const name = (byte: number): Buffer => Buffer.concat([Buffer.from(path.join(ws.path, 'tests', 'test_')), Buffer.from([byte]), Buffer.from('.py')]);
