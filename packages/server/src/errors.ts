@@ -51,7 +51,7 @@ export const ERROR_CATALOGUE = {
   AG_ERR_WORKSPACE_SETUP: { status: 500, retryable: true, description: 'Creating the worktree or clone for the run failed.' },
   AG_ERR_WORKSPACE_CLEANUP: { status: 500, retryable: true, description: 'Removing the run worktree failed.' },
   AG_ERR_WORKSPACE_PATH_ESCAPE: { status: 400, retryable: false, description: 'A path would resolve outside its allowed root.' },
-  AG_ERR_WORKSPACE_UNSUPPORTED: { status: 400, retryable: false, description: 'The workspace type is not supported by this build or configuration.' },
+  AG_ERR_WORKSPACE_UNSUPPORTED: { status: 400, retryable: false, description: 'The workspace type, or something the base commit holds (a submodule whose name is not valid UTF-8), is not supported by this build or configuration.' },
   AG_ERR_LEASE_HELD: { status: 409, retryable: true, description: 'Another live run holds the lease on this repository branch.' },
   AG_ERR_LEASE_LOST: { status: 500, retryable: false, description: 'The run lost its lease (expired or taken over).' },
 
