@@ -20,10 +20,10 @@
  *   AGENTGATE_BENCH_SANDBOX=none|auto|bwrap (the CLI's --sandbox, default none: the floor has no sandbox)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_BIN as BIN, median, ms, repetitions, requireBuiltCli, timed } from './measure.js';
+import { CLI_BIN as BIN, median, ms, repetitions, requireBuiltCli, timed, writeGeneratedTree } from './measure.js';
 
 requireBuiltCli();
 const rounds = repetitions(3);
@@ -66,15 +66,7 @@ node -e 0
 /** A repository of `files` files with the gate script, committed, files older than the index. */
 function makeRepo(files: number): string {
   const repo = join(root, `repo-${files}`);
-  const body = `${'// generated source line for the iteration benchmark, about forty characters\n'.repeat(26)}`;
-  const past = new Date(Date.now() - 3_600_000);
-  for (let i = 0; i < files; i += 1) {
-    const dir = join(repo, 'src', `m${Math.floor(i / 1000)}`, `d${Math.floor(i / 100) % 10}`);
-    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-    const file = join(dir, `f${i}.js`);
-    writeFileSync(file, `// file ${i}\n${body}`);
-    utimesSync(file, past, past);
-  }
+  writeGeneratedTree(repo, files, 'iteration');
   mkdirSync(join(repo, 'src'), { recursive: true });
   writeFileSync(join(repo, 'src', 'state.txt'), 'broken\n');
   writeFileSync(join(repo, 'check.sh'), '#!/bin/sh\n! grep -qx attempt src/state.txt\n');

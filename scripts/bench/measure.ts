@@ -1,10 +1,10 @@
 /**
- * Shared helpers of the benchmarks of the built CLI (startup.ts, iteration.ts): the CLI and a check that it
- * is built, running a command to completion and timing it, medians, and the repetition count
- * (`AGENTGATE_BENCH_RUNS`).
+ * Shared helpers of the benchmarks (startup.ts, iteration.ts, protected-paths.ts, snapshot.ts): the CLI and
+ * a check that it is built, running a command to completion and timing it, medians, the repetition count
+ * (`AGENTGATE_BENCH_RUNS`), and the generated source tree of the repository benchmarks.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -61,4 +61,20 @@ export function median(xs: readonly number[]): number {
 
 export function ms(value: number): string {
   return `${value.toFixed(0).replace(/\B(?=(\d{3})+(?!\d))/g, ',')} ms`;
+}
+
+/**
+ * Writes `files` generated source files of ~2 KB into `repo` (`src/m<k>/d<j>/f<i>.js`, 100 per directory),
+ * dated an hour back, so that they are older than the index git writes, as in a real checkout.
+ */
+export function writeGeneratedTree(repo: string, files: number, what: string): void {
+  const body = `// generated source line for the ${what} benchmark, forty-odd characters\n`.repeat(26);
+  const past = new Date(Date.now() - 3_600_000);
+  for (let i = 0; i < files; i += 1) {
+    const dir = join(repo, 'src', `m${Math.floor(i / 1000)}`, `d${Math.floor(i / 100) % 10}`);
+    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
+    const file = join(dir, `f${i}.js`);
+    writeFileSync(file, `// file ${i}\n${body}`);
+    utimesSync(file, past, past);
+  }
 }

@@ -15,7 +15,7 @@
  *                                   AGENTGATE_BENCH_SIZES=5000,20000)
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -24,7 +24,7 @@ import { parseVerifyConfig } from '../../packages/server/src/schemas/verify-conf
 import { systemClock } from '../../packages/server/src/util/clock.js';
 import { WorkspaceManager } from '../../packages/server/src/workspace/manager.js';
 import { Snapshotter } from '../../packages/server/src/workspace/snapshotter.js';
-import { median, ms, repetitions } from './measure.js';
+import { median, ms, repetitions, writeGeneratedTree } from './measure.js';
 
 const rounds = repetitions(5);
 const sizes = (process.env['AGENTGATE_BENCH_SIZES'] ?? '5000,20000').split(',').map((s) => Number(s.trim()));
@@ -33,15 +33,7 @@ const signal = new AbortController().signal;
 
 function makeRepo(files: number): string {
   const repo = join(root, `repo-${files}`);
-  const body = '// generated source line for the protected-paths benchmark, forty-odd chars\n'.repeat(26);
-  const past = new Date(Date.now() - 3_600_000);
-  for (let i = 0; i < files; i += 1) {
-    const dir = join(repo, 'src', `m${Math.floor(i / 1000)}`, `d${Math.floor(i / 100) % 10}`);
-    if (i % 100 === 0) mkdirSync(dir, { recursive: true });
-    const file = join(dir, `f${i}.js`);
-    writeFileSync(file, `// file ${i}\n${body}`);
-    utimesSync(file, past, past);
-  }
+  writeGeneratedTree(repo, files, 'protected-paths');
   mkdirSync(join(repo, 'test'), { recursive: true });
   writeFileSync(join(repo, 'test', 'app.test.js'), 'assert(true);\n');
   writeFileSync(join(repo, 'verify.yaml'), 'version: "1"\n');
