@@ -23,9 +23,12 @@
  *   group or others): git would set permissions on new directories and files that a plain copy does not;
  * - its layout is not `<git dir>/objects` with a `HEAD` beside it (an object directory linked elsewhere);
  * - the run branch is checked out in one of its worktrees — `fetch` refuses to move it, and so must we.
+ *
+ * Kept in one file (over 400 lines) on purpose: the copy and the checks it relies on (reading, inflating and
+ * hashing a loose object, and the commit-tree read that shares them) must stay the same code, side by side.
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, constants, createReadStream, createWriteStream, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { lstat, open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -42,6 +45,8 @@ export type PublishMethod = 'copied' | 'fetched';
 const WHOLE_READ_LIMIT = 1024 * 1024;
 /** The inflated size a whole read may reach before the object is streamed instead. */
 const WHOLE_INFLATE_LIMIT = 16 * 1024 * 1024;
+/** The longest the synchronous copy of small objects holds the event loop before it lets it turn. */
+const YIELD_EVERY_MS = 8;
 
 /**
  * Brings `sha` (the run branch's new commit in AgentGate's git directory) and `refs/heads/<branch>` into
@@ -59,13 +64,21 @@ export async function publishRunBranch(workspace: Workspace, sha: string, signal
   }
   // Listing and small copies are synchronous calls: a few microseconds each, where a round trip through
   // libuv's thread pool costs tens (measured: 223 new objects of a 20,000-file snapshot took 100–150 ms to
-  // list and 50–85 ms to copy that way). One after another: after a failure nothing is still writing.
+  // list and 50–85 ms to copy that way). One after another: after a failure nothing is still writing. The
+  // event loop gets a turn every few milliseconds, so timers, other runs and a cancel are not held up.
   const pending = missingObjects(path.join(workspace.gitDir, 'objects'), fanout, target);
   const made = new Set<string>();
+  let turn = performance.now();
+  const canceled = (): AgentGateError => canceledError(signal, `publish the run branch ${workspace.branch}`);
   for (const object of pending) {
-    if (signal.aborted) throw canceledError(signal, `publish the run branch ${workspace.branch}`);
+    if (performance.now() - turn > YIELD_EVERY_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turn = performance.now();
+    }
+    if (signal.aborted) throw canceled();
     await copyObject(object, target, made);
   }
+  if (signal.aborted) throw canceled();
   await runGit({
     cwd: workspace.repoPath,
     args: ['update-ref', '-m', `agentgate: snapshot of run ${workspace.runId}`, `refs/heads/${workspace.branch}`, sha],
@@ -164,7 +177,8 @@ function objectPath(objectsDir: string, id: string): string {
  * written beside its final place and then renamed into place. Git writes only regular files there: the
  * source is opened without following a symlink and without blocking, and read only if what was opened is a
  * regular file — a symlink or FIFO an unsandboxed agent planted (even after the listing) stops the
- * publication instead of being followed or holding the copy, and a thread of the pool, forever.
+ * publication instead of being followed or holding the copy (and the event loop, or a thread of the pool)
+ * forever.
  *
  * @throws AG_ERR_PHASE_SNAPSHOT.
  */
@@ -176,7 +190,7 @@ async function copyObject(object: LooseObject, target: string, made: Set<string>
     if (!made.has(dir)) mkdirSync(dir, { recursive: true });
     made.add(dir);
     const small = readSmallObject(object);
-    if (small !== undefined) {
+    if (small instanceof Buffer) {
       writeFileSync(temporary, small, { flag: 'wx', mode: 0o444 });
     } else {
       const source = await open(object.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(notRegular(object.id));
@@ -186,11 +200,15 @@ async function copyObject(object: LooseObject, target: string, made: Set<string>
       } finally {
         await source.close();
       }
-      await verifyLooseObject(temporary, object.id);
+      await verifyLooseObject(temporary, object.id, small === 'inflates too large' ? 'stream' : 'whole if small');
     }
     renameSync(temporary, final);
   } catch (error) {
-    rmSync(temporary, { force: true });
+    try {
+      rmSync(temporary, { force: true });
+    } catch {
+      // Nothing was written there (its directory could not be made): the failure below is the one to report.
+    }
     if (error instanceof AgentGateError) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Could not copy object ${object.id} into ${target}: ${reason}`, { cause: error });
@@ -199,11 +217,13 @@ async function copyObject(object: LooseObject, target: string, made: Set<string>
 
 /**
  * The bytes of a loose object of at most {@link WHOLE_READ_LIMIT} bytes that inflates whole, checked (see
- * {@link checkWhole}); undefined for a larger one, which is streamed instead.
+ * {@link checkWhole}); for a larger one, which is streamed instead, whether it was too large to read or
+ * to inflate whole. Exactly the size `fstat` gave is read: a file that grows meanwhile is refused.
  *
- * @throws AG_ERR_PHASE_SNAPSHOT for one that is not a regular file or not what its name says.
+ * @throws AG_ERR_PHASE_SNAPSHOT for one that is not a regular file, changes while it is read, or is not
+ *   what its name says.
  */
-function readSmallObject(object: LooseObject): Buffer | undefined {
+function readSmallObject(object: LooseObject): Buffer | 'too large to read' | 'inflates too large' {
   let fd: number;
   try {
     fd = openSync(object.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -213,9 +233,13 @@ function readSmallObject(object: LooseObject): Buffer | undefined {
   try {
     const info = fstatSync(fd);
     if (!info.isFile()) throw new ObjectCheck(object.id).corrupt('it is not a regular file');
-    if (info.size > WHOLE_READ_LIMIT) return undefined;
-    const compressed = readFileSync(fd);
-    return checkWhole(compressed, object.id) ? compressed : undefined;
+    if (info.size > WHOLE_READ_LIMIT) return 'too large to read';
+    const compressed = Buffer.alloc(info.size + 1);
+    let read = 0;
+    for (let got = -1; got !== 0 && read < compressed.length; read += got) got = readSync(fd, compressed, read, compressed.length - read, read);
+    if (read !== info.size) throw new ObjectCheck(object.id).corrupt('it changed while it was read');
+    const bytes = compressed.subarray(0, read);
+    return checkWhole(bytes, object.id) ? bytes : 'inflates too large';
   } finally {
     closeSync(fd);
   }
@@ -252,13 +276,14 @@ function checkWhole(compressed: Buffer, id: string): boolean {
 /**
  * Checks that the loose object file `file` holds the object `id`: one zlib stream that is the whole file,
  * inflating to `<blob|tree|commit|tag> <size>\0` and exactly `size` bytes, whose SHA-1 (40-hex ids) or
- * SHA-256 (64-hex ids) is `id`.
+ * SHA-256 (64-hex ids) is `id`. A small file is read and inflated whole unless `how` is `'stream'` (the
+ * caller already saw it inflate past what a whole read may hold).
  *
  * @throws AG_ERR_PHASE_SNAPSHOT naming the object and what is wrong with it.
  */
-export async function verifyLooseObject(file: string, id: string): Promise<void> {
+export async function verifyLooseObject(file: string, id: string, how: 'whole if small' | 'stream' = 'whole if small'): Promise<void> {
   const { size } = await stat(file);
-  if (size <= WHOLE_READ_LIMIT && checkWhole(await readFile(file), id)) return;
+  if (how === 'whole if small' && size <= WHOLE_READ_LIMIT && checkWhole(await readFile(file), id)) return;
   const check = new ObjectCheck(id);
   const inflater = createInflate();
   try {

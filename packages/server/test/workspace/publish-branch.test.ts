@@ -140,6 +140,35 @@ describe('publishing the run branch', () => {
     expect(await temporaries(objectsDir)).toEqual([]);
   });
 
+  it('a cancel during a long copy is seen before the branch moves: the event loop gets its turns', async () => {
+    const own = path.join(ws.gitDir, 'objects');
+    const sha = commitInRunGitDir(ws, 'one');
+    for (let i = 0; i < 2000; i += 1) await plantObject(own, blob(Buffer.from(`object ${i}\n`)));
+    const controller = new AbortController();
+    // Copying 2,000 objects takes far longer than this timer; it can only fire if the copy lets it.
+    setTimeout(() => controller.abort(new AgentGateError('AG_ERR_RUN_CANCELED', 'canceled by the test')), 5);
+    const error = await publishRunBranch(ws, sha, controller.signal).then(
+      () => undefined,
+      (caught: unknown) => caught,
+    );
+    expect(error).toMatchObject({ code: 'AG_ERR_RUN_CANCELED' });
+    expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
+    expect(await temporaries(objectsDir)).toEqual([]);
+  });
+
+  it('a file where the repository needs a fanout directory fails the copy as a snapshot error', async () => {
+    const own = path.join(ws.gitDir, 'objects');
+    const sha = commitInRunGitDir(ws, 'one');
+    // An object whose fanout directory the repository does not have yet.
+    const taken = new Set(await readdir(objectsDir));
+    let content = Buffer.alloc(0);
+    for (let i = 0; content.length === 0 || taken.has(createHash('sha1').update(blob(content)).digest('hex').slice(0, 2)); i += 1) content = Buffer.from(`free ${i}\n`);
+    const id = await plantObject(own, blob(content));
+    await writeFile(path.join(objectsDir, id.slice(0, 2)), 'not a directory');
+    await expectRejected(publishRunBranch(ws, sha, liveSignal()), new RegExp(`Could not copy object ${id}`));
+    expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
+  });
+
   it('a header that lies about the size, an unknown type, or bytes after the zlib stream are refused', async () => {
     const own = path.join(ws.gitDir, 'objects');
     const sha = commitInRunGitDir(ws, 'one');
