@@ -215,6 +215,18 @@ export async function shareIndexWithAgent(git: IsolatedGit): Promise<void> {
 }
 
 /**
+ * The `paths` (as git's output, read as UTF-8, names them) that do not exist below `workTree` under that
+ * name: a name that was not valid UTF-8 comes back with U+FFFD in place of its bytes, so no pathspec made from
+ * it names the entry. One that holds U+FFFD and exists under that name is a real one (one that cannot be
+ * looked at is not confirmed, and counts as unnamable).
+ */
+export async function unnamablePaths(workTree: string, paths: readonly string[]): Promise<string[]> {
+  const suspects = paths.filter((entry) => entry.includes('\uFFFD'));
+  const named = await Promise.all(suspects.map((entry) => lstat(path.join(workTree, entry)).then(() => true, () => false)));
+  return suspects.filter((_, index) => named[index] !== true);
+}
+
+/**
  * Records the gitlinks of a freshly read index (`git ls-files -z --stage` output) in {@link BASE_GITLINKS_FILE}.
  * Refuses a submodule whose name is not valid UTF-8: git's output is read as UTF-8, so the name comes back
  * with U+FFFD in place of its bytes, and no pathspec made from it would keep `git add` (and the `git status`
@@ -228,9 +240,7 @@ export async function recordBaseGitlinks(git: IsolatedGit, lsFilesStage: string)
     .split('\0')
     .filter((entry) => entry.startsWith('160000 '))
     .map((entry) => entry.slice(entry.indexOf('\t') + 1));
-  const suspects = gitlinks.filter((entry) => entry.includes('\uFFFD'));
-  const named = await Promise.all(suspects.map((entry) => lstat(path.join(git.workTree, entry)).then(() => true, () => false)));
-  const unnamable = suspects.filter((_, index) => named[index] !== true);
+  const unnamable = await unnamablePaths(git.workTree, gitlinks);
   if (unnamable.length > 0) {
     throw new AgentGateError('AG_ERR_WORKSPACE_UNSUPPORTED', `The base commit has submodules whose names are not valid UTF-8 (${unnamable.join(', ')}); AgentGate cannot name them to git to keep git out of them`, {
       retryable: false,

@@ -239,7 +239,7 @@ function readSmallObject(object: LooseObject): Buffer | 'too large to read' | 'i
     for (let got = -1; got !== 0 && read < compressed.length; read += got) got = readSync(fd, compressed, read, compressed.length - read, read);
     if (read !== info.size) throw new ObjectCheck(object.id).corrupt('it changed while it was read');
     const bytes = compressed.subarray(0, read);
-    return checkWhole(bytes, object.id) ? bytes : 'inflates too large';
+    return checkWhole(bytes, object.id) === undefined ? 'inflates too large' : bytes;
   } finally {
     closeSync(fd);
   }
@@ -253,24 +253,25 @@ function notRegular(id: string): (error: unknown) => never {
 }
 
 /**
- * Checks a whole loose object read into memory as {@link verifyLooseObject} checks a file: true when it
- * holds the object `id`; false when it inflates to more than a whole inflate may hold (stream it instead).
+ * Checks a whole loose object read into memory as {@link verifyLooseObject} checks a file: its inflated
+ * content when it holds the object `id`; undefined when it inflates to more than a whole inflate may hold
+ * (stream it instead).
  *
  * @throws AG_ERR_PHASE_SNAPSHOT naming the object and what is wrong with it.
  */
-function checkWhole(compressed: Buffer, id: string): boolean {
+function checkWhole(compressed: Buffer, id: string): Buffer | undefined {
   const check = new ObjectCheck(id);
   let inflated: { buffer: Buffer; consumed: number };
   try {
     inflated = inflateWhole(compressed);
   } catch (error) {
-    if (isTooLarge(error)) return false;
+    if (isTooLarge(error)) return undefined;
     throw check.corrupt(`its zlib stream is broken (${error instanceof Error ? error.message : String(error)})`);
   }
   check.push(inflated.buffer);
   if (inflated.consumed !== compressed.length) throw check.corrupt(`${compressed.length - inflated.consumed} bytes follow its zlib stream`);
   check.finish();
-  return true;
+  return inflated.buffer;
 }
 
 /**
@@ -283,7 +284,7 @@ function checkWhole(compressed: Buffer, id: string): boolean {
  */
 export async function verifyLooseObject(file: string, id: string, how: 'whole if small' | 'stream' = 'whole if small'): Promise<void> {
   const { size } = await stat(file);
-  if (how === 'whole if small' && size <= WHOLE_READ_LIMIT && checkWhole(await readFile(file), id)) return;
+  if (how === 'whole if small' && size <= WHOLE_READ_LIMIT && checkWhole(await readFile(file), id) !== undefined) return;
   const check = new ObjectCheck(id);
   const inflater = createInflate();
   try {
@@ -335,12 +336,8 @@ export async function readLooseCommitTree(objectsDir: string, id: string): Promi
     return undefined; // missing, a symlink, unreadable: git answers instead
   }
   try {
-    const { buffer, consumed } = inflateWhole(compressed);
-    if (consumed !== compressed.length) return undefined;
-    const check = new ObjectCheck(id);
-    check.push(buffer);
-    check.finish();
-    const match = /^commit [0-9]+\0tree ([0-9a-f]{40}|[0-9a-f]{64})\n/.exec(buffer.subarray(0, 200).toString('latin1'));
+    const buffer = checkWhole(compressed, id);
+    const match = buffer === undefined ? null : /^commit [0-9]+\0tree ([0-9a-f]{40}|[0-9a-f]{64})\n/.exec(buffer.subarray(0, 200).toString('latin1'));
     return match?.[1]?.length === id.length ? match[1] : undefined;
   } catch {
     return undefined; // not what its name says: git answers instead (and publishing refuses the object)

@@ -38,12 +38,12 @@
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
  * the cancellation reason (the run was canceled), as phase handlers require.
  */
-import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError, isDiskFull, toAgentGateError } from '../errors.js';
 import { canceledError, runGit, runGitTrimmed, type GitCall } from './git.js';
 import { changesSinceBase, parseDiffOutput, parseStatus, type RawChange } from './diff-output.js';
-import { DIFF_OPTIONS, readBaseGitlinks, type IsolatedGit } from './isolated-git.js';
+import { DIFF_OPTIONS, readBaseGitlinks, unnamablePaths, type IsolatedGit } from './isolated-git.js';
 import { safeJoin } from './paths.js';
 import { publishRunBranch, readLooseCommitTree } from './publish-branch.js';
 import { behindSymlinks, populatedDirectories } from './tree-walk.js';
@@ -302,9 +302,7 @@ export class Snapshotter {
  * @throws AG_ERR_PHASE_SNAPSHOT naming the repository as git showed it.
  */
 async function refuseUnnamableRepositories(workTree: string, nested: readonly string[]): Promise<void> {
-  const suspects = nested.filter((dir) => dir.includes('\uFFFD'));
-  const exists = await Promise.all(suspects.map((dir) => lstat(path.join(workTree, dir)).then(() => true, () => false)));
-  const unnamable = suspects.filter((_, index) => exists[index] !== true);
+  const unnamable = await unnamablePaths(workTree, nested);
   if (unnamable.length === 0) return;
   throw new AgentGateError(
     'AG_ERR_PHASE_SNAPSHOT',

@@ -165,7 +165,8 @@ describe('publishing the run branch', () => {
     for (let i = 0; content.length === 0 || taken.has(createHash('sha1').update(blob(content)).digest('hex').slice(0, 2)); i += 1) content = Buffer.from(`free ${i}\n`);
     const id = await plantObject(own, blob(content));
     await writeFile(path.join(objectsDir, id.slice(0, 2)), 'not a directory');
-    await expectRejected(publishRunBranch(ws, sha, liveSignal()), new RegExp(`Could not copy object ${id}`));
+    // The first object of that fanout directory to be copied fails (the run's own commit may share it).
+    await expectRejected(publishRunBranch(ws, sha, liveSignal()), new RegExp(`Could not copy object ${id.slice(0, 2)}[0-9a-f]{38} into`));
     expect(git(repo, 'branch', '--list', 'agentgate/*')).toBe('');
   });
 
