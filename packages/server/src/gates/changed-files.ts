@@ -89,10 +89,13 @@ export async function withIsolatedGit<T>(options: GitQueryOptions, indexCommit: 
   if (options.isolated !== undefined) return fn(options);
   const run = await findRunGit(options.cwd);
   if (run !== undefined) return fn({ ...options, isolated: run });
-  const commonDir = (await gitQuery(['rev-parse', '--path-format=absolute', '--git-common-dir'], options)).trim();
+  const [commonDir = '', format = ''] = (await gitQuery(['rev-parse', '--path-format=absolute', '--git-common-dir', '--show-object-format'], options)).split('\n');
+  if (format !== 'sha1' && format !== 'sha256') {
+    throw new AgentGateError('AG_ERR_PHASE_VERIFY', `${options.cwd}: unsupported object format ${JSON.stringify(format)}`);
+  }
   const scratch = await mkdtemp(path.join(tmpdir(), 'agentgate-git-'));
   try {
-    const isolated = await createScratchGitDir(path.join(scratch, 'git'), path.resolve(options.cwd), path.join(commonDir, 'objects'));
+    const isolated = await createScratchGitDir(path.join(scratch, 'git'), path.resolve(options.cwd), path.join(commonDir, 'objects'), format);
     const own: GitQueryOptions = { ...options, isolated };
     await gitQuery(['read-tree', indexCommit], own);
     return await fn(own);

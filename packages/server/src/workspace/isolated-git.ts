@@ -79,26 +79,50 @@ export const DIFF_OPTIONS: readonly string[] = ['--no-ext-diff', '--no-textconv'
 /** Resets, for every path, each attribute that could run a program or change content. */
 export const NEUTRAL_ATTRIBUTES = '* -text !eol !crlf !filter !diff !merge !ident !working-tree-encoding !export-subst\n';
 
+/** How a repository names its objects: SHA-1 (40 hex digits) or SHA-256 (64). */
+export type ObjectFormat = 'sha1' | 'sha256';
+
+/** The object format of a full object id (40 or 64 hex digits, as `rev-parse` prints them). */
+export function objectFormatOf(id: string): ObjectFormat {
+  if (/^[0-9a-f]{40}$/.test(id)) return 'sha1';
+  if (/^[0-9a-f]{64}$/.test(id)) return 'sha256';
+  throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `Not a full object id: ${JSON.stringify(id)}`);
+}
+
+/**
+ * The `[core]` lines every config here starts with, and for SHA-256 the extension git requires
+ * (format version 1): a git directory borrowing a SHA-256 repository's objects must say so, or git reads
+ * every id as SHA-1 and finds no object.
+ */
+function formatLines(format: ObjectFormat): string[] {
+  return format === 'sha1'
+    ? ['[core]', '\trepositoryformatversion = 0']
+    : ['[extensions]', '\tobjectFormat = sha256', '[core]', '\trepositoryformatversion = 1'];
+}
+
 /** The whole config of AgentGate's git directory. */
-const OWN_CONFIG = [
-  '[core]',
-  '\trepositoryformatversion = 0',
-  '\tfilemode = true',
-  '\tbare = false',
-  '\tlogallrefupdates = false',
-  '\tautocrlf = false',
-  '\tfsmonitor = false',
-  '\thooksPath = /dev/null',
-  '\tattributesFile = /dev/null',
-  '[gc]',
-  '\tauto = 0',
-  '[maintenance]',
-  '\tauto = false',
-  '',
-].join('\n');
+function ownConfig(format: ObjectFormat): string {
+  return [
+    ...formatLines(format),
+    '\tfilemode = true',
+    '\tbare = false',
+    '\tlogallrefupdates = false',
+    '\tautocrlf = false',
+    '\tfsmonitor = false',
+    '\thooksPath = /dev/null',
+    '\tattributesFile = /dev/null',
+    '[gc]',
+    '\tauto = 0',
+    '[maintenance]',
+    '\tauto = false',
+    '',
+  ].join('\n');
+}
 
 /** The config the agent's repository starts with: nothing copied from the user's repository. */
-const AGENT_CONFIG = ['[core]', '\trepositoryformatversion = 0', '\tfilemode = true', '\tbare = false', '\tlogallrefupdates = true', ''].join('\n');
+function agentConfig(format: ObjectFormat): string {
+  return [...formatLines(format), '\tfilemode = true', '\tbare = false', '\tlogallrefupdates = true', ''].join('\n');
+}
 
 /**
  * File in AgentGate's git directory listing the base commit's gitlink (submodule) paths, NUL-separated:
@@ -179,29 +203,30 @@ async function writeRepository(gitDir: string, config: string, objectsDir: strin
 export async function createRunRepositories(layout: RunRepositories): Promise<IsolatedGit> {
   const { gitDir, workTree, objectsDir, branch, baseSha } = layout;
   refusePathWithNewline(objectsDir, 'object directory');
+  const format = objectFormatOf(baseSha);
   await Promise.all([
-    writeRepository(gitDir, OWN_CONFIG, objectsDir, branch, baseSha).then(async () => {
+    writeRepository(gitDir, ownConfig(format), objectsDir, branch, baseSha).then(async () => {
       await mkdir(path.join(gitDir, 'info'), { recursive: true });
       await Promise.all([writeFile(path.join(gitDir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES), writeFile(path.join(gitDir, WORKTREE_MARKER), `${path.resolve(workTree)}\n`)]);
     }),
-    writeRepository(path.join(workTree, '.git'), AGENT_CONFIG, objectsDir, branch, baseSha),
+    writeRepository(path.join(workTree, '.git'), agentConfig(format), objectsDir, branch, baseSha),
   ]);
   return { gitDir, workTree, indexFile: path.join(gitDir, 'index') };
 }
 
 /**
  * A git directory of AgentGate's with no run behind it (same config and attributes as a run's), borrowing
- * `objectsDir`; for checks of a directory that is not a run workspace (tests, tools). Its index is empty
+ * `objectsDir` (a repository of object format `format`); for checks of a directory that is not a run workspace (tests, tools). Its index is empty
  * until the caller reads a tree into it.
  */
-export async function createScratchGitDir(gitDir: string, workTree: string, objectsDir: string): Promise<IsolatedGit> {
+export async function createScratchGitDir(gitDir: string, workTree: string, objectsDir: string, format: ObjectFormat): Promise<IsolatedGit> {
   refusePathWithNewline(objectsDir, 'object directory');
   await mkdir(path.join(gitDir, 'refs', 'heads'), { recursive: true });
   await Promise.all([
     mkdir(path.join(gitDir, 'objects', 'info'), { recursive: true }).then(() => writeFile(path.join(gitDir, 'objects', 'info', 'alternates'), `${objectsDir}\n`)),
     mkdir(path.join(gitDir, 'info'), { recursive: true }).then(() => writeFile(path.join(gitDir, 'info', 'attributes'), NEUTRAL_ATTRIBUTES)),
     writeFile(path.join(gitDir, 'HEAD'), 'ref: refs/heads/scratch\n'),
-    writeFile(path.join(gitDir, 'config'), OWN_CONFIG),
+    writeFile(path.join(gitDir, 'config'), ownConfig(format)),
   ]);
   return { gitDir, workTree, indexFile: path.join(gitDir, 'index') };
 }

@@ -296,6 +296,28 @@ describe('agentgate exec', () => {
     });
   });
 
+  describe('on a SHA-256 repository', () => {
+    it('runs fail-then-pass and then a run from the worktree pool, and the branches are whole in the repository', async () => {
+      const r = makeRepo({}, { objectFormat: 'sha256' });
+      repos.push(r);
+      expect(git(r.repo, 'rev-parse', '--show-object-format')).toBe('sha256');
+      const first = await exec(r, writeAgent(r.root, 'agent', AGENTS.failThenPass));
+      expect(first.code).toBe(0);
+      expect(first.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 2 });
+      // The second run may take the first one's worktree from the pool (the sandbox decides): both paths work.
+      const second = await exec(r, writeAgent(r.root, 'agent-2', AGENTS.correct));
+      expect(second.code).toBe(0);
+      expect(second.json).toMatchObject({ state: 'succeeded', result: 'passed', iterations: 1 });
+      for (const res of [first, second]) {
+        const branch = String(res.json?.['branch']);
+        expect(git(r.repo, 'rev-parse', branch)).toMatch(/^[0-9a-f]{64}$/);
+        expect(git(r.repo, 'show', `${branch}:src/math.js`)).toContain('return a * b');
+      }
+      expect(git(r.repo, 'log', '--format=%s', String(first.json?.['branch']))).toBe('agentgate: iteration 2\nagentgate: iteration 1\ninitial');
+      expect(git(r.repo, 'fsck', '--strict', '--no-dangling')).toBe('');
+    });
+  });
+
   describe('two runs at once on the same repository', () => {
     it('each gets its own worktree and branch, and both succeed', async () => {
       const r = setup();

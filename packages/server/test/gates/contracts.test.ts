@@ -62,6 +62,21 @@ describe('L0 contracts', () => {
       });
     });
 
+    it('works on a SHA-256 repository (the scratch git directory takes its object format)', async () => {
+      repo = createRepo({ ...BASE, 'test/old.test.js': 'y\n' }, { objectFormat: 'sha256' });
+      expect(repo.baseSha).toMatch(/^[0-9a-f]{64}$/);
+      writeFile(repo.dir, 'src/math.js', 'export const add = (a, b) => b + a;\n');
+      snapshot(repo);
+      expect(await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths')).toMatchObject({ passed: true });
+      writeFile(repo.dir, 'test/math.test.js', 'assert(true);\n');
+      rmSync(path.join(repo.dir, 'test/old.test.js'));
+      const result = await gate(repo, { protectedPaths: ['test/**'] }, 'protected-paths');
+      expect(result?.diagnostics.map((d) => `${d.file} ${d.message.split(' (')[0]}`).sort()).toEqual([
+        'test/math.test.js protected file modified',
+        'test/old.test.js protected file deleted',
+      ]);
+    });
+
     it('sees uncommitted edits, new untracked files, deletions and renames', async () => {
       repo = createRepo({ ...BASE, 'test/other.test.js': 'x\n', 'test/old.test.js': 'y\n' });
       writeFile(repo.dir, 'test/math.test.js', 'assert(true);\n');

@@ -39,11 +39,11 @@ export interface TempRepo {
 }
 
 /** A repository with `files` committed as its base commit. */
-export function createRepo(files: Record<string, string>): TempRepo {
+export function createRepo(files: Record<string, string>, options: { objectFormat?: 'sha256' } = {}): TempRepo {
   const root = mkdtempSync(path.join(os.tmpdir(), 'agentgate-gates-'));
   const dir = path.join(root, 'repo');
   mkdirSync(dir);
-  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'init', '-q', '-b', 'main', ...(options.objectFormat === undefined ? [] : [`--object-format=${options.objectFormat}`]));
   for (const [name, content] of Object.entries(files)) writeFile(dir, name, content);
   git(dir, 'add', '-A');
   git(dir, 'commit', '-q', '--allow-empty', '-m', 'base');

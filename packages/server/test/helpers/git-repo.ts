@@ -25,7 +25,7 @@ export interface TempRepo {
  * A temp dir holding `repo/` (a git repository with one commit on main, built from the calculator
  * example plus `files`) and `home/` (an AGENTGATE_HOME).
  */
-export function makeRepo(files: Record<string, string> = {}, options: { example?: boolean } = {}): TempRepo {
+export function makeRepo(files: Record<string, string> = {}, options: { example?: boolean; objectFormat?: 'sha256' } = {}): TempRepo {
   const root = mkdtempSync(join(tmpdir(), 'agentgate-test-'));
   const repo = join(root, 'repo');
   mkdirSync(repo);
@@ -34,7 +34,7 @@ export function makeRepo(files: Record<string, string> = {}, options: { example?
     mkdirSync(dirname(join(repo, path)), { recursive: true });
     writeFileSync(join(repo, path), content);
   }
-  git(repo, 'init', '-q', '-b', 'main');
+  git(repo, 'init', '-q', '-b', 'main', ...(options.objectFormat === undefined ? [] : [`--object-format=${options.objectFormat}`]));
   git(repo, 'add', '-A');
   git(repo, 'commit', '-q', '-m', 'initial');
   return { root, repo, home: join(root, 'home'), cleanup: () => rmSync(root, { recursive: true, force: true }) };
