@@ -57,6 +57,12 @@ export interface RunProgress {
   snapshot: { iteration: number; sha: string; changesFromBase?: TreeChange[] } | undefined;
   /** Whether a snapshot commit reached the repository, creating the run branch there. */
   branchPublished: boolean;
+  /**
+   * The last snapshot's patch file and branch publication, still running while its iteration verifies
+   * (`SnapshotRequest.background`): the verify step awaits it before the iteration is recorded, and the
+   * run's cleanup before the workspace goes. Resolves to the error that failed them; never rejects.
+   */
+  snapshotSettling: Promise<AgentGateError | undefined> | undefined;
   /** Feedback from a failed CI run, consumed by the feedback step. */
   ciFeedback: string | undefined;
 }
@@ -113,6 +119,8 @@ export interface SnapshotOutput {
   snapshot: SnapshotResult;
   /** Every change from the base commit's tree to the snapshot's (`SnapshotOutcome`); kept for the verify phase. */
   changesFromBase?: TreeChange[];
+  /** When the snapshot's patch file and branch publication, which run on during verification, end; never rejects. */
+  settled?: Promise<AgentGateError | undefined>;
 }
 export interface VerifyOutput {
   report: VerificationReport;

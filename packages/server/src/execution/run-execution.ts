@@ -90,6 +90,7 @@ export function newProgress(): RunProgress {
     ciFeedback: undefined,
     uncaptured: [],
     branchPublished: false,
+    snapshotSettling: undefined,
   };
 }
 
@@ -226,6 +227,15 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
     }
   };
   try {
+    // A snapshot's publication still running (a step that never reached verification): it ends before
+    // delivery and the workspace release touch the branch and the workspace's objects.
+    const settling = run.progress.snapshotSettling;
+    if (settling !== undefined) {
+      await attempt('snapshot publication', async () => {
+        const failed = await settling;
+        if (failed !== undefined) throw failed;
+      });
+    }
     await actor.flush();
     const workspace = run.workspace;
     const target = run.progress.delivery.target;

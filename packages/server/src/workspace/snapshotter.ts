@@ -36,7 +36,9 @@
  * (a third, only when a directory holding one was replaced by a symlink, drops those from the index).
  *
  * `snapshot` never throws: it returns `{ ok: false, error }` with AG_ERR_PHASE_SNAPSHOT (git failed) or
- * the cancellation reason (the run was canceled), as phase handlers require.
+ * the cancellation reason (the run was canceled), as phase handlers require. With `background` it returns
+ * once the commit and its changes are known and leaves the patch file and the publication running; their
+ * outcome is `settled` (the engine verifies meanwhile), and the workspace's next snapshot waits for them.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -62,6 +64,13 @@ export interface SnapshotRequest {
    */
   previousSha?: string;
   signal: AbortSignal;
+  /**
+   * Return as soon as the commit and what changed are known, leaving the patch file and the publication
+   * of the run branch running: the outcome's `settled` says when they end and how. The engine verifies
+   * meanwhile and awaits `settled` before the iteration is recorded (`execution/steps/verify.ts`).
+   * Default false: `snapshot` returns when everything is done, and a failure of either is its failure.
+   */
+  background?: boolean;
 }
 
 /**
@@ -69,7 +78,18 @@ export interface SnapshotRequest {
  * its kind (renames as a deletion and an addition) — the same list `git diff-tree -r --name-status
  * --no-renames <base> <snapshot>` gives, so tamper detection can use it (`SnapshotRef` of contracts.ts).
  */
-export type SnapshotOutcome = { ok: true; snapshot: SnapshotResult; changesFromBase: TreeChange[] } | { ok: false; error: AgentGateError };
+export type SnapshotOutcome =
+  | {
+      ok: true;
+      snapshot: SnapshotResult;
+      changesFromBase: TreeChange[];
+      /**
+       * Resolves when the patch file is written and the run branch published (at once unless `background`),
+       * to undefined or the error that failed them (classified as `snapshot` classifies); never rejects.
+       */
+      settled: Promise<AgentGateError | undefined>;
+    }
+  | { ok: false; error: AgentGateError };
 
 /** The commit message of an iteration snapshot; fixed, so tools can find snapshots in the log. */
 export function snapshotMessage(iteration: number): string {
@@ -90,27 +110,40 @@ export class Snapshotter {
    * interrupted one leaves git to answer.
    */
   private readonly last = new WeakMap<Workspace, Remembered>();
+  /** Each workspace's patch and publication still running (`background`): the next snapshot waits for them. */
+  private readonly pending = new WeakMap<Workspace, Promise<AgentGateError | undefined>>();
 
   constructor(private readonly options: SnapshotterOptions = {}) {}
 
   /** Commits the worktree and reports the iteration's changes; never throws. */
   async snapshot(request: SnapshotRequest): Promise<SnapshotOutcome> {
+    const { workspace } = request;
+    // The previous snapshot's publication moves the run branch first (an `update-ref` each, in order).
+    const before = this.pending.get(workspace);
+    if (before !== undefined) await before;
     try {
-      return { ok: true, ...(await this.commit(request)) };
+      const { rest, ...taken } = await this.commit(request);
+      const settled = rest.then((failure) => {
+        if (failure === undefined) return undefined;
+        // Like a failed snapshot, a failed publication leaves git to answer for the next one.
+        this.last.delete(workspace);
+        return classifySnapshotError(request, failure.error);
+      });
+      if (request.background !== true) {
+        const failed = await settled;
+        return failed === undefined ? { ok: true, ...taken, settled } : { ok: false, error: failed };
+      }
+      this.pending.set(workspace, settled);
+      void settled.then(() => {
+        if (this.pending.get(workspace) === settled) this.pending.delete(workspace);
+      });
+      return { ok: true, ...taken, settled };
     } catch (error) {
-      // A canceled snapshot reports the cancellation, never a git failure.
-      if (request.signal.aborted) return { ok: false, error: canceledError(request.signal, `snapshot iteration ${request.iteration}`) };
-      if (error instanceof AgentGateError && (error.code === 'AG_ERR_PHASE_SNAPSHOT' || error.code === 'AG_ERR_DISK_FULL')) return { ok: false, error };
-      if (isDiskFull(error)) return { ok: false, error: toAgentGateError(error) };
-      const message = error instanceof Error ? error.message : String(error);
-      return {
-        ok: false,
-        error: new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Snapshot of iteration ${request.iteration} failed: ${message}`, { cause: error }),
-      };
+      return { ok: false, error: classifySnapshotError(request, error) };
     }
   }
 
-  private async commit(request: SnapshotRequest): Promise<{ snapshot: SnapshotResult; changesFromBase: TreeChange[] }> {
+  private async commit(request: SnapshotRequest): Promise<{ snapshot: SnapshotResult; changesFromBase: TreeChange[]; rest: Promise<{ error: unknown } | undefined> }> {
     const { workspace, iteration, signal } = request;
     if (!Number.isSafeInteger(iteration) || iteration < 1) {
       throw new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Invalid iteration number ${iteration}`);
@@ -171,18 +204,39 @@ export class Snapshotter {
     // of the iteration gives its stats (`--numstat`) and its entries (`--raw`), and those added to what
     // the iteration is measured against (from the base: nothing) are every change since the base; a diff
     // against the base runs only when that is unknown.
-    const [iterationOut, sinceBaseOut] = await Promise.all([
-      sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(previousFromBase === undefined ? [] : ['--raw', '--no-abbrev']), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
-      previousFromBase !== undefined || baseTree === treeSha ? Promise.resolve(undefined) : sinceBase(),
+    const rest = Promise.all([
       // git writes the patch itself: bytes stay exact (any file encoding) and nothing is buffered here. The
       // base's own tree has no patch: the file is written empty, as git would have written it.
       baseTree === treeSha ? writeFile(patchPath, '') : runGit(git(['diff', ...diffOptions, '--binary', '--full-index', `--output=${patchPath}`, workspace.baseSha, sha], 'write the patch')),
       // The run branch reaches the repository with the commit's new objects (`publish-branch.ts`); without
       // a new commit there is nothing new to publish (and before the first one, no branch to create).
       committed ? publishRunBranch(workspace, sha, signal) : Promise.resolve(),
-    ]);
+    ]).then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    // Whatever happens below, `rest` (which never rejects) is awaited — by the caller, or here when
+    // something fails: nothing of a snapshot is still writing once `snapshot` has reported a failure.
+    let iterationOut: string;
+    let sinceBaseOut: string | undefined;
+    try {
+      [iterationOut, sinceBaseOut] = await Promise.all([
+        sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(previousFromBase === undefined ? [] : ['--raw', '--no-abbrev']), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
+        previousFromBase !== undefined || baseTree === treeSha ? Promise.resolve(undefined) : sinceBase(),
+      ]);
+    } catch (error) {
+      await rest;
+      throw error;
+    }
     const stats = parseDiffOutput(iterationOut);
-    const { fromBase: entriesFromBase, changes: changesFromBase } = await changesSinceBase(baseTree === treeSha, fromBase ? stats : undefined, previousFromBase, stats.raw, sinceBaseOut, sinceBase);
+    let entriesFromBase: ReadonlyMap<string, RawChange> | undefined;
+    let changesFromBase: TreeChange[];
+    try {
+      ({ fromBase: entriesFromBase, changes: changesFromBase } = await changesSinceBase(baseTree === treeSha, fromBase ? stats : undefined, previousFromBase, stats.raw, sinceBaseOut, sinceBase));
+    } catch (error) {
+      await rest;
+      throw error;
+    }
     if (skipEmpty) this.last.set(workspace, { head: sha, headTree: treeSha, baseTree, fromBase: entriesFromBase });
 
     return {
@@ -200,6 +254,7 @@ export class Snapshotter {
         uncaptured,
       },
       changesFromBase,
+      rest,
     };
   }
 
@@ -301,6 +356,16 @@ export class Snapshotter {
  *
  * @throws AG_ERR_PHASE_SNAPSHOT naming the repository as git showed it.
  */
+/** A failure of a snapshot, or of its patch and publication: the cancellation, or AG_ERR_PHASE_SNAPSHOT / AG_ERR_DISK_FULL. */
+function classifySnapshotError(request: SnapshotRequest, error: unknown): AgentGateError {
+  // A canceled snapshot reports the cancellation, never a git failure.
+  if (request.signal.aborted) return canceledError(request.signal, `snapshot iteration ${request.iteration}`);
+  if (error instanceof AgentGateError && (error.code === 'AG_ERR_PHASE_SNAPSHOT' || error.code === 'AG_ERR_DISK_FULL')) return error;
+  if (isDiskFull(error)) return toAgentGateError(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Snapshot of iteration ${request.iteration} failed: ${message}`, { cause: error });
+}
+
 async function refuseUnnamableRepositories(workTree: string, nested: readonly string[]): Promise<void> {
   const unnamable = await unnamablePaths(workTree, nested);
   if (unnamable.length === 0) return;

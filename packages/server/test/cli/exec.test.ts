@@ -143,6 +143,26 @@ describe('agentgate exec', () => {
     });
   });
 
+  describe('when the run branch cannot be published into the repository', () => {
+    it('fails as failed_error with the snapshot code once verification ends, and names no branch', async () => {
+      const r = setup();
+      // A stale lock on the run branch in the user's repository: the snapshot commits, the verification
+      // runs while the publication's `update-ref` fails, and the run must not pass without its branch.
+      const refs = join(r.repo, '.git', 'refs', 'heads', 'agentgate');
+      const agent = writeAgent(r.root, 'agent', `${AGENTS.correct}
+mkdir -p '${refs}'
+touch '${refs}'/"$AGENTGATE_RUN_ID.lock"`);
+      const res = await exec(r, agent, ['--sandbox', 'none']);
+      expect(res.code).toBe(1);
+      expect(res.json).toMatchObject({ state: 'failed', result: 'failed_error', error: { code: 'AG_ERR_PHASE_SNAPSHOT' } });
+      expect(String((res.json?.['error'] as Record<string, unknown> | undefined)?.['message'])).toMatch(/\.lock/);
+      expect(res.json?.['branch'] ?? null).toBeNull();
+      const view = await readRun(r.home, String(res.json?.['runId']));
+      expect(view.transitions.at(-1)).toBe('verifying→failed');
+      expect(git(r.repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
+    });
+  });
+
   describe('when the wall clock is exceeded', () => {
     it('fails as failed_timeout and kills the agent', async () => {
       const r = setup();

@@ -485,6 +485,62 @@ describe('Snapshotter', () => {
     expect(git(repo, 'log', '-1', '--format=%an|%ce', 'agentgate/run-1')).toBe('AgentGate|agentgate@localhost');
   });
 
+  describe('in the background (the patch and the publication run on, as the engine verifies meanwhile)', () => {
+    const background = (iteration: number): Promise<SnapshotOutcome> => snapshotter.snapshot({ workspace: ws, iteration, artifactsDir: artifacts, signal: liveSignal(), background: true });
+    const settledOf = async (outcome: SnapshotOutcome): Promise<{ snapshot: SnapshotResult; failed: AgentGateError | undefined }> => {
+      if (!outcome.ok) throw new Error(`expected a snapshot, got ${outcome.error.code}: ${outcome.error.message}`);
+      return { snapshot: outcome.snapshot, failed: await outcome.settled };
+    };
+    // A stale lock on the run branch in the user's repository: `update-ref` there fails, the commit does not.
+    const lockBranch = async (): Promise<string> => {
+      const lock = path.join(repo, '.git', 'refs', 'heads', 'agentgate', 'run-1.lock');
+      await mkdir(path.dirname(lock), { recursive: true });
+      await writeFile(lock, '');
+      return lock;
+    };
+
+    it('settles with the patch written and the branch in the repository', async () => {
+      await writeFile(path.join(ws.path, 'src', 'app.txt'), 'one\n2\nthree\n');
+      const { snapshot, failed } = await settledOf(await background(1));
+      expect(failed).toBeUndefined();
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(snapshot.sha);
+      expect(await readFile(snapshot.patchPath, 'utf8')).toContain('+2');
+    });
+
+    it('reports a failed publication through `settled`, where a snapshot in the foreground fails; the next one publishes both commits', async () => {
+      const lock = await lockBranch();
+      await writeFile(path.join(ws.path, 'x.txt'), 'x\n');
+      const first = await settledOf(await background(1));
+      expect(first.failed?.code).toBe('AG_ERR_PHASE_SNAPSHOT');
+      expect(first.failed?.message).toMatch(/run-1\.lock/);
+      expect(git(repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
+
+      await writeFile(path.join(ws.path, 'y.txt'), 'y\n');
+      const foreground = expectFailure(await snap(2));
+      expect(foreground.code).toBe('AG_ERR_PHASE_SNAPSHOT');
+      expect(foreground.message).toMatch(/run-1\.lock/);
+
+      await rm(lock);
+      await writeFile(path.join(ws.path, 'z.txt'), 'z\n');
+      const third = await settledOf(await background(3));
+      expect(third.failed).toBeUndefined();
+      expect(git(repo, 'log', '--format=%s', 'agentgate/run-1')).toBe('agentgate: iteration 3\nagentgate: iteration 2\nagentgate: iteration 1\ninitial');
+      expect(git(repo, 'show', 'agentgate/run-1:x.txt')).toBe('x');
+      expect(git(repo, 'fsck', '--strict', '--no-dangling')).toBe('');
+    });
+
+    it('a second snapshot waits for the first one’s publication: the branch moves in order', async () => {
+      await writeFile(path.join(ws.path, 'a.txt'), 'a\n');
+      const first = await background(1);
+      await writeFile(path.join(ws.path, 'b.txt'), 'b\n');
+      const second = await background(2);
+      const [one, two] = [await settledOf(first), await settledOf(second)];
+      expect([one.failed, two.failed]).toEqual([undefined, undefined]);
+      expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(two.snapshot.sha);
+      expect(git(repo, 'rev-parse', 'agentgate/run-1~1')).toBe(one.snapshot.sha);
+    });
+  });
+
   describe('failures', () => {
     it('returns AG_ERR_PHASE_SNAPSHOT when git cannot take the index lock', async () => {
       await writeFile(`${ws.indexFile}.lock`, '');

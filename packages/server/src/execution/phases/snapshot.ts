@@ -1,6 +1,8 @@
 /**
  * SnapshotPhase: commits the worktree as `agentgate: iteration <n>` on the run branch and records
- * stats, the patch against the base commit and the sha. A git failure is `snapshot_failed`.
+ * stats, the patch against the base commit and the sha. A git failure is `snapshot_failed`. It returns
+ * once the commit and its changes are known; the patch file and the run branch's publication into the
+ * repository go on during verification (`SnapshotOutput.settled`, awaited by the verify step).
  */
 import type { PhaseContext, PhaseHandler, PhaseResult, SnapshotOutput } from '../context.js';
 
@@ -15,9 +17,11 @@ export class SnapshotPhase implements PhaseHandler<'snapshot'> {
       iteration: ctx.iteration,
       artifactsDir: ctx.artifactsDir,
       signal: ctx.signal,
+      // The patch and the branch publication run on while the iteration verifies (steps/verify.ts).
+      background: true,
       ...(previousSha !== undefined && { previousSha }),
     });
     if (!result.ok) return { ok: false, error: result.error, cancelled: ctx.signal.aborted };
-    return { ok: true, value: { snapshot: result.snapshot, changesFromBase: result.changesFromBase } };
+    return { ok: true, value: { snapshot: result.snapshot, changesFromBase: result.changesFromBase, settled: result.settled } };
   }
 }

@@ -1,4 +1,5 @@
 /** `snapshotting` → commit the iteration on the run branch. */
+import type { AgentGateError } from '../../errors.js';
 import type { RunContext, StepOutcome } from './types.js';
 import { phaseContext } from './types.js';
 
@@ -8,13 +9,32 @@ export async function snapshot(run: RunContext): Promise<StepOutcome<'snapshotti
     run.iterations.record.error = { code: result.error.code, message: result.error.message, phase: 'snapshot' };
     return { event: 'snapshot_failed', error: run.failure(result.error, 'snapshot') };
   }
-  const { snapshot: taken, changesFromBase } = result.value;
+  const { snapshot: taken, changesFromBase, settled } = result.value;
   run.iterations.record.snapshot = taken;
   run.progress.uncaptured = taken.uncaptured;
   run.progress.snapshot = { iteration: taken.iteration, sha: taken.sha, ...(changesFromBase !== undefined && { changesFromBase }) };
-  if (result.value.snapshot.committed === true && !run.progress.branchPublished) {
+  // The patch and the publication finish during verification; the verify step awaits them (`settleSnapshot`).
+  run.progress.snapshotSettling = settled;
+  return { event: 'snapshot_completed' };
+}
+
+/**
+ * Awaits the last snapshot's patch file and branch publication: undefined when they succeeded (the run
+ * branch then exists in the repository if the snapshot made a commit), else their error, recorded on the
+ * iteration as a snapshot failure.
+ */
+export async function settleSnapshot(run: RunContext): Promise<AgentGateError | undefined> {
+  const settling = run.progress.snapshotSettling;
+  if (settling === undefined) return undefined;
+  const failed = await settling;
+  run.progress.snapshotSettling = undefined;
+  if (failed !== undefined) {
+    run.iterations.record.error = { code: failed.code, message: failed.message, phase: 'snapshot' };
+    return failed;
+  }
+  if (run.iterations.record.snapshot?.committed === true && !run.progress.branchPublished) {
     run.progress.branchPublished = true;
     await run.updateMeta({ branchPublished: true });
   }
-  return { event: 'snapshot_completed' };
+  return undefined;
 }

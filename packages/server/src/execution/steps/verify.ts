@@ -6,13 +6,16 @@
 import type { ConvergenceDecision } from '../../convergence/types.js';
 import type { RunErrorInfo } from '../../orchestrator/state-machine.js';
 import { deliverPassed } from './delivery.js';
+import { settleSnapshot } from './snapshot.js';
 import type { RunContext, StepOutcome } from './types.js';
 import { phaseContext } from './types.js';
 
 export async function verify(run: RunContext): Promise<StepOutcome<'verifying'>> {
   const { progress } = run;
   const record = run.iterations.record;
-  const result = await run.services.orchestrator.run('verify', phaseContext(run));
+  // The gates run while the snapshot's patch and publication finish; both are awaited before anything is recorded.
+  const [result, published] = await Promise.all([run.services.orchestrator.run('verify', phaseContext(run)), settleSnapshot(run)]);
+  if (published !== undefined) return { event: 'system_error', error: run.failure(published, 'snapshot') };
   if (!result.ok) {
     record.error = { code: result.error.code, message: result.error.message, phase: 'verify' };
     return { event: 'system_error', error: run.failure(result.error, 'verify') };
