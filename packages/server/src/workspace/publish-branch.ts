@@ -36,6 +36,7 @@ import { pipeline } from 'node:stream/promises';
 import { createInflate, inflateSync } from 'node:zlib';
 import { AgentGateError } from '../errors.js';
 import { canceledError, runGit } from './git.js';
+import { objectFormatOf, type ObjectFormat } from './isolated-git.js';
 import type { Workspace } from './types.js';
 
 /** How the branch reached the repository. */
@@ -66,7 +67,7 @@ export async function publishRunBranch(workspace: Workspace, sha: string, signal
   // libuv's thread pool costs tens (measured: 223 new objects of a 20,000-file snapshot took 100–150 ms to
   // list and 50–85 ms to copy that way). One after another: after a failure nothing is still writing. The
   // event loop gets a turn every few milliseconds, so timers, other runs and a cancel are not held up.
-  const pending = missingObjects(path.join(workspace.gitDir, 'objects'), fanout, target);
+  const pending = missingObjects(path.join(workspace.gitDir, 'objects'), fanout, target, objectFormatOf(workspace.baseSha));
   const made = new Set<string>();
   let turn = performance.now();
   const canceled = (): AgentGateError => canceledError(signal, `publish the run branch ${workspace.branch}`);
@@ -146,12 +147,17 @@ interface LooseObject {
   file: string;
 }
 
-/** The loose objects in the `fanout` directories of `source` (`<2 hex>/<38 or 62 hex>`) that `target` does not hold loose. */
-function missingObjects(source: string, fanout: readonly string[], target: string): LooseObject[] {
+/**
+ * The loose objects in the `fanout` directories of `source` (`<2 hex>/<38 hex>`, or `<62 hex>` in a SHA-256
+ * repository) that `target` does not hold loose. A name of the other format is nothing git would ever read
+ * there (only an agent without a sandbox could have put it), so it is not copied.
+ */
+function missingObjects(source: string, fanout: readonly string[], target: string, format: ObjectFormat): LooseObject[] {
+  const name = format === 'sha1' ? /^[0-9a-f]{38}$/ : /^[0-9a-f]{62}$/;
   return fanout
     .flatMap((dir) =>
       readdirSync(path.join(source, dir))
-        .filter((name) => /^(?:[0-9a-f]{38}|[0-9a-f]{62})$/.test(name))
+        .filter((entry) => name.test(entry))
         .map((name): LooseObject => ({ id: `${dir}${name}`, file: path.join(source, dir, name) })),
     )
     .filter((object) => !present(objectPath(target, object.id)));

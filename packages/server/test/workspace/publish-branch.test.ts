@@ -98,6 +98,18 @@ describe('publishing the run branch', () => {
     git(repo, 'fsck', '--strict', '--no-dangling');
   });
 
+  it('an object named in the other object format is nothing git would read there: it is not copied', async () => {
+    const content = blob(Buffer.from('planted by an agent without a sandbox\n'));
+    const id = createHash('sha256').update(content).digest('hex');
+    await plantObject(path.join(ws.gitDir, 'objects'), content, { id });
+    await writeFile(path.join(ws.path, 'new.txt'), 'new\n');
+    const sha = commitInRunGitDir(ws, 'one');
+    await expect(publishRunBranch(ws, sha, liveSignal())).resolves.toBe('copied');
+    expect(git(repo, 'show', 'agentgate/run-1:new.txt')).toBe('new');
+    await expect(lstat(path.join(objectsDir, id.slice(0, 2), id.slice(2)))).rejects.toMatchObject({ code: 'ENOENT' });
+    git(repo, 'fsck', '--strict', '--no-dangling');
+  });
+
   it('a snapshot through the snapshotter reaches the repository the same way', async () => {
     await writeFile(path.join(ws.path, 'src', 'app.txt'), 'changed\n');
     const sha = await snapshotOf(ws);
