@@ -26,6 +26,7 @@ import type { IterationTracker } from './iteration-tracker.js';
 import type { PhaseOrchestrator } from './phase-orchestrator.js';
 import type { RunActor, RunActorServices } from './run-actor.js';
 import { pushWorkInProgress, workInProgressResult } from './steps/delivery.js';
+import { settleSnapshot } from './steps/snapshot.js';
 import { STEPS, type RunContext } from './steps/index.js';
 import type { TimerClock } from '../util/clock.js';
 
@@ -143,6 +144,9 @@ export async function executeRun(
   // The event about to be committed: a closing one may call for a work-in-progress push (steps/delivery.ts).
   let committing: RunEvent | undefined;
   actor.onBeforeTerminal(async () => {
+    // A publication still running (the run stopped between its snapshot and verification) ends first: the
+    // closing event names the branch only if it reached the repository, and a work-in-progress push reads it.
+    if (progress.snapshotSettling !== undefined) await settleSnapshot(run);
     await iterations.closeOpen();
     const wip = committing === undefined ? undefined : workInProgressResult(committing);
     if (wip !== undefined) await withTimeLimit(clock, Math.min(services.cleanupTimeoutMs, WIP_PUSH_LIMIT_MS), (signal) => pushWorkInProgress(run, wip, signal));
@@ -227,15 +231,10 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
     }
   };
   try {
-    // A snapshot's publication still running (a step that never reached verification): it ends before
-    // delivery and the workspace release touch the branch and the workspace's objects.
-    const settling = run.progress.snapshotSettling;
-    if (settling !== undefined) {
-      await attempt('snapshot publication', async () => {
-        const failed = await settling;
-        if (failed !== undefined) throw failed;
-      });
-    }
+    // A snapshot's publication still running (a run that lost its lease before closing; every other way
+    // out settles it before the terminal commit): it ends before delivery and the workspace release touch
+    // the branch and the workspace's objects. Its failure is recorded on the iteration, not thrown.
+    if (run.progress.snapshotSettling !== undefined) await attempt('snapshot publication', () => settleSnapshot(run));
     await actor.flush();
     const workspace = run.workspace;
     const target = run.progress.delivery.target;

@@ -54,8 +54,9 @@ export interface SnapshotResult {
   /** True when the agent changed nothing in this iteration. */
   noChange: boolean;
   /**
-   * Whether this iteration got a commit on the run branch (and the branch was published into the
-   * repository). False for an iteration that changed nothing, unless empty commits are configured;
+   * Whether this iteration got a commit on AgentGate's run branch, which is then published into the
+   * repository (if that fails, the iteration's error says so, in phase `snapshot`). False for an
+   * iteration that changed nothing, unless empty commits are configured;
    * absent in records written before AgentGate skipped empty commits (they always committed).
    */
   committed?: boolean;

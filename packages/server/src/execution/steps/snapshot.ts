@@ -19,9 +19,12 @@ export async function snapshot(run: RunContext): Promise<StepOutcome<'snapshotti
 }
 
 /**
- * Awaits the last snapshot's patch file and branch publication: undefined when they succeeded (the run
- * branch then exists in the repository if the snapshot made a commit), else their error, recorded on the
- * iteration as a snapshot failure.
+ * Awaits the last snapshot's patch file and branch publication, if any is pending, and records how they
+ * ended: undefined when they succeeded (the run branch then exists in the repository if the snapshot made
+ * a commit, and `meta.branchPublished` says so), else their error, recorded on the iteration as a snapshot
+ * failure. Called by the verify step once its gates have run, before a run closes (`onBeforeTerminal`,
+ * so the closing event and a work-in-progress push see the branch as it is) and by the cleanup.
+ * @throws the store's error when the meta update is refused (the publication itself has ended).
  */
 export async function settleSnapshot(run: RunContext): Promise<AgentGateError | undefined> {
   const settling = run.progress.snapshotSettling;

@@ -13,8 +13,11 @@ import { phaseContext } from './types.js';
 export async function verify(run: RunContext): Promise<StepOutcome<'verifying'>> {
   const { progress } = run;
   const record = run.iterations.record;
-  // The gates run while the snapshot's patch and publication finish; both are awaited before anything is recorded.
-  const [result, published] = await Promise.all([run.services.orchestrator.run('verify', phaseContext(run)), settleSnapshot(run)]);
+  // The gates run while the snapshot's patch and publication finish (`settling` never rejects); both have
+  // ended before anything is recorded — also when the store refuses what `settleSnapshot` records.
+  const settling = progress.snapshotSettling ?? Promise.resolve(undefined);
+  const [result] = await Promise.all([run.services.orchestrator.run('verify', phaseContext(run)), settling]);
+  const published = await settleSnapshot(run);
   if (published !== undefined) return { event: 'system_error', error: run.failure(published, 'snapshot') };
   if (!result.ok) {
     record.error = { code: result.error.code, message: result.error.message, phase: 'verify' };
