@@ -36,25 +36,28 @@ async function setup(handlers: Partial<Handlers>): Promise<{ repo: TempRepo; run
   return { repo, runtime };
 }
 
+/** A snapshot phase that cancels the run as soon as the snapshot returned, or once its publication settled. */
+function cancelAfterSnapshot(cancel: AbortController, when: 'returned' | 'settled'): Handlers['snapshot'] {
+  const phase = new SnapshotPhase();
+  return {
+    name: 'snapshot',
+    async execute(ctx: PhaseContext) {
+      const result = await phase.execute(ctx);
+      if (result.ok) {
+        if (when === 'settled') await result.value.settled;
+        cancel.abort();
+      }
+      return result;
+    },
+  };
+}
+
 const runBranches = (repo: TempRepo): string => git(repo.repo, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/');
 
 describe('a snapshot whose publication runs on during verification', () => {
   it('a cancel between the snapshot and verification: the published branch is named by the run and its closing state', async () => {
     const cancel = new AbortController();
-    const phase = new SnapshotPhase();
-    const { repo, runtime } = await setup({
-      snapshot: {
-        name: 'snapshot',
-        async execute(ctx: PhaseContext) {
-          const result = await phase.execute(ctx);
-          if (result.ok) {
-            await result.value.settled;
-            cancel.abort();
-          }
-          return result;
-        },
-      },
-    });
+    const { repo, runtime } = await setup({ snapshot: cancelAfterSnapshot(cancel, 'settled') });
     const spec = commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', AGENTS.correct)}`, { name: 'settle-cancel' });
     const outcome = await runtime.engine.run(spec, { signal: cancel.signal });
     expect(outcome.state).toBe('canceled');
@@ -65,17 +68,7 @@ describe('a snapshot whose publication runs on during verification', () => {
 
   it('a cancel while the publication may still run: the run says it has a branch exactly when the repository has it', async () => {
     const cancel = new AbortController();
-    const phase = new SnapshotPhase();
-    const { repo, runtime } = await setup({
-      snapshot: {
-        name: 'snapshot',
-        async execute(ctx: PhaseContext) {
-          const result = await phase.execute(ctx);
-          if (result.ok) cancel.abort();
-          return result;
-        },
-      },
-    });
+    const { repo, runtime } = await setup({ snapshot: cancelAfterSnapshot(cancel, 'returned') });
     const spec = commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', AGENTS.correct)}`, { name: 'settle-race' });
     const outcome = await runtime.engine.run(spec, { signal: cancel.signal });
     expect(outcome.state).toBe('canceled');
