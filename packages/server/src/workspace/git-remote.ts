@@ -14,10 +14,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { runGit, withRepositoryLock, type GitEnvConfig } from './git.js';
+import type { ObjectFormat } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import { resolveCommit, validateRef, type PreparedSource } from './local.js';
 import { repoCacheKey, repoCachePath, reposRoot, safeJoin, stripUrlCredentials, urlSecrets } from './paths.js';
@@ -206,10 +207,11 @@ export class RemoteRepositoryCache {
     });
   }
 
-  private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
+  private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal, format?: ObjectFormat): Promise<void> {
     // Run workspaces no longer share this repository (they borrow its objects read-only), but the config is
-    // still reset before every fetch that carries a token: nothing but this file is trusted here.
-    await writeFile(path.join(repoPath, 'config'), cacheConfig(remote.displayUrl));
+    // still reset before every fetch that carries a token: nothing but this file is trusted here. It keeps
+    // the object format the cache was created with.
+    await writeFile(path.join(repoPath, 'config'), cacheConfig(remote.displayUrl, format ?? (await cacheObjectFormat(repoPath))));
     await runGit({
       cwd: repoPath,
       args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
@@ -224,6 +226,8 @@ export class RemoteRepositoryCache {
   /**
    * Creates the bare repository and fetches into it next to its final place, then renames it in: a
    * crash, cancel or failed first fetch (a mistyped URL) never leaves a half-initialised cache behind.
+   * The cache is made for SHA-1; a remote that answers with git's "mismatched algorithms: client sha1;
+   * server sha256" gets a SHA-256 cache instead (git tells the object format only by refusing the other).
    */
   private async createCache(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
     const root = reposRoot(this.home);
@@ -231,8 +235,17 @@ export class RemoteRepositoryCache {
     const staging = safeJoin(root, `${repoCacheKey(remote.displayUrl)}.git.tmp-${randomUUID()}`);
     try {
       const what = `create the repository cache for ${remote.displayUrl}`;
-      await runGit({ cwd: root, args: ['init', '--bare', '--quiet', staging], signal, failAs: 'AG_ERR_WORKSPACE_SETUP', what });
-      await this.fetch(remote, staging, refspecs, signal);
+      const create = async (format: ObjectFormat): Promise<void> => {
+        await runGit({ cwd: root, args: ['init', '--bare', '--quiet', `--object-format=${format}`, staging], signal, failAs: 'AG_ERR_WORKSPACE_SETUP', what });
+        await this.fetch(remote, staging, refspecs, signal, format);
+      };
+      try {
+        await create('sha1');
+      } catch (error) {
+        if (!(error instanceof AgentGateError) || !/mismatched algorithms: client sha1; server sha256/.test(error.message)) throw error;
+        await rm(staging, { recursive: true, force: true });
+        await create('sha256');
+      }
       await rename(staging, repoPath);
     } finally {
       await rm(staging, { recursive: true, force: true });
@@ -241,6 +254,22 @@ export class RemoteRepositoryCache {
 }
 
 /** The whole config of a cache repository: nothing else is trusted there. */
-function cacheConfig(displayUrl: string): string {
-  return `[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n[remote "origin"]\n\turl = ${JSON.stringify(displayUrl)}\n`;
+function cacheConfig(displayUrl: string, format: ObjectFormat): string {
+  const core = format === 'sha1' ? '[core]\n\trepositoryformatversion = 0\n' : `${SHA256_EXTENSION}[core]\n\trepositoryformatversion = 1\n`;
+  return `${core}\tfilemode = true\n\tbare = true\n[remote "origin"]\n\turl = ${JSON.stringify(displayUrl)}\n`;
+}
+
+const SHA256_EXTENSION = '[extensions]\n\tobjectFormat = sha256\n';
+
+/**
+ * The object format of an existing cache, as its config says: the config is only ever written by
+ * {@link cacheConfig} or by `git init` (whose SHA-256 config names the format in lower case).
+ */
+async function cacheObjectFormat(repoPath: string): Promise<ObjectFormat> {
+  const config = await readFile(path.join(repoPath, 'config'), 'utf8').catch((error: unknown) => {
+    // No config at all: the one written next is SHA-1's, as before.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `Cannot read the config of the repository cache ${repoPath}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  });
+  return /^\s*objectformat\s*=\s*sha256\s*$/im.test(config) ? 'sha256' : 'sha1';
 }

@@ -76,6 +76,27 @@ describe('WorkspaceManager with a git remote', () => {
     expect(git(first.path, 'rev-parse', 'HEAD')).toBe(first.baseSha);
   });
 
+  it('caches a SHA-256 remote as a SHA-256 repository, keeps that format across fetches, and runs on it', async () => {
+    const upstream256 = path.join(root, 'upstream-256');
+    git(root, 'init', '--quiet', '--object-format=sha256', '--initial-branch=main', upstream256);
+    await commitFile(upstream256, 'README.md', '# sha-256\n');
+    const remote256 = path.join(root, 'remote-256.git');
+    git(root, 'clone', '--quiet', '--bare', upstream256, remote256);
+    const first = await manager.acquire({ source: 'git', url: remote256 }, { runId: 'run-1', signal: liveSignal() });
+    expect(first.baseSha).toMatch(/^[0-9a-f]{64}$/);
+    expect(git(first.repoPath, 'rev-parse', '--show-object-format')).toBe('sha256');
+
+    const pushed = await commitFile(upstream256, 'src/new.txt', 'pushed later\n');
+    git(upstream256, 'push', '--quiet', remote256, 'main');
+    const second = await manager.acquire({ source: 'git', url: remote256 }, { runId: 'run-2', signal: liveSignal() });
+    expect(second.baseSha).toBe(pushed);
+    expect(git(second.repoPath, 'rev-parse', '--show-object-format')).toBe('sha256');
+    await writeFile(path.join(second.path, 'README.md'), 'changed\n');
+    const sha = await snapshotOf(second);
+    expect(git(second.repoPath, 'rev-parse', 'refs/heads/agentgate/run-2')).toBe(sha);
+    expect(git(second.repoPath, 'fsck', '--strict', '--no-dangling')).toBe('');
+  });
+
   it('drops what an agent wrote into the shared cache config before the next fetch', async () => {
     const first = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
     const marker = path.join(root, 'ext-ran');
