@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONFORMANCE_MARKER_ENV, liveProcessesWithMarker } from '../agents/conformance.js';
@@ -144,8 +145,10 @@ describe('agentgate exec', () => {
   });
 
   describe('when the run branch cannot be published into the repository', () => {
-    it('fails as failed_error with the snapshot code once verification ends, and names no branch', async () => {
-      const r = setup();
+    it('fails as failed_error with the snapshot code, stops the gates at once, and names no branch', async () => {
+      // A gate that would leave a mark outside the workspace after 30 s, had it not been stopped.
+      const mark = join(tmpdir(), `agentgate-gate-mark-${process.pid}-${Date.now()}`);
+      const r = setup({ 'verify.yaml': `version: "1"\ntests:\n  - name: slow\n    command: sleep 30 && touch '${mark}'\n    timeout: 120\n` });
       // A stale lock on the run branch in the user's repository: the snapshot commits, the verification
       // runs while the publication's `update-ref` fails, and the run must not pass without its branch.
       const refs = join(r.repo, '.git', 'refs', 'heads', 'agentgate');
@@ -160,6 +163,7 @@ touch '${refs}'/"$AGENTGATE_RUN_ID.lock"`);
       const view = await readRun(r.home, String(res.json?.['runId']));
       expect(view.transitions.at(-1)).toBe('verifying→failed');
       expect(git(r.repo, 'for-each-ref', 'refs/heads/agentgate/')).toBe('');
+      expect(existsSync(mark)).toBe(false);
     });
   });
 

@@ -14,9 +14,15 @@ export async function verify(run: RunContext): Promise<StepOutcome<'verifying'>>
   const { progress } = run;
   const record = run.iterations.record;
   // The gates run while the snapshot's patch and publication finish (`settling` never rejects); both have
-  // ended before anything is recorded — also when the store refuses what `settleSnapshot` records.
+  // ended before anything is recorded — also when the store refuses what `settleSnapshot` records. A
+  // failed publication fails the run whatever the gates say, so it stops them instead of waiting them out.
   const settling = progress.snapshotSettling ?? Promise.resolve(undefined);
-  const [result] = await Promise.all([run.services.orchestrator.run('verify', phaseContext(run)), settling]);
+  const publicationFailed = new AbortController();
+  void settling.then((failed) => {
+    if (failed !== undefined) publicationFailed.abort(failed);
+  });
+  const gates = { ...phaseContext(run), signal: AbortSignal.any([run.signal, publicationFailed.signal]) };
+  const [result] = await Promise.all([run.services.orchestrator.run('verify', gates), settling]);
   const published = await settleSnapshot(run);
   if (published !== undefined) return { event: 'system_error', error: run.failure(published, 'snapshot') };
   if (!result.ok) {
