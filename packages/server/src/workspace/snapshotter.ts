@@ -217,26 +217,18 @@ export class Snapshotter {
     );
     // Whatever happens below, `rest` (which never rejects) is awaited — by the caller, or here when
     // something fails: nothing of a snapshot is still writing once `snapshot` has reported a failure.
-    let iterationOut: string;
-    let sinceBaseOut: string | undefined;
-    try {
-      [iterationOut, sinceBaseOut] = await Promise.all([
+    const changed = async (): Promise<{ stats: ReturnType<typeof parseDiffOutput>; fromBase: ReadonlyMap<string, RawChange> | undefined; changes: TreeChange[] }> => {
+      const [iterationOut, sinceBaseOut] = await Promise.all([
         sinceTree === treeSha ? Promise.resolve('') : runGit(git(['diff', ...diffOptions, ...(previousFromBase === undefined ? [] : ['--raw', '--no-abbrev']), '--numstat', '-z', sinceSha, sha], 'compute the iteration stats')),
         previousFromBase !== undefined || baseTree === treeSha ? Promise.resolve(undefined) : sinceBase(),
       ]);
-    } catch (error) {
+      const stats = parseDiffOutput(iterationOut);
+      return { stats, ...(await changesSinceBase(baseTree === treeSha, fromBase ? stats : undefined, previousFromBase, stats.raw, sinceBaseOut, sinceBase)) };
+    };
+    const { stats, fromBase: entriesFromBase, changes: changesFromBase } = await changed().catch(async (error: unknown) => {
       await rest;
       throw error;
-    }
-    const stats = parseDiffOutput(iterationOut);
-    let entriesFromBase: ReadonlyMap<string, RawChange> | undefined;
-    let changesFromBase: TreeChange[];
-    try {
-      ({ fromBase: entriesFromBase, changes: changesFromBase } = await changesSinceBase(baseTree === treeSha, fromBase ? stats : undefined, previousFromBase, stats.raw, sinceBaseOut, sinceBase));
-    } catch (error) {
-      await rest;
-      throw error;
-    }
+    });
     if (skipEmpty) this.last.set(workspace, { head: sha, headTree: treeSha, baseTree, fromBase: entriesFromBase });
 
     return {
