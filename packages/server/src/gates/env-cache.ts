@@ -35,6 +35,7 @@ import { constants as fsConstants } from 'node:fs';
 import { chmod, copyFile, link, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../util/clock.js';
+import { findRunGit } from '../workspace/isolated-git.js';
 import { gitQuery } from './git.js';
 
 /** Bumped when the entry layout or the key's inputs change: old entries are then simply never hit. */
@@ -196,7 +197,11 @@ export async function computeEnvironmentKey(input: {
   signal: AbortSignal;
   clock: Clock;
 }): Promise<{ key: string; repository: string }> {
-  const stdout = await gitQuery(['rev-list', '--max-parents=0', input.baseSha], { cwd: input.worktreePath, signal: input.signal, clock: input.clock });
+  // Through AgentGate's own git directory of the run: the agent's `.git` (its `shallow` file, grafts,
+  // replace refs) must not choose the repository a setup is stored under. A directory that is not a run
+  // workspace (tests, tools) is asked directly.
+  const isolated = await findRunGit(input.worktreePath);
+  const stdout = await gitQuery(['rev-list', '--max-parents=0', input.baseSha], { cwd: input.worktreePath, signal: input.signal, clock: input.clock, ...(isolated !== undefined && { isolated }) });
   const roots = stdout.split('\n').map((line) => line.trim()).filter((line) => line !== '').sort();
   const repository = roots.join(',');
   const hash = createHash('sha256');

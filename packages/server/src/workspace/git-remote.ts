@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { runGit, withRepositoryLock, type GitEnvConfig } from './git.js';
@@ -200,18 +200,55 @@ export class RemoteRepositoryCache {
     if (ref === undefined) refspecs.push(`+HEAD:${REMOTE_HEAD_REF}`);
     const remote = source.resolve === undefined ? source : { ...source, ...(await source.resolve(signal)) };
     return withRepositoryLock(this.mutex, repoPath, signal, async () => {
-      if (existsSync(path.join(repoPath, 'HEAD'))) await this.fetch(remote, repoPath, refspecs, signal);
+      if (existsSync(path.join(repoPath, 'HEAD'))) await this.refresh(remote, repoPath, refspecs, signal);
       else await this.createCache(remote, repoPath, refspecs, signal);
       const baseSha = await resolveCommit(repoPath, candidates, ref ?? 'the default branch', signal);
       return { repoPath, baseSha, objectsDir: path.join(repoPath, 'objects'), source: remote.displayUrl, warnings: [] };
     });
   }
 
-  private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal, format?: ObjectFormat): Promise<void> {
+  /**
+   * Fetches into an existing cache, in the object format its config names. When the remote serves the
+   * other format — the config lost its `[extensions]` line, or the cache was made while the remote was
+   * empty — a cache that holds no object yet is made again in that format, and one that holds objects
+   * gets its config in that format and one more fetch (which fails, naming the cache, when its objects
+   * are of the first format: a remote made again in the other one). Nothing is removed that a run could
+   * be borrowing.
+   */
+  private async refresh(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
+    try {
+      await this.fetch(remote, repoPath, refspecs, signal, await cacheObjectFormat(repoPath));
+    } catch (error) {
+      const served = servedFormat(error);
+      if (served === undefined) throw error;
+      if (await holdsNoObjects(repoPath)) {
+        await rm(repoPath, { recursive: true, force: true });
+        await this.createCache(remote, repoPath, refspecs, signal, served);
+        return;
+      }
+      await this.fetch(remote, repoPath, refspecs, signal, served).catch((again: unknown) => {
+        const message = again instanceof Error ? again.message : String(again);
+        throw new AgentGateError(
+          'AG_ERR_WORKSPACE_SETUP',
+          `${remote.displayUrl} serves ${served} objects, which the repository cache ${repoPath} does not hold (${message}); move or remove that directory (it keeps the run branches agentgate/* of earlier runs) and run again`,
+          { cause: again },
+        );
+      });
+    }
+  }
+
+  private async fetch(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal, format: ObjectFormat): Promise<void> {
     // Run workspaces no longer share this repository (they borrow its objects read-only), but the config is
     // still reset before every fetch that carries a token: nothing but this file is trusted here. It keeps
-    // the object format the cache was created with.
-    await writeFile(path.join(repoPath, 'config'), cacheConfig(remote.displayUrl, format ?? (await cacheObjectFormat(repoPath))));
+    // the object format the cache was created with. Written beside and renamed in: never half a config.
+    const config = path.join(repoPath, 'config');
+    const written = `${config}.agentgate-${randomUUID()}`;
+    try {
+      await writeFile(written, cacheConfig(remote.displayUrl, format));
+      await rename(written, config);
+    } finally {
+      await rm(written, { force: true });
+    }
     await runGit({
       cwd: repoPath,
       args: ['fetch', '--prune', '--no-tags', '--quiet', remote.fetchUrl, ...refspecs],
@@ -226,10 +263,11 @@ export class RemoteRepositoryCache {
   /**
    * Creates the bare repository and fetches into it next to its final place, then renames it in: a
    * crash, cancel or failed first fetch (a mistyped URL) never leaves a half-initialised cache behind.
-   * The cache is made for SHA-1; a remote that answers with git's "mismatched algorithms: client sha1;
-   * server sha256" gets a SHA-256 cache instead (git tells the object format only by refusing the other).
+   * The cache is made for `format` (default SHA-1); a remote that answers with git's "mismatched
+   * algorithms: client sha1; server sha256" gets a cache of the format it serves instead (git tells a
+   * remote's object format only by refusing the other).
    */
-  private async createCache(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal): Promise<void> {
+  private async createCache(remote: RemoteSource, repoPath: string, refspecs: readonly string[], signal: AbortSignal, format: ObjectFormat = 'sha1'): Promise<void> {
     const root = reposRoot(this.home);
     await mkdir(root, { recursive: true });
     const staging = safeJoin(root, `${repoCacheKey(remote.displayUrl)}.git.tmp-${randomUUID()}`);
@@ -240,11 +278,12 @@ export class RemoteRepositoryCache {
         await this.fetch(remote, staging, refspecs, signal, format);
       };
       try {
-        await create('sha1');
+        await create(format);
       } catch (error) {
-        if (!(error instanceof AgentGateError) || !/mismatched algorithms: client sha1; server sha256/.test(error.message)) throw error;
+        const served = servedFormat(error);
+        if (served === undefined || served === format) throw error;
         await rm(staging, { recursive: true, force: true });
-        await create('sha256');
+        await create(served);
       }
       await rename(staging, repoPath);
     } finally {
@@ -262,8 +301,9 @@ function cacheConfig(displayUrl: string, format: ObjectFormat): string {
 const SHA256_EXTENSION = '[extensions]\n\tobjectFormat = sha256\n';
 
 /**
- * The object format of an existing cache, as its config says: the config is only ever written by
- * {@link cacheConfig} or by `git init` (whose SHA-256 config names the format in lower case).
+ * The object format an existing cache's config names: `objectFormat = sha256` in its `[extensions]`
+ * section (as {@link cacheConfig} and `git init` write it), else SHA-1. Only a hint: a remote serving
+ * the other format is handled by `refresh`.
  */
 async function cacheObjectFormat(repoPath: string): Promise<ObjectFormat> {
   const config = await readFile(path.join(repoPath, 'config'), 'utf8').catch((error: unknown) => {
@@ -271,5 +311,27 @@ async function cacheObjectFormat(repoPath: string): Promise<ObjectFormat> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
     throw new AgentGateError('AG_ERR_WORKSPACE_SETUP', `Cannot read the config of the repository cache ${repoPath}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
   });
-  return /^\s*objectformat\s*=\s*sha256\s*$/im.test(config) ? 'sha256' : 'sha1';
+  let section = '';
+  for (const line of config.split('\n')) {
+    const header = /^\s*\[([^\]]*)\]\s*$/.exec(line);
+    if (header !== null) section = (header[1] ?? '').trim().toLowerCase();
+    else if (section === 'extensions' && /^\s*objectformat\s*=\s*sha256\s*$/i.test(line)) return 'sha256';
+  }
+  return 'sha1';
+}
+
+/** The object format a remote serves, when git refused a fetch for "mismatched algorithms". */
+function servedFormat(error: unknown): ObjectFormat | undefined {
+  if (!(error instanceof AgentGateError)) return undefined;
+  const served = /mismatched algorithms: client sha(?:1|256); server (sha1|sha256)/.exec(error.message)?.[1];
+  return served === 'sha1' || served === 'sha256' ? served : undefined;
+}
+
+/** Whether a cache holds no object yet (nothing but `info/` and an empty `pack/`): made while its remote was empty. */
+async function holdsNoObjects(repoPath: string): Promise<boolean> {
+  const objects = path.join(repoPath, 'objects');
+  const entries = await readdir(objects).catch(() => undefined);
+  if (entries === undefined) return false;
+  if (entries.some((entry) => entry !== 'info' && entry !== 'pack')) return false;
+  return !entries.includes('pack') || (await readdir(path.join(objects, 'pack'))).length === 0;
 }

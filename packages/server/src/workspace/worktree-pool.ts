@@ -34,12 +34,11 @@ import { copyFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { AgentGateError, toAgentGateError } from '../errors.js';
 import type { Clock } from '../util/clock.js';
-import { removeTree } from './isolated-git.js';
+import { objectFormatOf, removeTree, type IsolatedGit, type ObjectFormat } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import { assertRunBranchFree, assertRunDirectoriesFree, checkoutRunWorkspace, createWhileChecking, removeRunDirectories, removeRunWorkspace, type CreateWorkspaceRequest, type RunGit } from './local.js';
 import { poolFilesystem, recordManifest, rerecordEntries, TreeManifest } from './pool-manifest.js';
 import { scrubForPool, scrubIntoWorkspace } from './pool-scrub.js';
-import type { IsolatedGit } from './isolated-git.js';
 
 /** Bounds of the pool. Idle slots beyond them are deleted, least recently pooled first. */
 export interface WorktreePoolOptions {
@@ -136,9 +135,14 @@ export class WorktreePool {
     return this.supported;
   }
 
-  /** The pool key of a source repository: its object directory (already a real path), hashed. */
-  static repoKey(objectsDir: string): string {
-    return createHash('sha256').update(path.resolve(objectsDir)).digest('hex').slice(0, 32);
+  /**
+   * The pool key of a source repository: its object directory (already a real path), hashed — with the
+   * object format for SHA-256, so a slot is never reused across a repository replaced by one of the other
+   * format at the same path (its index would not even parse).
+   */
+  static repoKey(objectsDir: string, format: ObjectFormat): string {
+    const key = format === 'sha1' ? path.resolve(objectsDir) : `${path.resolve(objectsDir)}\0${format}`;
+    return createHash('sha256').update(key).digest('hex').slice(0, 32);
   }
 
   /** Whether `runId` has a worktree this pool may take back (so a reaper must leave its state alone). */
@@ -174,7 +178,7 @@ export class WorktreePool {
   /** The checkout part of {@link createWorkspace}: from a claimed slot, or afresh. */
   private async checkOut(request: CreateWorkspaceRequest, runId: string): Promise<RunGit> {
     if (!(await this.enabled())) return (await checkoutRunWorkspace(request)).git;
-    const repoKey = WorktreePool.repoKey(request.objectsDir);
+    const repoKey = WorktreePool.repoKey(request.objectsDir, objectFormatOf(request.baseSha));
     const slot = await this.claim(repoKey, runId, request.signal);
     const reused = slot === undefined ? undefined : await this.reuse(slot.dir, request, runId);
     const checkout = reused ?? (await checkoutRunWorkspace(request));

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, realpath, writeFile } from 'node:fs/promises';
+import { readdir, readFile, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -95,6 +95,62 @@ describe('WorkspaceManager with a git remote', () => {
     const sha = await snapshotOf(second);
     expect(git(second.repoPath, 'rev-parse', 'refs/heads/agentgate/run-2')).toBe(sha);
     expect(git(second.repoPath, 'fsck', '--strict', '--no-dangling')).toBe('');
+  });
+
+  describe('the object format of the cache', () => {
+    /** A bare SHA-256 remote, empty or holding one commit on main. */
+    const sha256Remote = async (name: string, withCommit: boolean): Promise<{ remote: string; upstream: string }> => {
+      const upstream256 = path.join(root, `${name}-upstream`);
+      git(root, 'init', '--quiet', '--object-format=sha256', '--initial-branch=main', upstream256);
+      const bare = path.join(root, `${name}.git`);
+      git(root, 'init', '--quiet', '--bare', '--object-format=sha256', '--initial-branch=main', bare);
+      if (withCommit) {
+        await commitFile(upstream256, 'README.md', '# sha-256\n');
+        git(upstream256, 'push', '--quiet', bare, 'main');
+      }
+      return { remote: bare, upstream: upstream256 };
+    };
+
+    it('a cache whose config lost its format line, or names one outside [extensions], is set right by the remote', async () => {
+      const { remote: remote256 } = await sha256Remote('damaged', true);
+      const first = await manager.acquire({ source: 'git', url: remote256 }, { runId: 'run-1', signal: liveSignal() });
+      await writeFile(path.join(first.repoPath, 'config'), '');
+      const second = await manager.acquire({ source: 'git', url: remote256 }, { runId: 'run-2', signal: liveSignal() });
+      expect(second.baseSha).toBe(first.baseSha);
+      expect(git(second.repoPath, 'rev-parse', '--show-object-format')).toBe('sha256');
+
+      // The other way round on a SHA-1 cache: a key in another section changes nothing.
+      const sha1 = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-3', signal: liveSignal() });
+      await writeFile(path.join(sha1.repoPath, 'config'), `${await readFile(path.join(sha1.repoPath, 'config'), 'utf8')}[x]\n\tobjectformat = sha256\n`);
+      const again = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-4', signal: liveSignal() });
+      expect(again.baseSha).toBe(git(upstream, 'rev-parse', 'HEAD'));
+      expect(git(again.repoPath, 'rev-parse', '--show-object-format')).toBe('sha1');
+      expect(await readFile(path.join(again.repoPath, 'config'), 'utf8')).not.toContain('[x]');
+    });
+
+    it('a cache made while a SHA-256 remote was empty is made again once the remote has commits', async () => {
+      const { remote: remote256, upstream: upstream256 } = await sha256Remote('empty', false);
+      const refused = await rejection(manager.acquire({ source: 'git', url: remote256, ref: 'main' }, { runId: 'run-1', signal: liveSignal() }));
+      expect(refused.code).toBe('AG_ERR_WORKSPACE_REF_NOT_FOUND');
+      const pushed = await commitFile(upstream256, 'README.md', '# now with a commit\n');
+      git(upstream256, 'push', '--quiet', remote256, 'main');
+      const ws = await manager.acquire({ source: 'git', url: remote256, ref: 'main' }, { runId: 'run-2', signal: liveSignal() });
+      expect(ws.baseSha).toBe(pushed);
+      expect(git(ws.repoPath, 'rev-parse', '--show-object-format')).toBe('sha256');
+    });
+
+    it('a SHA-1 cache whose remote was made again as SHA-256 fails naming the cache to remove', async () => {
+      const first = await manager.acquire({ source: 'git', url: remote }, { runId: 'run-1', signal: liveSignal() });
+      await rm(remote, { recursive: true, force: true });
+      const { remote: replaced } = await sha256Remote('replacement', true);
+      await rename(replaced, remote);
+      const error = await rejection(manager.acquire({ source: 'git', url: remote }, { runId: 'run-2', signal: liveSignal() }));
+      expect(error.code).toBe('AG_ERR_WORKSPACE_SETUP');
+      expect(error.message).toContain(first.repoPath);
+      expect(error.message).toMatch(/serves sha256 objects/);
+      // The cache and what borrows it are untouched.
+      expect(git(first.path, 'rev-parse', 'HEAD')).toBe(first.baseSha);
+    });
   });
 
   it('drops what an agent wrote into the shared cache config before the next fetch', async () => {

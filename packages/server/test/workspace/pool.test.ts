@@ -188,6 +188,25 @@ describe('WorktreePool', () => {
       expect(git(second.gitDir, 'for-each-ref', '--format=%(refname)')).toBe('refs/heads/agentgate/run-2');
     });
 
+    it('does not reuse a slot for a repository of the other object format at the same path', async () => {
+      const first = await acquire();
+      const untouched = inode(path.join(first.path, 'src', 'lib', 'util.txt'));
+      await release(first);
+      expect(idleSlots(home)).toHaveLength(1);
+      // The repository is made again as SHA-256 with the same files: a slot's SHA-1 index means nothing to it.
+      await rm(path.join(repo, '.git'), { recursive: true, force: true });
+      git(repo, 'init', '--quiet', '--initial-branch=main', '--object-format=sha256');
+      git(repo, 'add', '--all');
+      git(repo, 'commit', '--quiet', '-m', 'base, sha-256');
+
+      const second = await acquire();
+      expect(second.baseSha).toMatch(/^[0-9a-f]{64}$/);
+      expect(inode(path.join(second.path, 'src', 'lib', 'util.txt'))).not.toBe(untouched);
+      expect(idleSlots(home)).toHaveLength(1);
+      expect(treeOf(second.path)).toEqual(await freshTree());
+      expect(git(second.path, 'status', '--porcelain', '--ignored')).toBe('');
+    });
+
     it('bounds the idle slots per repository, keeping the most recent ones', async () => {
       const workspaces = await Promise.all([acquire(), acquire(), acquire()]);
       for (const ws of workspaces) await release(ws);
