@@ -230,7 +230,7 @@ export class RemoteRepositoryCache {
         const message = again instanceof Error ? again.message : String(again);
         throw new AgentGateError(
           'AG_ERR_WORKSPACE_SETUP',
-          `${remote.displayUrl} serves ${served} objects, which the repository cache ${repoPath} does not hold (${message}); move or remove that directory (it keeps the run branches agentgate/* of earlier runs) and run again`,
+          `${remote.displayUrl} serves ${served} objects, which the repository cache ${repoPath} does not hold (${message}); move or remove that directory (it may hold the run branches agentgate/* of earlier runs) and run again`,
           { cause: again },
         );
       });
