@@ -146,7 +146,7 @@ export async function executeRun(
   actor.onBeforeTerminal(async () => {
     // A publication still running (the run stopped between its snapshot and verification) ends first: the
     // closing event names the branch only if it reached the repository, and a work-in-progress push reads it.
-    if (progress.snapshotSettling !== undefined) await settleSnapshot(run);
+    await settleSnapshot(run);
     await iterations.closeOpen();
     const wip = committing === undefined ? undefined : workInProgressResult(committing);
     if (wip !== undefined) await withTimeLimit(clock, Math.min(services.cleanupTimeoutMs, WIP_PUSH_LIMIT_MS), (signal) => pushWorkInProgress(run, wip, signal));
@@ -234,7 +234,7 @@ async function cleanUp(actor: RunActor, run: RunContext, keeper: LeaseKeeper, se
     // A snapshot's publication still running (a run that lost its lease before closing; every other way
     // out settles it before the terminal commit): it ends before delivery and the workspace release touch
     // the branch and the workspace's objects. Its failure is recorded on the iteration, not thrown.
-    if (run.progress.snapshotSettling !== undefined) await attempt('snapshot publication', () => settleSnapshot(run));
+    await attempt('snapshot publication', () => settleSnapshot(run));
     await actor.flush();
     const workspace = run.workspace;
     const target = run.progress.delivery.target;

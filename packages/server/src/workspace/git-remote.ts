@@ -18,7 +18,7 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { AgentGateError } from '../errors.js';
 import { runGit, withRepositoryLock, type GitEnvConfig } from './git.js';
-import type { ObjectFormat } from './isolated-git.js';
+import { formatLines, type ObjectFormat } from './isolated-git.js';
 import type { KeyedMutex } from './keyed-mutex.js';
 import { resolveCommit, validateRef, type PreparedSource } from './local.js';
 import { repoCacheKey, repoCachePath, reposRoot, safeJoin, stripUrlCredentials, urlSecrets } from './paths.js';
@@ -294,11 +294,8 @@ export class RemoteRepositoryCache {
 
 /** The whole config of a cache repository: nothing else is trusted there. */
 function cacheConfig(displayUrl: string, format: ObjectFormat): string {
-  const core = format === 'sha1' ? '[core]\n\trepositoryformatversion = 0\n' : `${SHA256_EXTENSION}[core]\n\trepositoryformatversion = 1\n`;
-  return `${core}\tfilemode = true\n\tbare = true\n[remote "origin"]\n\turl = ${JSON.stringify(displayUrl)}\n`;
+  return [...formatLines(format), '\tfilemode = true', '\tbare = true', '[remote "origin"]', `\turl = ${JSON.stringify(displayUrl)}`, ''].join('\n');
 }
-
-const SHA256_EXTENSION = '[extensions]\n\tobjectFormat = sha256\n';
 
 /**
  * The object format an existing cache's config names: `objectFormat = sha256` in its `[extensions]`

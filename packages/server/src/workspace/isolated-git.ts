@@ -92,9 +92,9 @@ export function objectFormatOf(id: string): ObjectFormat {
 /**
  * The `[core]` lines every config here starts with, and for SHA-256 the extension git requires
  * (format version 1): a git directory borrowing a SHA-256 repository's objects must say so, or git reads
- * every id as SHA-1 and finds no object.
+ * every id as SHA-1 and finds no object. Also the start of a remote's cache config (`git-remote.ts`).
  */
-function formatLines(format: ObjectFormat): string[] {
+export function formatLines(format: ObjectFormat): string[] {
   return format === 'sha1'
     ? ['[core]', '\trepositoryformatversion = 0']
     : ['[extensions]', '\tobjectFormat = sha256', '[core]', '\trepositoryformatversion = 1'];

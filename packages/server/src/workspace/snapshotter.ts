@@ -39,6 +39,11 @@
  * the cancellation reason (the run was canceled), as phase handlers require. With `background` it returns
  * once the commit and its changes are known and leaves the patch file and the publication running; their
  * outcome is `settled` (the engine verifies meanwhile), and the workspace's next snapshot waits for them.
+ *
+ * Kept in one file (over 400 lines) on purpose: one `Snapshotter` whose status reading, staging, commit,
+ * diffs and the memory of the last snapshot depend on each other's invariants (what is remembered is only
+ * valid for the commit this class itself made); the parsers and the composition already live in
+ * `diff-output.ts` and the publication in `publish-branch.ts`.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';

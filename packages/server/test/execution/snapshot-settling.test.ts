@@ -52,14 +52,19 @@ function cancelAfterSnapshot(cancel: AbortController, when: 'returned' | 'settle
   };
 }
 
+/** A run of the correct agent whose snapshot phase cancels it (`cancelAfterSnapshot`). */
+async function canceledAfterSnapshot(when: 'returned' | 'settled'): Promise<{ repo: TempRepo; runtime: Runtime; outcome: Awaited<ReturnType<Runtime['engine']['run']>> }> {
+  const cancel = new AbortController();
+  const { repo, runtime } = await setup({ snapshot: cancelAfterSnapshot(cancel, when) });
+  const spec = commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', AGENTS.correct)}`, { name: `settle-${when}` });
+  return { repo, runtime, outcome: await runtime.engine.run(spec, { signal: cancel.signal }) };
+}
+
 const runBranches = (repo: TempRepo): string => git(repo.repo, 'for-each-ref', '--format=%(refname)', 'refs/heads/agentgate/');
 
 describe('a snapshot whose publication runs on during verification', () => {
   it('a cancel between the snapshot and verification: the published branch is named by the run and its closing state', async () => {
-    const cancel = new AbortController();
-    const { repo, runtime } = await setup({ snapshot: cancelAfterSnapshot(cancel, 'settled') });
-    const spec = commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', AGENTS.correct)}`, { name: 'settle-cancel' });
-    const outcome = await runtime.engine.run(spec, { signal: cancel.signal });
+    const { repo, runtime, outcome } = await canceledAfterSnapshot('settled');
     expect(outcome.state).toBe('canceled');
     expect(runBranches(repo)).toBe(`refs/heads/agentgate/${outcome.runId}`);
     expect(outcome.branch).toBe(`agentgate/${outcome.runId}`);
@@ -67,10 +72,7 @@ describe('a snapshot whose publication runs on during verification', () => {
   });
 
   it('a cancel while the publication may still run: the run says it has a branch exactly when the repository has it', async () => {
-    const cancel = new AbortController();
-    const { repo, runtime } = await setup({ snapshot: cancelAfterSnapshot(cancel, 'returned') });
-    const spec = commandTask(repo.repo, `sh ${writeAgent(repo.root, 'agent', AGENTS.correct)}`, { name: 'settle-race' });
-    const outcome = await runtime.engine.run(spec, { signal: cancel.signal });
+    const { repo, runtime, outcome } = await canceledAfterSnapshot('returned');
     expect(outcome.state).toBe('canceled');
     const published = runBranches(repo) !== '';
     expect((await runtime.repos.runs.get(outcome.runId))?.meta.branchPublished === true).toBe(published);

@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { renameSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -530,10 +531,15 @@ describe('Snapshotter', () => {
     });
 
     it('a second snapshot waits for the first one’s publication: the branch moves in order', async () => {
-      await writeFile(path.join(ws.path, 'a.txt'), 'a\n');
+      // A large object that does not compress: the first publication is still copying it while the second snapshot starts.
+      await writeFile(path.join(ws.path, 'a.bin'), randomBytes(16 * 1024 * 1024));
       const first = await background(1);
+      const order: string[] = [];
+      if (first.ok) void first.settled.then(() => order.push('first settled'));
       await writeFile(path.join(ws.path, 'b.txt'), 'b\n');
       const second = await background(2);
+      order.push('second returned');
+      expect(order).toEqual(['first settled', 'second returned']);
       const [one, two] = [await settledOf(first), await settledOf(second)];
       expect([one.failed, two.failed]).toEqual([undefined, undefined]);
       expect(git(repo, 'rev-parse', 'agentgate/run-1')).toBe(two.snapshot.sha);
