@@ -55,7 +55,7 @@ export function registerCacheCommand(program: Command, io: CliIo, setExit: (code
         io.stdout.write(`${JSON.stringify(entries)}\n`);
       } else {
         for (const e of entries) {
-          const what = e.python === undefined ? e.dirs.join(',') : `Python ${e.python.version}`;
+          const what = e.python === undefined ? [...e.dirs, ...(e.homeDirs ?? []).map((dir) => `~/${dir}`)].join(',') : `Python ${e.python.version}`;
           io.stdout.write(sanitizeForTerminal(`${e.key}  ${e.kind.padEnd(6)}  ${formatSize(e.sizeBytes).padStart(10)}  used ${e.lastUsedAt}  ${what}  ${e.commands.join(' && ')}`) + '\n');
         }
         const total = entries.reduce((sum, e) => sum + e.sizeBytes, 0);

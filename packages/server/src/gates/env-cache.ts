@@ -99,7 +99,19 @@ export interface Relocation {
 
 export interface MaterializeOptions {
   relocate?: Relocation;
+  /** The gates' sandbox home of the run: the entry's {@link EnvCacheEntryMeta.homeDirs} go there (else nowhere). */
+  home?: string;
 }
+
+/**
+ * Directories of a sandbox home that a setup fills and every later gate needs, relative to the home
+ * (`XDG_CACHE_HOME` is `<home>/.cache` inside the sandbox): the package managers corepack downloads for
+ * `corepack pnpm …` / `corepack yarn …` (`$XDG_CACHE_HOME/node/corepack/v1/<name>/<version>/`). A sandboxed
+ * run starts with an empty home, so without them each run downloads its pinned pnpm again (~1.5 s here)
+ * before its first gate. Only `v1/`, the installed versions: corepack's own state files beside it
+ * (`lastKnownGood.json`) are written again by corepack and stay the run's.
+ */
+export const HOME_CACHE_DIRS: readonly string[] = ['.cache/node/corepack/v1'];
 
 /** Files larger than this are never searched for a path to relocate (compiled tools in `bin/`). */
 const RELOCATE_MAX_BYTES = 1024 * 1024;
@@ -128,6 +140,12 @@ export interface EnvCacheEntryMeta {
   lockfiles: string[];
   /** Workspace-relative dependency directories kept under `files/`. */
   dirs: string[];
+  /**
+   * Directories of the gates' sandbox home the setup filled, kept under `home/` (home-relative): the
+   * package managers corepack downloaded ({@link HOME_CACHE_DIRS}). Absent on entries stored without a
+   * sandbox home, and on entries written before they were kept.
+   */
+  homeDirs?: string[];
   sizeBytes: number;
   fileCount: number;
   createdAt: string;
@@ -343,6 +361,13 @@ async function placeFile(source: string, target: string, mode: MaterializeMode):
   await copyFile(source, target, fsConstants.COPYFILE_FICLONE);
 }
 
+/** A home-relative directory as an entry keeps it: relative, normalised, never leaving the home. */
+function safeHomeDir(dir: string): string {
+  const normal = path.posix.normalize(dir);
+  if (path.posix.isAbsolute(normal) || normal === '.' || normal === '..' || normal.startsWith('../')) throw new RangeError(`not a directory inside the home: ${JSON.stringify(dir)}`);
+  return normal;
+}
+
 /** Removes every write bit of a file: an in-place write through a hard link then fails (unless root). */
 async function sealFile(file: string): Promise<void> {
   const { mode } = await lstat(file);
@@ -403,6 +428,13 @@ export class EnvCache {
       await rm(target, { recursive: true, force: true });
       await cloneTree(path.join(files, dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 }, relative: dir, ...(options.relocate === undefined ? {} : { relocate: options.relocate }) });
     }
+    if (options.home !== undefined) {
+      for (const dir of meta.homeDirs ?? []) {
+        const target = path.join(options.home, safeHomeDir(dir));
+        await rm(target, { recursive: true, force: true });
+        await cloneTree(path.join(this.entryDir(meta.key), 'home', dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 } });
+      }
+    }
     await this.touch(meta);
   }
 
@@ -422,6 +454,8 @@ export class EnvCache {
     python?: PythonEntryInfo;
     /** Files (absolute paths) under `dirs` that are not part of the entry. */
     skip?: ReadonlySet<string>;
+    /** The gates' sandbox home and which of its directories (home-relative, those that exist) to keep. */
+    home?: { path: string; dirs: readonly string[] };
   }): Promise<{ meta: EnvCacheEntryMeta; evicted: string[] }> {
     const final = this.entryDir(input.key);
     await mkdir(this.root, { recursive: true });
@@ -432,6 +466,17 @@ export class EnvCache {
         // The workspace's files are sealed first, so the entry's inodes (shared with the workspace) are read-only too.
         await cloneTree(path.join(input.worktreePath, dir), path.join(staging, 'files', dir), { mode: 'hardlink', stats, onFile: sealFile, ...(input.skip === undefined ? {} : { skip: input.skip }) });
       }
+      // Sealed like node_modules: the run's home shares these inodes with the entry. A directory the setup
+      // did not create (no corepack call) is simply not kept.
+      const homeDirs: string[] = [];
+      if (input.home !== undefined) {
+        for (const dir of input.home.dirs.map(safeHomeDir)) {
+          const source = path.join(input.home.path, dir);
+          if (!(await isDirectory(source))) continue;
+          await cloneTree(source, path.join(staging, 'home', dir), { mode: 'hardlink', stats, onFile: sealFile });
+          homeDirs.push(dir);
+        }
+      }
       const now = new Date(this.clock.now()).toISOString();
       const meta: EnvCacheEntryMeta = {
         version: ENV_CACHE_VERSION,
@@ -440,6 +485,7 @@ export class EnvCache {
         commands: input.commands,
         lockfiles: input.lockfiles,
         dirs: input.dirs,
+        ...(homeDirs.length === 0 ? {} : { homeDirs }),
         sizeBytes: stats.sizeBytes,
         fileCount: stats.fileCount,
         createdAt: now,
@@ -521,15 +567,17 @@ async function readMeta(file: string): Promise<EnvCacheEntryMeta | undefined> {
     return undefined;
   }
   if (!isRecord(value)) return undefined;
-  const { version, key, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository, kind, python } = value;
+  const { version, key, commands, lockfiles, dirs, homeDirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository, kind, python } = value;
   if (typeof version !== 'number' || typeof key !== 'string' || typeof sizeBytes !== 'number' || typeof fileCount !== 'number') return undefined;
   if (typeof createdAt !== 'string' || typeof lastUsedAt !== 'string' || typeof repository !== 'string') return undefined;
   if (!isStringArray(commands) || !isStringArray(lockfiles) || !isStringArray(dirs)) return undefined;
   // Entry directories are workspace-relative: anything escaping the workspace is not an entry of ours.
   if (dirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..'))) return undefined;
+  // Home directories likewise stay inside the home they are put into.
+  if (homeDirs !== undefined && (!isStringArray(homeDirs) || homeDirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..')))) return undefined;
   const entryKind: EnvKind | undefined = kind === undefined || kind === 'node' ? 'node' : kind === 'python' ? 'python' : undefined;
   if (entryKind === undefined) return undefined;
-  const base = { version, key, kind: entryKind, commands, lockfiles, dirs, sizeBytes, fileCount, createdAt, lastUsedAt, repository };
+  const base = { version, key, kind: entryKind, commands, lockfiles, dirs, ...(homeDirs === undefined ? {} : { homeDirs }), sizeBytes, fileCount, createdAt, lastUsedAt, repository };
   if (entryKind === 'node') return base;
   // A python entry is unusable without where it was built (relocation) and what to link.
   if (!isRecord(python)) return undefined;
@@ -541,6 +589,16 @@ async function readMeta(file: string): Promise<EnvCacheEntryMeta | undefined> {
 
 function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string');
+}
+
+/** Whether `dir` is a directory itself (a symlink is not followed: not one); only its absence is `false`. */
+async function isDirectory(dir: string): Promise<boolean> {
+  try {
+    return (await lstat(dir)).isDirectory();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 async function isFile(file: string): Promise<boolean> {

@@ -25,13 +25,13 @@ import type { EmitFn, ProgressEvents } from '../observability/events.js';
 import type { VerifyConfig } from '../schemas/verify-config.js';
 import { VERIFY_CONFIG_FILE_NAMES } from '../schemas/verify-config.js';
 import type { Clock } from '../util/clock.js';
-import { runSandboxRoot } from '../util/sandbox.js';
+import { runSandboxRoot, sandboxOption } from '../util/sandbox.js';
 import type { Env } from '../util/secrets.js';
 import { runBlackboxGate } from './blackbox.js';
-import { runCommandGate, safeFileName } from './command-gate.js';
+import { buildGateEnv, runCommandGate, safeFileName } from './command-gate.js';
 import type { CommandEnvironment } from './command-gate.js';
 import { checkContracts, type SnapshotRef } from './contracts.js';
-import { cacheability, EnvCache, environmentKey, findDependencyDirs } from './env-cache.js';
+import { cacheability, EnvCache, environmentKey, findDependencyDirs, HOME_CACHE_DIRS } from './env-cache.js';
 import type { EnvCacheOutcome } from './env-cache.js';
 import { loadGatePlan } from './loader.js';
 import type { GatePlan } from './loader.js';
@@ -101,6 +101,17 @@ function cancellation(signal: AbortSignal): AgentGateError {
 function failure(error: unknown, signal: AbortSignal): { error: AgentGateError; cancelled: boolean } {
   if (signal.aborted) return { error: cancellation(signal), cancelled: true };
   return { error: toAgentGateError(error, 'AG_ERR_PHASE_VERIFY'), cancelled: false };
+}
+
+/**
+ * The gates' sandbox home of the run (`$AGENTGATE_HOME/sandbox/<runId>/gate/home`) when the gates run in a
+ * sandbox and corepack keeps its downloads below it (no `COREPACK_HOME` of the user's naming another
+ * place): where the environment cache keeps and restores {@link HOME_CACHE_DIRS}. Without a sandbox the
+ * gates use the user's own home, whose caches last from run to run anyway, and nothing is kept from it.
+ */
+function gateSandboxHome(ctx: Pick<GateContext, 'worktreePath' | 'artifactsDir' | 'env'>): string | undefined {
+  if ((buildGateEnv(ctx.env ?? process.env)['COREPACK_HOME'] ?? '').trim() !== '') return undefined;
+  return sandboxOption({ role: 'gate', workspacePath: ctx.worktreePath, artifactsDir: ctx.artifactsDir, env: {} }).sandbox?.home;
 }
 
 /** Chooses unique, path-safe log file names within one verification. */
@@ -179,8 +190,10 @@ export class Verifier {
           const entry = await envCache.get(key);
           if (entry !== undefined && entry.kind === 'node') {
             const started = ctx.clock.now();
-            await envCache.materialize(entry, ctx.worktreePath);
+            const home = gateSandboxHome(ctx);
+            await envCache.materialize(entry, ctx.worktreePath, home === undefined ? {} : { home });
             const materializeMs = ctx.clock.now() - started;
+            const restored = [...entry.dirs, ...(home === undefined ? [] : (entry.homeDirs ?? []).map((dir) => `~/${dir}`))];
             cache = { status: 'hit', kind: 'node', key, materializeMs, mode: envCache.mode, dirs: entry.dirs };
             steps.forEach((step, index) => {
               const result: GateResult = {
@@ -189,7 +202,7 @@ export class Verifier {
                 passed: true,
                 durationMs: index === 0 ? materializeMs : 0,
                 command: step.command,
-                message: `restored from the environment cache (${key.slice(0, 12)}, ${entry.dirs.join(', ')}); not run`,
+                message: `restored from the environment cache (${key.slice(0, 12)}, ${restored.join(', ')}); not run`,
                 diagnostics: [],
               };
               results.push(result);
@@ -242,7 +255,16 @@ export class Verifier {
       const dirs = await findDependencyDirs(ctx.worktreePath);
       if (dirs.length === 0) return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: 'the setup installed no node_modules directory' };
       const started = ctx.clock.now();
-      const { evicted } = await envCache.store({ key: pending.key, repository: pending.repository, commands: steps.map((s) => s.command), lockfiles: pending.lockfiles, dirs, worktreePath: ctx.worktreePath });
+      const home = gateSandboxHome(ctx);
+      const { evicted } = await envCache.store({
+        key: pending.key,
+        repository: pending.repository,
+        commands: steps.map((s) => s.command),
+        lockfiles: pending.lockfiles,
+        dirs,
+        worktreePath: ctx.worktreePath,
+        ...(home === undefined ? {} : { home: { path: home, dirs: HOME_CACHE_DIRS } }),
+      });
       return { status: 'miss', kind: 'node', key: pending.key, stored: true, storeMs: ctx.clock.now() - started, dirs, evicted };
     } catch (error) {
       return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: `storing failed: ${error instanceof Error ? error.message : String(error)}` };

@@ -3,11 +3,11 @@
  * whose test uses a dependency (`is-odd`), setup `npm ci`.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EnvCache, cacheability } from '../../src/gates/env-cache.js';
+import { EnvCache, HOME_CACHE_DIRS, cacheability } from '../../src/gates/env-cache.js';
 import { Verifier } from '../../src/gates/verifier.js';
 import type { SetupResult } from '../../src/gates/verifier.js';
 import { ManualClock, systemClock } from '../../src/util/clock.js';
@@ -179,6 +179,68 @@ describe('EnvCache.prune', () => {
       expect((await cache.list()).map((e) => e.key)).toEqual(['aaaaaaaaaaaa', 'cccccccccccc']);
       expect(await cache.prune({ maxBytes: 0 })).toEqual(['cccccccccccc', 'aaaaaaaaaaaa']);
       expect(await cache.list()).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('EnvCache home directories', () => {
+  it('keeps the directories of a sandbox home that exist, sealed, and puts them only into the home it is given', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'agentgate-env-home-'));
+    try {
+      const cache = new EnvCache({ root: path.join(root, 'cache'), clock: new ManualClock() });
+      const work = path.join(root, 'work');
+      mkdirSync(path.join(work, 'node_modules', 'dep'), { recursive: true });
+      writeFileSync(path.join(work, 'node_modules', 'dep', 'index.js'), 'module.exports = 1;\n');
+      const runHome = path.join(root, 'run-home');
+      const pnpm = path.join('.cache', 'node', 'corepack', 'v1', 'pnpm', '9.0.0', 'bin', 'pnpm.cjs');
+      mkdirSync(path.dirname(path.join(runHome, pnpm)), { recursive: true });
+      writeFileSync(path.join(runHome, pnpm), 'console.log("9.0.0");\n');
+      writeFileSync(path.join(runHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'), '{}');
+      const { meta } = await cache.store({
+        key: 'dddddddddddd',
+        repository: 'r',
+        commands: ['corepack pnpm install'],
+        lockfiles: ['pnpm-lock.yaml'],
+        dirs: ['node_modules'],
+        worktreePath: work,
+        home: { path: runHome, dirs: [...HOME_CACHE_DIRS, '.cache/never-made'] },
+      });
+      // Only what exists is kept, and its size counts towards the bound.
+      expect(meta.homeDirs).toEqual(['.cache/node/corepack/v1']);
+      expect(meta.fileCount).toBe(2);
+      expect(statSync(path.join(runHome, pnpm)).mode & 0o222).toBe(0);
+      expect((await cache.get('dddddddddddd'))?.homeDirs).toEqual(['.cache/node/corepack/v1']);
+
+      const nextHome = path.join(root, 'next-home');
+      const target = path.join(root, 'target');
+      mkdirSync(target);
+      await cache.materialize(meta, target, { home: nextHome });
+      expect(readFileSync(path.join(nextHome, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
+      expect(statSync(path.join(nextHome, pnpm)).nlink).toBeGreaterThan(1);
+      expect(existsSync(path.join(nextHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'))).toBe(false);
+      expect(existsSync(path.join(target, 'node_modules', 'dep', 'index.js'))).toBe(true);
+
+      // Without a home (gates outside a sandbox use the user's own), only node_modules is put back.
+      const bare = path.join(root, 'bare');
+      mkdirSync(bare);
+      await cache.materialize(meta, bare);
+      expect(existsSync(path.join(bare, 'node_modules', 'dep', 'index.js'))).toBe(true);
+      expect(existsSync(path.join(bare, '.cache'))).toBe(false);
+
+      // A home directory that is a symlink (made by the setup) is not followed into the entry.
+      const linkedHome = path.join(root, 'linked-home');
+      mkdirSync(path.join(linkedHome, '.cache', 'node', 'corepack'), { recursive: true });
+      symlinkSync(path.join(root, 'work'), path.join(linkedHome, '.cache', 'node', 'corepack', 'v1'));
+      const linked = await cache.store({ key: 'eeeeeeeeeeee', repository: 'r', commands: ['corepack pnpm install'], lockfiles: ['pnpm-lock.yaml'], dirs: ['node_modules'], worktreePath: work, home: { path: linkedHome, dirs: HOME_CACHE_DIRS } });
+      expect(linked.meta.homeDirs).toBeUndefined();
+
+      // An entry whose meta names a directory outside the home is not an entry of ours.
+      const metaFile = path.join(root, 'cache', 'dddddddddddd', 'meta.json');
+      writeFileSync(metaFile, JSON.stringify({ ...meta, homeDirs: ['../../escape'] }));
+      expect(await cache.get('dddddddddddd')).toBeUndefined();
+      await expect(cache.store({ key: 'ffffffffffff', repository: 'r', commands: ['npm ci'], lockfiles: ['package-lock.json'], dirs: ['node_modules'], worktreePath: work, home: { path: runHome, dirs: ['../outside'] } })).rejects.toThrow(/not a directory inside the home/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -1,0 +1,115 @@
+/**
+ * The environment cache keeps the package manager corepack downloaded into the gates' sandbox home
+ * (issue 12, real repositories): a repository pinning pnpm through `packageManager` gets it again in the
+ * next run's fresh sandbox home instead of downloading it before its first gate. Real bubblewrap, real
+ * corepack and pnpm against the registry; the second run's sandbox has no network, so its gate
+ * `corepack pnpm --version` can only answer from the restored copy.
+ *
+ * `COREPACK_INTEGRITY_KEYS=0`: the registry this machine reaches serves no signatures (docs/performance.md).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EnvCache, HOME_CACHE_DIRS } from '../../src/gates/env-cache.js';
+import { Verifier } from '../../src/gates/verifier.js';
+import { runWithSandboxPolicy } from '../../src/util/sandbox-policy.js';
+import type { SandboxPolicy } from '../../src/util/sandbox-policy.js';
+import { runSandboxRoot } from '../../src/util/sandbox.js';
+import { systemClock } from '../../src/util/clock.js';
+import { createRepo, gateContext, git } from './helpers.js';
+import type { TempRepo } from './helpers.js';
+
+const PNPM = '9.15.9';
+
+const env: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !/^(npm_|PNPM_|INIT_CWD$|COREPACK_HOME$)/i.test(e[0]))),
+  COREPACK_INTEGRITY_KEYS: '0',
+  COREPACK_ENABLE_DOWNLOAD_PROMPT: '0',
+};
+
+const VERIFY_YAML = `version: "1"
+environment:
+  setup:
+    - { name: install, command: corepack pnpm install --frozen-lockfile, timeout: 300 }
+tests:
+  - { name: test, command: node test.js, timeout: 60 }
+  - { name: pnpm, command: corepack pnpm --version, timeout: 60 }
+`;
+
+const TEST_JS = `const isOdd = require('is-odd');
+if (!isOdd(3) || isOdd(4)) { console.error('is-odd is wrong'); process.exit(1); }
+`;
+
+const PACKAGE_JSON = `${JSON.stringify({ name: 'fixture', version: '1.0.0', private: true, packageManager: `pnpm@${PNPM}`, dependencies: { 'is-odd': '3.0.1' } }, null, 2)}\n`;
+
+describe('the environment cache and corepack', () => {
+  let scratch: string;
+  let home: string;
+  let repo: TempRepo;
+
+  beforeAll(() => {
+    scratch = mkdtempSync(path.join(os.tmpdir(), 'agentgate-env-corepack-'));
+    home = path.join(scratch, 'home');
+    // A real pnpm-lock.yaml, resolved by the pinned pnpm (downloaded into a scratch corepack home).
+    const lock = path.join(scratch, 'lock');
+    mkdirSync(lock);
+    writeFileSync(path.join(lock, 'package.json'), PACKAGE_JSON);
+    execFileSync('corepack', ['pnpm', 'install', '--lockfile-only'], { cwd: lock, env: { ...env, COREPACK_HOME: path.join(scratch, 'corepack') }, stdio: 'ignore' });
+    repo = createRepo({ 'verify.yaml': VERIFY_YAML, 'test.js': TEST_JS, 'package.json': PACKAGE_JSON, 'pnpm-lock.yaml': readFileSync(path.join(lock, 'pnpm-lock.yaml'), 'utf8'), '.gitignore': 'node_modules/\n' });
+  }, 180_000);
+
+  afterAll(() => {
+    repo?.cleanup();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  /** One run: a fresh clone as its worktree, artifacts under `$AGENTGATE_HOME/runs/<runId>`, setup then verify in `policy`. */
+  async function run(runId: string, policy: SandboxPolicy) {
+    const dir = path.join(scratch, 'worktrees', runId);
+    git(scratch, 'clone', '-q', repo.dir, dir);
+    const ctx = gateContext({ ...repo, dir, artifactsDir: path.join(home, 'runs', runId) }, { env });
+    const verifier = new Verifier();
+    return runWithSandboxPolicy(policy, async () => {
+      const setup = await verifier.setup(ctx);
+      const verified = await verifier.verify(ctx);
+      return { setup, verified, gateHome: path.join(runSandboxRoot(ctx.artifactsDir, 'gate').root, 'home') };
+    });
+  }
+
+  it('keeps the pinned pnpm with node_modules and restores it into the next run\'s sandbox home', async () => {
+    const first = await run('run-1', { mode: 'bwrap', network: true });
+    expect(first.setup.ok).toBe(true);
+    expect(first.setup.cache).toMatchObject({ status: 'miss', stored: true, dirs: ['node_modules'] });
+    expect(first.verified.ok && first.verified.report.passed).toBe(true);
+    const key = first.setup.cache?.status === 'miss' ? first.setup.cache.key : '';
+    const entry = await new EnvCache({ root: path.join(home, 'env-cache'), clock: systemClock }).get(key);
+    expect(entry?.homeDirs).toEqual([...HOME_CACHE_DIRS]);
+    const kept = path.join(home, 'env-cache', key, 'home', '.cache', 'node', 'corepack', 'v1', 'pnpm', PNPM, 'package.json');
+    expect((JSON.parse(readFileSync(kept, 'utf8')) as { version: string }).version).toBe(PNPM);
+    // Corepack's own state beside v1/ stays the run's.
+    expect(existsSync(path.join(home, 'env-cache', key, 'home', '.cache', 'node', 'corepack', 'lastKnownGood.json'))).toBe(false);
+
+    // No network: pnpm can only come from the entry.
+    const second = await run('run-2', { mode: 'bwrap', network: false });
+    expect(second.setup.ok).toBe(true);
+    expect(second.setup.cache).toMatchObject({ status: 'hit', key, dirs: ['node_modules'] });
+    expect(second.setup.results[0]?.message).toContain('~/.cache/node/corepack/v1');
+    expect(second.verified.ok).toBe(true);
+    if (!second.verified.ok) return;
+    expect(second.verified.report.gates.map((g) => [g.name, g.passed])).toEqual(expect.arrayContaining([['test', true], ['pnpm', true]]));
+    const restored = path.join(second.gateHome, '.cache', 'node', 'corepack', 'v1', 'pnpm', PNPM, 'package.json');
+    // Linked from the entry and sealed against in-place writes, like node_modules.
+    expect(statSync(restored).nlink).toBeGreaterThan(1);
+    expect(statSync(restored).mode & 0o222).toBe(0);
+  }, 300_000);
+
+  it('keeps nothing of the user\'s own home when the gates run without a sandbox', async () => {
+    const third = await run('run-3', { mode: 'none', network: true });
+    expect(third.setup.ok).toBe(true);
+    expect(third.setup.cache).toMatchObject({ status: 'hit', dirs: ['node_modules'] });
+    expect(third.setup.results[0]?.message).not.toContain('corepack');
+    expect(existsSync(third.gateHome)).toBe(false);
+  }, 300_000);
+});
