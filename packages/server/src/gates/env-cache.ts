@@ -99,8 +99,6 @@ export interface Relocation {
 
 export interface MaterializeOptions {
   relocate?: Relocation;
-  /** The gates' sandbox home of the run: the entry's {@link EnvCacheEntryMeta.homeDirs} go there (else nowhere). */
-  home?: string;
 }
 
 /**
@@ -110,6 +108,12 @@ export interface MaterializeOptions {
  * run starts with an empty home, so without them each run downloads its pinned pnpm again (~1.5 s here)
  * before its first gate. Only `v1/`, the installed versions: corepack's own state files beside it
  * (`lastKnownGood.json`) are written again by corepack and stay the run's.
+ *
+ * Unlike `node_modules`, these are copied both ways, never hard-linked: the home stays writable by every
+ * later gate of the run, and a gate owns its files (it may `chmod` them back), so a shared inode would let
+ * one run rewrite the package manager the next runs execute. Every directory on the way, from the home
+ * down, must be a directory of its own (no symlink): the home is what the setup — untrusted install
+ * scripts — left, and is read outside the sandbox.
  */
 export const HOME_CACHE_DIRS: readonly string[] = ['.cache/node/corepack/v1'];
 
@@ -125,7 +129,18 @@ export type Cacheability = { cacheable: true; lockfiles: string[] } | { cacheabl
 
 /** What the setup result says about the cache (the run record and `gate_checked` messages carry it). */
 export type EnvCacheOutcome =
-  | { status: 'hit'; kind: EnvKind; key: string; materializeMs: number; mode: MaterializeMode; dirs: string[] }
+  | {
+      status: 'hit';
+      kind: EnvKind;
+      key: string;
+      materializeMs: number;
+      mode: MaterializeMode;
+      dirs: string[];
+      /** Home directories put into the gates' sandbox home ({@link HOME_CACHE_DIRS}). */
+      homeDirs?: string[];
+      /** Why the entry's home directories could not be put there (the gates then fetch them again). */
+      homeError?: string;
+    }
   | { status: 'miss'; kind: EnvKind; key: string; stored: true; storeMs: number; dirs: string[]; evicted: string[] }
   | { status: 'miss'; kind: EnvKind; key: string; stored: false; reason: string }
   | { status: 'bypass'; kind: EnvKind; reason: string };
@@ -363,9 +378,8 @@ async function placeFile(source: string, target: string, mode: MaterializeMode):
 
 /** A home-relative directory as an entry keeps it: relative, normalised, never leaving the home. */
 function safeHomeDir(dir: string): string {
-  const normal = path.posix.normalize(dir);
-  if (path.posix.isAbsolute(normal) || normal === '.' || normal === '..' || normal.startsWith('../')) throw new RangeError(`not a directory inside the home: ${JSON.stringify(dir)}`);
-  return normal;
+  if (!isEntryRelative(dir)) throw new RangeError(`not a directory inside the home: ${JSON.stringify(dir)}`);
+  return dir;
 }
 
 /** Removes every write bit of a file: an in-place write through a hard link then fails (unless root). */
@@ -428,14 +442,25 @@ export class EnvCache {
       await rm(target, { recursive: true, force: true });
       await cloneTree(path.join(files, dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 }, relative: dir, ...(options.relocate === undefined ? {} : { relocate: options.relocate }) });
     }
-    if (options.home !== undefined) {
-      for (const dir of meta.homeDirs ?? []) {
-        const target = path.join(options.home, safeHomeDir(dir));
-        await rm(target, { recursive: true, force: true });
-        await cloneTree(path.join(this.entryDir(meta.key), 'home', dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 } });
-      }
-    }
     await this.touch(meta);
+  }
+
+  /**
+   * Puts the entry's {@link EnvCacheEntryMeta.homeDirs} into `home` (the run's gate sandbox home), as
+   * copies. A symlink or a file on the way down from `home` is removed (only the link, never what it
+   * names) and replaced by a directory, so nothing is written outside `home`. Returns the directories put.
+   */
+  async restoreHome(meta: EnvCacheEntryMeta, home: string): Promise<string[]> {
+    const restored: string[] = [];
+    for (const dir of meta.homeDirs ?? []) {
+      const relative = safeHomeDir(dir);
+      const target = await ownDirectoryPath(home, relative, 'make');
+      if (target === undefined) continue;
+      await rm(target, { recursive: true, force: true });
+      await cloneTree(path.join(this.entryDir(meta.key), 'home', relative), target, { mode: 'copy', stats: { sizeBytes: 0, fileCount: 0 } });
+      restored.push(relative);
+    }
+    return restored;
   }
 
   /**
@@ -466,14 +491,16 @@ export class EnvCache {
         // The workspace's files are sealed first, so the entry's inodes (shared with the workspace) are read-only too.
         await cloneTree(path.join(input.worktreePath, dir), path.join(staging, 'files', dir), { mode: 'hardlink', stats, onFile: sealFile, ...(input.skip === undefined ? {} : { skip: input.skip }) });
       }
-      // Sealed like node_modules: the run's home shares these inodes with the entry. A directory the setup
-      // did not create (no corepack call) is simply not kept.
+      // Copied, then sealed in the entry (see HOME_CACHE_DIRS). A directory the setup did not create (no
+      // corepack call), or one reached through a symlink, is not kept.
       const homeDirs: string[] = [];
       if (input.home !== undefined) {
         for (const dir of input.home.dirs.map(safeHomeDir)) {
-          const source = path.join(input.home.path, dir);
-          if (!(await isDirectory(source))) continue;
-          await cloneTree(source, path.join(staging, 'home', dir), { mode: 'hardlink', stats, onFile: sealFile });
+          const source = await ownDirectoryPath(input.home.path, dir, 'find');
+          if (source === undefined) continue;
+          const kept = path.join(staging, 'home', dir);
+          await cloneTree(source, kept, { mode: 'copy', stats });
+          await sealTree(kept);
           homeDirs.push(dir);
         }
       }
@@ -572,9 +599,10 @@ async function readMeta(file: string): Promise<EnvCacheEntryMeta | undefined> {
   if (typeof createdAt !== 'string' || typeof lastUsedAt !== 'string' || typeof repository !== 'string') return undefined;
   if (!isStringArray(commands) || !isStringArray(lockfiles) || !isStringArray(dirs)) return undefined;
   // Entry directories are workspace-relative: anything escaping the workspace is not an entry of ours.
-  if (dirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..'))) return undefined;
-  // Home directories likewise stay inside the home they are put into.
-  if (homeDirs !== undefined && (!isStringArray(homeDirs) || homeDirs.some((d) => path.isAbsolute(d) || d.split('/').includes('..')))) return undefined;
+  // (An empty or `.` entry would name the workspace itself, which materialising replaces.)
+  if (!dirs.every(isEntryRelative)) return undefined;
+  // Home directories likewise stay strictly inside the home they are put into.
+  if (homeDirs !== undefined && (!isStringArray(homeDirs) || !homeDirs.every(isEntryRelative))) return undefined;
   const entryKind: EnvKind | undefined = kind === undefined || kind === 'node' ? 'node' : kind === 'python' ? 'python' : undefined;
   if (entryKind === undefined) return undefined;
   const base = { version, key, kind: entryKind, commands, lockfiles, dirs, ...(homeDirs === undefined ? {} : { homeDirs }), sizeBytes, fileCount, createdAt, lastUsedAt, repository };
@@ -591,14 +619,43 @@ function isStringArray(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === 'string');
 }
 
-/** Whether `dir` is a directory itself (a symlink is not followed: not one); only its absence is `false`. */
-async function isDirectory(dir: string): Promise<boolean> {
-  try {
-    return (await lstat(dir)).isDirectory();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
+/**
+ * `root/relative`, when every directory on the way down from `root` is a directory of its own — a symlink
+ * is never followed. `find`: undefined when one is missing, a symlink or not a directory. `make`: a
+ * missing one is created, and a symlink or anything else in the way is removed first (the link itself,
+ * not what it names).
+ */
+async function ownDirectoryPath(root: string, relative: string, mode: 'find' | 'make'): Promise<string | undefined> {
+  let at = root;
+  for (const part of relative.split('/')) {
+    at = path.join(at, part);
+    let kind: 'dir' | 'other' | 'missing';
+    try {
+      kind = (await lstat(at)).isDirectory() ? 'dir' : 'other';
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      kind = 'missing';
+    }
+    if (kind === 'dir') continue;
+    if (mode === 'find') return undefined;
+    if (kind === 'other') await rm(at, { force: true });
+    await mkdir(at);
   }
+  return at;
+}
+
+/** Removes every write bit of every file below `dir` (the entry's own copies). */
+async function sealTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) await sealTree(child);
+    else if (entry.isFile()) await sealFile(child);
+  }
+}
+
+/** A relative path an entry may name: not absolute, not empty or `.`, no `..`, already normalised. */
+function isEntryRelative(dir: string): boolean {
+  return dir !== '' && !path.posix.isAbsolute(dir) && path.posix.normalize(dir) === dir && dir !== '.' && !dir.split('/').includes('..');
 }
 
 async function isFile(file: string): Promise<boolean> {

@@ -32,7 +32,7 @@ import { buildGateEnv, runCommandGate, safeFileName } from './command-gate.js';
 import type { CommandEnvironment } from './command-gate.js';
 import { checkContracts, type SnapshotRef } from './contracts.js';
 import { cacheability, EnvCache, environmentKey, findDependencyDirs, HOME_CACHE_DIRS } from './env-cache.js';
-import type { EnvCacheOutcome } from './env-cache.js';
+import type { EnvCacheEntryMeta, EnvCacheOutcome } from './env-cache.js';
 import { loadGatePlan } from './loader.js';
 import type { GatePlan } from './loader.js';
 import { pythonGateEnvironment, setupPythonEnvironment } from './python-env.js';
@@ -190,11 +190,12 @@ export class Verifier {
           const entry = await envCache.get(key);
           if (entry !== undefined && entry.kind === 'node') {
             const started = ctx.clock.now();
-            const home = gateSandboxHome(ctx);
-            await envCache.materialize(entry, ctx.worktreePath, home === undefined ? {} : { home });
+            await envCache.materialize(entry, ctx.worktreePath);
+            const home = await this.restoreHome(envCache, entry, ctx);
             const materializeMs = ctx.clock.now() - started;
-            const restored = [...entry.dirs, ...(home === undefined ? [] : (entry.homeDirs ?? []).map((dir) => `~/${dir}`))];
-            cache = { status: 'hit', kind: 'node', key, materializeMs, mode: envCache.mode, dirs: entry.dirs };
+            const restored = [...entry.dirs, ...(home.homeDirs ?? []).map((dir) => `~/${dir}`)];
+            const unrestored = home.homeError === undefined ? '' : `; ${home.homeError}`;
+            cache = { status: 'hit', kind: 'node', key, materializeMs, mode: envCache.mode, dirs: entry.dirs, ...home };
             steps.forEach((step, index) => {
               const result: GateResult = {
                 name: step.name,
@@ -202,7 +203,7 @@ export class Verifier {
                 passed: true,
                 durationMs: index === 0 ? materializeMs : 0,
                 command: step.command,
-                message: `restored from the environment cache (${key.slice(0, 12)}, ${restored.join(', ')}); not run`,
+                message: `restored from the environment cache (${key.slice(0, 12)}, ${restored.join(', ')}); not run${unrestored}`,
                 diagnostics: [],
               };
               results.push(result);
@@ -256,18 +257,25 @@ export class Verifier {
       if (dirs.length === 0) return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: 'the setup installed no node_modules directory' };
       const started = ctx.clock.now();
       const home = gateSandboxHome(ctx);
-      const { evicted } = await envCache.store({
-        key: pending.key,
-        repository: pending.repository,
-        commands: steps.map((s) => s.command),
-        lockfiles: pending.lockfiles,
-        dirs,
-        worktreePath: ctx.worktreePath,
-        ...(home === undefined ? {} : { home: { path: home, dirs: HOME_CACHE_DIRS } }),
-      });
+      const { key, repository, lockfiles } = pending;
+      const kept = { key, repository, commands: steps.map((s) => s.command), lockfiles, dirs, worktreePath: ctx.worktreePath };
+      const { evicted } = await envCache.store({ ...kept, ...(home === undefined ? {} : { home: { path: home, dirs: HOME_CACHE_DIRS } }) });
       return { status: 'miss', kind: 'node', key: pending.key, stored: true, storeMs: ctx.clock.now() - started, dirs, evicted };
     } catch (error) {
       return { status: 'miss', kind: 'node', key: pending.key, stored: false, reason: `storing failed: ${error instanceof Error ? error.message : String(error)}` };
+    }
+  }
+
+  /** Puts the entry's home directories into the gates' sandbox home; only saves a download, so a failure is reported, not fatal. */
+  private async restoreHome(envCache: EnvCache, entry: EnvCacheEntryMeta, ctx: GateContext): Promise<{ homeDirs?: string[]; homeError?: string }> {
+    if ((entry.homeDirs ?? []).length === 0) return {};
+    const home = gateSandboxHome(ctx);
+    if (home === undefined) return {};
+    try {
+      const homeDirs = await envCache.restoreHome(entry, home);
+      return homeDirs.length === 0 ? {} : { homeDirs };
+    } catch (error) {
+      return { homeError: `${(entry.homeDirs ?? []).map((dir) => `~/${dir}`).join(', ')} not restored (${error instanceof Error ? error.message : String(error)}): fetched again when needed` };
     }
   }
 

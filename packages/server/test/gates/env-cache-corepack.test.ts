@@ -14,7 +14,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvCache, HOME_CACHE_DIRS } from '../../src/gates/env-cache.js';
 import { Verifier } from '../../src/gates/verifier.js';
-import { runWithSandboxPolicy } from '../../src/util/sandbox-policy.js';
+import { probeBwrap, runWithSandboxPolicy } from '../../src/util/sandbox-policy.js';
 import type { SandboxPolicy } from '../../src/util/sandbox-policy.js';
 import { runSandboxRoot } from '../../src/util/sandbox.js';
 import { systemClock } from '../../src/util/clock.js';
@@ -44,7 +44,10 @@ if (!isOdd(3) || isOdd(4)) { console.error('is-odd is wrong'); process.exit(1); 
 
 const PACKAGE_JSON = `${JSON.stringify({ name: 'fixture', version: '1.0.0', private: true, packageManager: `pnpm@${PNPM}`, dependencies: { 'is-odd': '3.0.1' } }, null, 2)}\n`;
 
-describe('the environment cache and corepack', () => {
+/** Outside CI a machine without a working bwrap skips this file; CI installs bubblewrap, and there it must run. */
+const BWRAP_WORKS = probeBwrap().available;
+
+describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('the environment cache and corepack', () => {
   let scratch: string;
   let home: string;
   let repo: TempRepo;
@@ -66,10 +69,10 @@ describe('the environment cache and corepack', () => {
   });
 
   /** One run: a fresh clone as its worktree, artifacts under `$AGENTGATE_HOME/runs/<runId>`, setup then verify in `policy`. */
-  async function run(runId: string, policy: SandboxPolicy) {
+  async function run(runId: string, policy: SandboxPolicy, extraEnv: Record<string, string> = {}) {
     const dir = path.join(scratch, 'worktrees', runId);
     git(scratch, 'clone', '-q', repo.dir, dir);
-    const ctx = gateContext({ ...repo, dir, artifactsDir: path.join(home, 'runs', runId) }, { env });
+    const ctx = gateContext({ ...repo, dir, artifactsDir: path.join(home, 'runs', runId) }, { env: { ...env, ...extraEnv } });
     const verifier = new Verifier();
     return runWithSandboxPolicy(policy, async () => {
       const setup = await verifier.setup(ctx);
@@ -99,17 +102,26 @@ describe('the environment cache and corepack', () => {
     expect(second.verified.ok).toBe(true);
     if (!second.verified.ok) return;
     expect(second.verified.report.gates.map((g) => [g.name, g.passed])).toEqual(expect.arrayContaining([['test', true], ['pnpm', true]]));
+    expect(second.setup.cache).toMatchObject({ homeDirs: ['.cache/node/corepack/v1'] });
     const restored = path.join(second.gateHome, '.cache', 'node', 'corepack', 'v1', 'pnpm', PNPM, 'package.json');
-    // Linked from the entry and sealed against in-place writes, like node_modules.
-    expect(statSync(restored).nlink).toBeGreaterThan(1);
-    expect(statSync(restored).mode & 0o222).toBe(0);
+    // A copy of the entry's: this run's gates own their home and may change it, the entry stays as stored.
+    expect(statSync(restored).nlink).toBe(1);
+    expect(statSync(kept).mode & 0o222).toBe(0);
   }, 300_000);
 
-  it('keeps nothing of the user\'s own home when the gates run without a sandbox', async () => {
-    const third = await run('run-3', { mode: 'none', network: true });
+  it('restores nothing into a home it does not own: no sandbox, or COREPACK_HOME naming another place', async () => {
+    // Without a sandbox the gates use the user's home; corepack goes to a scratch COREPACK_HOME here.
+    const third = await run('run-3', { mode: 'none', network: true }, { COREPACK_HOME: path.join(scratch, 'corepack') });
     expect(third.setup.ok).toBe(true);
     expect(third.setup.cache).toMatchObject({ status: 'hit', dirs: ['node_modules'] });
+    expect(third.setup.cache).not.toHaveProperty('homeDirs');
     expect(third.setup.results[0]?.message).not.toContain('corepack');
     expect(existsSync(third.gateHome)).toBe(false);
+
+    const fourth = await run('run-4', { mode: 'bwrap', network: true }, { COREPACK_HOME: path.join(scratch, 'corepack') });
+    expect(fourth.setup.ok).toBe(true);
+    expect(fourth.setup.cache).toMatchObject({ status: 'hit', dirs: ['node_modules'] });
+    expect(fourth.setup.cache).not.toHaveProperty('homeDirs');
+    expect(existsSync(path.join(fourth.gateHome, '.cache', 'node', 'corepack'))).toBe(false);
   }, 300_000);
 });

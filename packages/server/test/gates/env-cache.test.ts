@@ -3,7 +3,7 @@
  * whose test uses a dependency (`is-odd`), setup `npm ci`.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -186,64 +186,108 @@ describe('EnvCache.prune', () => {
 });
 
 describe('EnvCache home directories', () => {
-  it('keeps the directories of a sandbox home that exist, sealed, and puts them only into the home it is given', async () => {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'agentgate-env-home-'));
-    try {
-      const cache = new EnvCache({ root: path.join(root, 'cache'), clock: new ManualClock() });
-      const work = path.join(root, 'work');
-      mkdirSync(path.join(work, 'node_modules', 'dep'), { recursive: true });
-      writeFileSync(path.join(work, 'node_modules', 'dep', 'index.js'), 'module.exports = 1;\n');
-      const runHome = path.join(root, 'run-home');
-      const pnpm = path.join('.cache', 'node', 'corepack', 'v1', 'pnpm', '9.0.0', 'bin', 'pnpm.cjs');
-      mkdirSync(path.dirname(path.join(runHome, pnpm)), { recursive: true });
-      writeFileSync(path.join(runHome, pnpm), 'console.log("9.0.0");\n');
-      writeFileSync(path.join(runHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'), '{}');
-      const { meta } = await cache.store({
-        key: 'dddddddddddd',
-        repository: 'r',
-        commands: ['corepack pnpm install'],
-        lockfiles: ['pnpm-lock.yaml'],
-        dirs: ['node_modules'],
-        worktreePath: work,
-        home: { path: runHome, dirs: [...HOME_CACHE_DIRS, '.cache/never-made'] },
-      });
-      // Only what exists is kept, and its size counts towards the bound.
-      expect(meta.homeDirs).toEqual(['.cache/node/corepack/v1']);
-      expect(meta.fileCount).toBe(2);
-      expect(statSync(path.join(runHome, pnpm)).mode & 0o222).toBe(0);
-      expect((await cache.get('dddddddddddd'))?.homeDirs).toEqual(['.cache/node/corepack/v1']);
+  const pnpm = path.join('.cache', 'node', 'corepack', 'v1', 'pnpm', '9.0.0', 'bin', 'pnpm.cjs');
+  let root: string;
+  let cache: EnvCache;
+  let work: string;
+  const store = (key: string, home: string, dirs: readonly string[] = HOME_CACHE_DIRS) =>
+    cache.store({ key, repository: 'r', commands: ['corepack pnpm install'], lockfiles: ['pnpm-lock.yaml'], dirs: ['node_modules'], worktreePath: work, home: { path: home, dirs } });
+  /** A sandbox home as a setup leaves it: pnpm downloaded by corepack, and corepack's state file beside v1/. */
+  function homeWithPnpm(name: string): string {
+    const home = path.join(root, name);
+    mkdirSync(path.dirname(path.join(home, pnpm)), { recursive: true });
+    writeFileSync(path.join(home, pnpm), 'console.log("9.0.0");\n');
+    writeFileSync(path.join(home, '.cache', 'node', 'corepack', 'lastKnownGood.json'), '{}');
+    return home;
+  }
 
-      const nextHome = path.join(root, 'next-home');
-      const target = path.join(root, 'target');
-      mkdirSync(target);
-      await cache.materialize(meta, target, { home: nextHome });
-      expect(readFileSync(path.join(nextHome, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
-      expect(statSync(path.join(nextHome, pnpm)).nlink).toBeGreaterThan(1);
-      expect(existsSync(path.join(nextHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'))).toBe(false);
-      expect(existsSync(path.join(target, 'node_modules', 'dep', 'index.js'))).toBe(true);
+  beforeAll(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'agentgate-env-home-'));
+    cache = new EnvCache({ root: path.join(root, 'cache'), clock: new ManualClock() });
+    work = path.join(root, 'work');
+    mkdirSync(path.join(work, 'node_modules', 'dep'), { recursive: true });
+    writeFileSync(path.join(work, 'node_modules', 'dep', 'index.js'), 'module.exports = 1;\n');
+  });
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-      // Without a home (gates outside a sandbox use the user's own), only node_modules is put back.
-      const bare = path.join(root, 'bare');
-      mkdirSync(bare);
-      await cache.materialize(meta, bare);
-      expect(existsSync(path.join(bare, 'node_modules', 'dep', 'index.js'))).toBe(true);
-      expect(existsSync(path.join(bare, '.cache'))).toBe(false);
+  it('keeps copies of the home directories that exist and restores copies into the home it is given', async () => {
+    const runHome = homeWithPnpm('run-home');
+    const { meta } = await store('dddddddddddd', runHome, [...HOME_CACHE_DIRS, '.cache/never-made']);
+    // Only what exists is kept, and its size counts towards the bound.
+    expect(meta.homeDirs).toEqual(['.cache/node/corepack/v1']);
+    expect(meta.fileCount).toBe(2);
+    expect((await cache.get('dddddddddddd'))?.homeDirs).toEqual(['.cache/node/corepack/v1']);
+    // Copied, not linked: a later gate of this run owns its home and could make the file writable again.
+    const kept = path.join(root, 'cache', 'dddddddddddd', 'home', pnpm);
+    expect(statSync(kept).nlink).toBe(1);
+    expect(statSync(kept).mode & 0o222).toBe(0);
+    expect(statSync(path.join(runHome, pnpm)).mode & 0o200).not.toBe(0);
 
-      // A home directory that is a symlink (made by the setup) is not followed into the entry.
-      const linkedHome = path.join(root, 'linked-home');
-      mkdirSync(path.join(linkedHome, '.cache', 'node', 'corepack'), { recursive: true });
-      symlinkSync(path.join(root, 'work'), path.join(linkedHome, '.cache', 'node', 'corepack', 'v1'));
-      const linked = await cache.store({ key: 'eeeeeeeeeeee', repository: 'r', commands: ['corepack pnpm install'], lockfiles: ['pnpm-lock.yaml'], dirs: ['node_modules'], worktreePath: work, home: { path: linkedHome, dirs: HOME_CACHE_DIRS } });
-      expect(linked.meta.homeDirs).toBeUndefined();
+    const nextHome = path.join(root, 'next-home');
+    mkdirSync(nextHome);
+    expect(await cache.restoreHome(meta, nextHome)).toEqual(['.cache/node/corepack/v1']);
+    expect(readFileSync(path.join(nextHome, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
+    expect(statSync(path.join(nextHome, pnpm)).nlink).toBe(1);
+    expect(existsSync(path.join(nextHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'))).toBe(false);
 
-      // An entry whose meta names a directory outside the home is not an entry of ours.
-      const metaFile = path.join(root, 'cache', 'dddddddddddd', 'meta.json');
-      writeFileSync(metaFile, JSON.stringify({ ...meta, homeDirs: ['../../escape'] }));
+    // materialize puts back node_modules only; the home is restoreHome's.
+    const bare = path.join(root, 'bare');
+    mkdirSync(bare);
+    await cache.materialize(meta, bare);
+    expect(existsSync(path.join(bare, 'node_modules', 'dep', 'index.js'))).toBe(true);
+    expect(existsSync(path.join(bare, '.cache'))).toBe(false);
+  });
+
+  it('never reads a home directory through a symlink or a file on the way down, and keeps node_modules', async () => {
+    // `.cache` made a link to a directory outside the run (what an install script in the sandbox could do).
+    const outside = homeWithPnpm('outside');
+    const linked = path.join(root, 'linked-home');
+    mkdirSync(linked);
+    symlinkSync(path.join(outside, '.cache'), path.join(linked, '.cache'));
+    const viaLink = await store('eeeeeeeeeeee', linked);
+    expect(viaLink.meta.homeDirs).toBeUndefined();
+    expect(viaLink.meta.dirs).toEqual(['node_modules']);
+    expect(existsSync(path.join(root, 'cache', 'eeeeeeeeeeee', 'home'))).toBe(false);
+    // Nothing outside was sealed or linked.
+    expect(statSync(path.join(outside, pnpm)).mode & 0o200).not.toBe(0);
+    expect(statSync(path.join(outside, pnpm)).nlink).toBe(1);
+
+    // The last directory a link, and a file where a directory belongs: not kept either, and no error.
+    const lastLinked = path.join(root, 'last-linked');
+    mkdirSync(path.join(lastLinked, '.cache', 'node', 'corepack'), { recursive: true });
+    symlinkSync(path.join(outside, '.cache', 'node', 'corepack', 'v1'), path.join(lastLinked, '.cache', 'node', 'corepack', 'v1'));
+    expect((await store('ffffffffffff', lastLinked)).meta.homeDirs).toBeUndefined();
+    const fileInTheWay = path.join(root, 'file-in-the-way');
+    mkdirSync(path.join(fileInTheWay, '.cache'), { recursive: true });
+    writeFileSync(path.join(fileInTheWay, '.cache', 'node'), 'not a directory');
+    expect((await store('abababababab', fileInTheWay)).meta.homeDirs).toBeUndefined();
+  });
+
+  it('restores into the home itself: a symlink on the way is replaced, what it names is left alone', async () => {
+    const meta = await cache.get('dddddddddddd');
+    if (meta === undefined) throw new Error('entry missing');
+    const elsewhere = path.join(root, 'elsewhere');
+    mkdirSync(path.join(elsewhere, 'node', 'corepack', 'v1'), { recursive: true });
+    writeFileSync(path.join(elsewhere, 'node', 'corepack', 'v1', 'keep.txt'), 'mine');
+    const home = path.join(root, 'home-with-link');
+    mkdirSync(home);
+    symlinkSync(elsewhere, path.join(home, '.cache'));
+    expect(await cache.restoreHome(meta, home)).toEqual(['.cache/node/corepack/v1']);
+    expect(lstatSync(path.join(home, '.cache')).isSymbolicLink()).toBe(false);
+    expect(readFileSync(path.join(home, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
+    expect(readFileSync(path.join(elsewhere, 'node', 'corepack', 'v1', 'keep.txt'), 'utf8')).toBe('mine');
+    expect(existsSync(path.join(elsewhere, 'node', 'corepack', 'v1', 'pnpm'))).toBe(false);
+  });
+
+  it('treats a meta.json naming anything but a directory strictly inside the home or workspace as no entry', async () => {
+    const meta = await cache.get('dddddddddddd');
+    if (meta === undefined) throw new Error('entry missing');
+    const metaFile = path.join(root, 'cache', 'dddddddddddd', 'meta.json');
+    for (const bad of [{ homeDirs: ['../../escape'] }, { homeDirs: [''] }, { homeDirs: ['.'] }, { homeDirs: ['.cache//node'] }, { dirs: [''] }, { dirs: ['.'] }]) {
+      writeFileSync(metaFile, JSON.stringify({ ...meta, ...bad }));
       expect(await cache.get('dddddddddddd')).toBeUndefined();
-      await expect(cache.store({ key: 'ffffffffffff', repository: 'r', commands: ['npm ci'], lockfiles: ['package-lock.json'], dirs: ['node_modules'], worktreePath: work, home: { path: runHome, dirs: ['../outside'] } })).rejects.toThrow(/not a directory inside the home/);
-    } finally {
-      rmSync(root, { recursive: true, force: true });
     }
+    await expect(store('cdcdcdcdcdcd', path.join(root, 'run-home'), ['../outside'])).rejects.toThrow(/not a directory inside the home/);
   });
 });
 
