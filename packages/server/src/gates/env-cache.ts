@@ -109,13 +109,18 @@ export interface MaterializeOptions {
  * before its first gate. Only `v1/`, the installed versions: corepack's own state files beside it
  * (`lastKnownGood.json`) are written again by corepack and stay the run's.
  *
- * Unlike `node_modules`, these are copied both ways, never hard-linked: the home stays writable by every
- * later gate of the run, and a gate owns its files (it may `chmod` them back), so a shared inode would let
- * one run rewrite the package manager the next runs execute. Every directory on the way, from the home
- * down, must be a directory of its own (no symlink): the home is what the setup — untrusted install
- * scripts — left, and is read outside the sandbox.
+ * Stored as a copy (sealed in the entry), so the run that stored it keeps no inode of the entry; restored
+ * like `node_modules`, hard-linked (or copied with `materialize: 'copy'`): ~1,100 files for a pnpm, which
+ * copied one by one took up to 0.9 s of a loaded machine, more than the download saved. A gate that makes
+ * a restored file writable again (it owns it) can change the entry through the link — the exposure every
+ * hard-linked `node_modules` file, executables included, already has (docs/gates.md). Every directory on
+ * the way, from the home down, must be a directory of its own (no symlink): the home is what the setup —
+ * untrusted install scripts — left, and is read and written outside the sandbox.
  */
 export const HOME_CACHE_DIRS: readonly string[] = ['.cache/node/corepack/v1'];
+
+/** The most a home directory may hold to be kept (by the files' sizes). */
+export const HOME_DIR_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Files larger than this are never searched for a path to relocate (compiled tools in `bin/`). */
 const RELOCATE_MAX_BYTES = 1024 * 1024;
@@ -301,6 +306,8 @@ interface TreeStats {
 interface CloneOptions {
   mode: MaterializeMode;
   stats: TreeStats;
+  /** Bounds the files placed at once across the whole tree (made by {@link cloneTree} when absent). */
+  limit?: Limit;
   /** Sees each source file once, before it is placed. */
   onFile?: (file: string) => Promise<void>;
   /** Source files (absolute paths) left out. */
@@ -315,29 +322,64 @@ interface CloneOptions {
  * different file system), symlinks recreated with the same target — except what `relocate` rewrites.
  */
 async function cloneTree(from: string, to: string, options: CloneOptions): Promise<void> {
+  const limit = options.limit ?? limiter(CLONE_CONCURRENCY);
   await mkdir(to, { recursive: true });
   const entries: Dirent[] = await readdir(from, { withFileTypes: true });
-  for (const entry of entries) {
-    const source = path.join(from, entry.name);
-    const target = path.join(to, entry.name);
-    const relative = options.relative === undefined ? entry.name : `${options.relative}/${entry.name}`;
-    if (options.skip?.has(source) === true) continue;
-    if (entry.isDirectory()) {
-      await cloneTree(source, target, { ...options, relative });
-    } else if (entry.isSymbolicLink()) {
-      const linkTarget = await readlink(source);
-      const moved = options.relocate !== undefined && isInsideOrSame(linkTarget, options.relocate.from) ? options.relocate.to + linkTarget.slice(options.relocate.from.length) : linkTarget;
-      await symlink(moved, target);
-    } else if (entry.isFile()) {
-      if (options.onFile !== undefined) await options.onFile(source);
-      const { size, mode } = await lstat(source);
-      options.stats.fileCount += 1;
-      options.stats.sizeBytes += size;
-      if (options.relocate !== undefined && size <= RELOCATE_MAX_BYTES && options.relocate.files(relative) && (await relocateFile(source, target, mode, options.relocate))) continue;
-      await placeFile(source, target, options.mode);
+  // Each file is a few system calls that wait on the disk: several at once (bounded for the whole tree)
+  // instead of one after another. A directory's own files are placed after the directory was made. Every
+  // entry settles before the first failure is thrown, so nothing is still writing when a caller cleans up.
+  const settled = await Promise.allSettled(
+    entries.map(async (entry) => {
+      const source = path.join(from, entry.name);
+      const target = path.join(to, entry.name);
+      const relative = options.relative === undefined ? entry.name : `${options.relative}/${entry.name}`;
+      if (options.skip?.has(source) === true) return;
+      if (entry.isDirectory()) {
+        await cloneTree(source, target, { ...options, relative, limit });
+      } else if (entry.isSymbolicLink()) {
+        await limit(async () => {
+          const linkTarget = await readlink(source);
+          const moved = options.relocate !== undefined && isInsideOrSame(linkTarget, options.relocate.from) ? options.relocate.to + linkTarget.slice(options.relocate.from.length) : linkTarget;
+          await symlink(moved, target);
+        });
+      } else if (entry.isFile()) {
+        await limit(async () => {
+          if (options.onFile !== undefined) await options.onFile(source);
+          const { size, mode } = await lstat(source);
+          options.stats.fileCount += 1;
+          options.stats.sizeBytes += size;
+          if (options.relocate !== undefined && size <= RELOCATE_MAX_BYTES && options.relocate.files(relative) && (await relocateFile(source, target, mode, options.relocate))) return;
+          await placeFile(source, target, options.mode);
+        });
+      }
+      // Sockets, FIFOs and devices have no place in an installed dependency tree: not kept.
+    }),
+  );
+  const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
+/** Files placed at once by one {@link cloneTree} (libuv runs four file-system calls at a time by default). */
+const CLONE_CONCURRENCY = 8;
+
+type Limit = (task: () => Promise<void>) => Promise<void>;
+
+/** Runs at most `max` of the tasks given to it at once, the others in the order they came. */
+function limiter(max: number): Limit {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    // A finished task hands its slot to the next waiting one, so no newcomer slips in between.
+    if (running >= max) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running += 1;
+    try {
+      await task();
+    } finally {
+      const next = waiting.shift();
+      if (next === undefined) running -= 1;
+      else next();
     }
-    // Sockets, FIFOs and devices have no place in an installed dependency tree: not kept.
-  }
+  };
 }
 
 /** Writes `source` to `target` with `from` replaced by `to` when it names `from`; false (nothing written) when it does not. */
@@ -373,7 +415,9 @@ async function placeFile(source: string, target: string, mode: MaterializeMode):
       if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw error;
     }
   }
-  await copyFile(source, target, fsConstants.COPYFILE_FICLONE);
+  // EXCL: targets are always new (their directory was just made), so an existing one — a link someone
+  // placed — fails the copy instead of being written through.
+  await copyFile(source, target, fsConstants.COPYFILE_FICLONE | fsConstants.COPYFILE_EXCL);
 }
 
 /** A home-relative directory as an entry keeps it: relative, normalised, never leaving the home. */
@@ -438,7 +482,13 @@ export class EnvCache {
   async materialize(meta: EnvCacheEntryMeta, worktreePath: string, options: MaterializeOptions = {}): Promise<void> {
     const files = path.join(this.entryDir(meta.key), 'files');
     for (const dir of meta.dirs) {
-      const target = path.join(worktreePath, dir);
+      // The agent shaped the workspace: a symlink on the way to `dir` (`pkg` → anywhere) would have the
+      // removal and the links below happen wherever it points, outside the workspace. Each directory on
+      // the way must be the workspace's own; a link or file in the way is replaced by one.
+      const parent = path.posix.dirname(dir);
+      const under = parent === '.' ? worktreePath : await ownDirectoryPath(worktreePath, parent, 'make');
+      if (under === undefined) throw new Error(`no directory ${parent} in ${worktreePath}`);
+      const target = path.join(under, path.posix.basename(dir));
       await rm(target, { recursive: true, force: true });
       await cloneTree(path.join(files, dir), target, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 }, relative: dir, ...(options.relocate === undefined ? {} : { relocate: options.relocate }) });
     }
@@ -446,8 +496,8 @@ export class EnvCache {
   }
 
   /**
-   * Puts the entry's {@link EnvCacheEntryMeta.homeDirs} into `home` (the run's gate sandbox home), as
-   * copies. A symlink or a file on the way down from `home` is removed (only the link, never what it
+   * Puts the entry's {@link EnvCacheEntryMeta.homeDirs} into `home` (the run's gate sandbox home), linked
+   * like `node_modules`. A symlink or a file on the way down from `home` is removed (only the link, never what it
    * names) and replaced by a directory, so nothing is written outside `home`. Returns the directories put.
    */
   async restoreHome(meta: EnvCacheEntryMeta, home: string): Promise<string[]> {
@@ -456,8 +506,17 @@ export class EnvCache {
       const relative = safeHomeDir(dir);
       const target = await ownDirectoryPath(home, relative, 'make');
       if (target === undefined) continue;
-      await rm(target, { recursive: true, force: true });
-      await cloneTree(path.join(this.entryDir(meta.key), 'home', relative), target, { mode: 'copy', stats: { sizeBytes: 0, fileCount: 0 } });
+      // Copied beside it and renamed into place: a restore that fails half-way leaves no partial copy,
+      // which corepack would take for an installed version (it looks for one marker file).
+      const staging = `${target}.restoring-${randomBytes(6).toString('hex')}`;
+      try {
+        await cloneTree(path.join(this.entryDir(meta.key), 'home', relative), staging, { mode: this.mode, stats: { sizeBytes: 0, fileCount: 0 } });
+        await rm(target, { recursive: true, force: true });
+        await rename(staging, target);
+      } catch (error) {
+        await rm(staging, { recursive: true, force: true });
+        throw error;
+      }
       restored.push(relative);
     }
     return restored;
@@ -497,7 +556,9 @@ export class EnvCache {
       if (input.home !== undefined) {
         for (const dir of input.home.dirs.map(safeHomeDir)) {
           const source = await ownDirectoryPath(input.home.path, dir, 'find');
-          if (source === undefined) continue;
+          // Corepack's versions are a few megabytes; a setup that filled the directory with more (sparse
+          // files count at their full size) does not get it copied into the cache.
+          if (source === undefined || (await treeBytes(source)) > HOME_DIR_MAX_BYTES) continue;
           const kept = path.join(staging, 'home', dir);
           await cloneTree(source, kept, { mode: 'copy', stats });
           await sealTree(kept);
@@ -642,6 +703,17 @@ async function ownDirectoryPath(root: string, relative: string, mode: 'find' | '
     await mkdir(at);
   }
   return at;
+}
+
+/** The sizes of the regular files below `dir` added up (symlinks not followed). */
+async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += await treeBytes(child);
+    else if (entry.isFile()) total += (await lstat(child)).size;
+  }
+  return total;
 }
 
 /** Removes every write bit of every file below `dir` (the entry's own copies). */

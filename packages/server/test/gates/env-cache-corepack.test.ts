@@ -8,7 +8,7 @@
  * `COREPACK_INTEGRITY_KEYS=0`: the registry this machine reaches serves no signatures (docs/performance.md).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,9 +104,10 @@ describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('the environment c
     expect(second.verified.report.gates.map((g) => [g.name, g.passed])).toEqual(expect.arrayContaining([['test', true], ['pnpm', true]]));
     expect(second.setup.cache).toMatchObject({ homeDirs: ['.cache/node/corepack/v1'] });
     const restored = path.join(second.gateHome, '.cache', 'node', 'corepack', 'v1', 'pnpm', PNPM, 'package.json');
-    // A copy of the entry's: this run's gates own their home and may change it, the entry stays as stored.
-    expect(statSync(restored).nlink).toBe(1);
+    // Linked to the entry's sealed copy, like node_modules; the entry's copy shares no inode with run 1's home.
+    expect(statSync(restored).ino).toBe(statSync(kept).ino);
     expect(statSync(kept).mode & 0o222).toBe(0);
+    expect(statSync(kept).ino).not.toBe(statSync(path.join(first.gateHome, '.cache', 'node', 'corepack', 'v1', 'pnpm', PNPM, 'package.json')).ino);
   }, 300_000);
 
   it('restores nothing into a home it does not own: no sandbox, or COREPACK_HOME naming another place', async () => {
@@ -123,5 +124,21 @@ describe.skipIf(!BWRAP_WORKS && process.env['CI'] !== 'true')('the environment c
     expect(fourth.setup.cache).toMatchObject({ status: 'hit', dirs: ['node_modules'] });
     expect(fourth.setup.cache).not.toHaveProperty('homeDirs');
     expect(existsSync(path.join(fourth.gateHome, '.cache', 'node', 'corepack'))).toBe(false);
+  }, 300_000);
+
+  it('goes on without the package manager when restoring it fails, and says so', async () => {
+    const entries = path.join(home, 'env-cache');
+    const [key] = readdirSync(entries).filter((name) => !name.startsWith('.'));
+    // The entry's copy of the home is gone (a disk error, a prune racing the restore).
+    rmSync(path.join(entries, key ?? '', 'home'), { recursive: true, force: true });
+    const fifth = await run('run-5', { mode: 'bwrap', network: true });
+    expect(fifth.setup.ok).toBe(true);
+    expect(fifth.setup.cache).toMatchObject({ status: 'hit', dirs: ['node_modules'] });
+    expect(fifth.setup.cache).not.toHaveProperty('homeDirs');
+    expect(fifth.setup.cache).toHaveProperty('homeError', expect.stringMatching(/~\/\.cache\/node\/corepack\/v1 not restored/));
+    expect(fifth.setup.results[0]?.message).toContain('not restored');
+    // No partial copy for corepack to take as installed; it downloaded pnpm itself and the gates passed.
+    expect(readdirSync(path.join(fifth.gateHome, '.cache', 'node', 'corepack')).filter((name) => name.includes('restoring'))).toEqual([]);
+    expect(fifth.verified.ok && fifth.verified.report.passed).toBe(true);
   }, 300_000);
 });

@@ -3,11 +3,11 @@
  * whose test uses a dependency (`is-odd`), setup `npm ci`.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EnvCache, HOME_CACHE_DIRS, cacheability } from '../../src/gates/env-cache.js';
+import { EnvCache, HOME_CACHE_DIRS, HOME_DIR_MAX_BYTES, cacheability } from '../../src/gates/env-cache.js';
 import { Verifier } from '../../src/gates/verifier.js';
 import type { SetupResult } from '../../src/gates/verifier.js';
 import { ManualClock, systemClock } from '../../src/util/clock.js';
@@ -210,14 +210,14 @@ describe('EnvCache home directories', () => {
   });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-  it('keeps copies of the home directories that exist and restores copies into the home it is given', async () => {
+  it('keeps copies of the home directories that exist and restores them into the home it is given', async () => {
     const runHome = homeWithPnpm('run-home');
     const { meta } = await store('dddddddddddd', runHome, [...HOME_CACHE_DIRS, '.cache/never-made']);
     // Only what exists is kept, and its size counts towards the bound.
     expect(meta.homeDirs).toEqual(['.cache/node/corepack/v1']);
     expect(meta.fileCount).toBe(2);
     expect((await cache.get('dddddddddddd'))?.homeDirs).toEqual(['.cache/node/corepack/v1']);
-    // Copied, not linked: a later gate of this run owns its home and could make the file writable again.
+    // Copied, not linked: a later gate of the storing run owns its home and could make the file writable again.
     const kept = path.join(root, 'cache', 'dddddddddddd', 'home', pnpm);
     expect(statSync(kept).nlink).toBe(1);
     expect(statSync(kept).mode & 0o222).toBe(0);
@@ -227,7 +227,8 @@ describe('EnvCache home directories', () => {
     mkdirSync(nextHome);
     expect(await cache.restoreHome(meta, nextHome)).toEqual(['.cache/node/corepack/v1']);
     expect(readFileSync(path.join(nextHome, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
-    expect(statSync(path.join(nextHome, pnpm)).nlink).toBe(1);
+    // Restored like node_modules: linked to the entry's sealed copy.
+    expect(statSync(path.join(nextHome, pnpm)).ino).toBe(statSync(kept).ino);
     expect(existsSync(path.join(nextHome, '.cache', 'node', 'corepack', 'lastKnownGood.json'))).toBe(false);
 
     // materialize puts back node_modules only; the home is restoreHome's.
@@ -277,6 +278,45 @@ describe('EnvCache home directories', () => {
     expect(readFileSync(path.join(home, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
     expect(readFileSync(path.join(elsewhere, 'node', 'corepack', 'v1', 'keep.txt'), 'utf8')).toBe('mine');
     expect(existsSync(path.join(elsewhere, 'node', 'corepack', 'v1', 'pnpm'))).toBe(false);
+  });
+
+  it('restores a file in the way as a directory, and keeps no home directory holding more than the bound', async () => {
+    const meta = await cache.get('dddddddddddd');
+    if (meta === undefined) throw new Error('entry missing');
+    const home = path.join(root, 'home-with-file');
+    mkdirSync(home);
+    writeFileSync(path.join(home, '.cache'), 'a file where a directory belongs');
+    expect(await cache.restoreHome(meta, home)).toEqual(['.cache/node/corepack/v1']);
+    expect(readFileSync(path.join(home, pnpm), 'utf8')).toBe('console.log("9.0.0");\n');
+    expect(readdirSync(path.join(home, '.cache', 'node', 'corepack'))).toEqual(['v1']);
+
+    // A sparse file counts at its full size: nothing is copied, node_modules is still kept.
+    const big = homeWithPnpm('big-home');
+    const filler = path.join(big, '.cache', 'node', 'corepack', 'v1', 'filler');
+    writeFileSync(filler, '');
+    truncateSync(filler, HOME_DIR_MAX_BYTES + 1);
+    const stored = await store('bcbcbcbcbcbc', big);
+    expect(stored.meta.homeDirs).toBeUndefined();
+    expect(stored.meta.dirs).toEqual(['node_modules']);
+  });
+
+  it('materialises node_modules inside the workspace even when a directory on the way is a symlink', async () => {
+    const nested = path.join(root, 'nested-work');
+    mkdirSync(path.join(nested, 'pkg', 'node_modules', 'dep'), { recursive: true });
+    writeFileSync(path.join(nested, 'pkg', 'node_modules', 'dep', 'index.js'), 'module.exports = "entry";\n');
+    const { meta } = await cache.store({ key: 'adadadadadad', repository: 'r', commands: ['npm ci'], lockfiles: ['package-lock.json'], dirs: ['pkg/node_modules'], worktreePath: nested });
+    // The next run's agent made `pkg` a link to a directory outside its workspace (say, another entry).
+    const victim = path.join(root, 'victim');
+    mkdirSync(path.join(victim, 'node_modules'), { recursive: true });
+    writeFileSync(path.join(victim, 'node_modules', 'keep.js'), 'not yours\n');
+    const workspace = path.join(root, 'next-work');
+    mkdirSync(workspace);
+    symlinkSync(victim, path.join(workspace, 'pkg'));
+    await cache.materialize(meta, workspace);
+    expect(readFileSync(path.join(victim, 'node_modules', 'keep.js'), 'utf8')).toBe('not yours\n');
+    expect(existsSync(path.join(victim, 'node_modules', 'dep'))).toBe(false);
+    expect(lstatSync(path.join(workspace, 'pkg')).isSymbolicLink()).toBe(false);
+    expect(readFileSync(path.join(workspace, 'pkg', 'node_modules', 'dep', 'index.js'), 'utf8')).toBe('module.exports = "entry";\n');
   });
 
   it('treats a meta.json naming anything but a directory strictly inside the home or workspace as no entry', async () => {
