@@ -497,8 +497,9 @@ export class EnvCache {
 
   /**
    * Puts the entry's {@link EnvCacheEntryMeta.homeDirs} into `home` (the run's gate sandbox home), linked
-   * like `node_modules`. A symlink or a file on the way down from `home` is removed (only the link, never what it
-   * names) and replaced by a directory, so nothing is written outside `home`. Returns the directories put.
+   * like `node_modules`. A symlink or a file on the way down from `home` is removed (only the link, never
+   * what it names) and replaced by a directory, so nothing is written outside `home`. Returns the
+   * directories put.
    */
   async restoreHome(meta: EnvCacheEntryMeta, home: string): Promise<string[]> {
     const restored: string[] = [];
@@ -506,7 +507,7 @@ export class EnvCache {
       const relative = safeHomeDir(dir);
       const target = await ownDirectoryPath(home, relative, 'make');
       if (target === undefined) continue;
-      // Copied beside it and renamed into place: a restore that fails half-way leaves no partial copy,
+      // Placed beside it and renamed into place: a restore that fails half-way leaves no partial tree,
       // which corepack would take for an installed version (it looks for one marker file).
       const staging = `${target}.restoring-${randomBytes(6).toString('hex')}`;
       try {
