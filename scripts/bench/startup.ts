@@ -9,6 +9,8 @@
  *
  *   pnpm build && pnpm bench:startup          (AGENTGATE_BENCH_RUNS=n rounds, default 10)
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI_BIN as BIN, median, ms, REPO_ROOT as ROOT, repetitions, requireBuiltCli, timed } from './measure.js';
 
@@ -24,11 +26,18 @@ const series: Array<{ name: string; args: string[] }> = [
   { name: 'agentgate --version (source, tsx)', args: ['--import', 'tsx', SOURCE, '--version'] },
 ];
 const times = series.map(() => [] as number[]);
+// The bin keeps its code cache in the AgentGate home: a scratch one, not the user's ~/.agentgate.
+const home = mkdtempSync(join(tmpdir(), 'agentgate-bench-startup-'));
+const options = { cwd: ROOT, env: { ...process.env, AGENTGATE_HOME: home } };
 
-// One unmeasured round: file system caches.
-for (const { args } of series) timed(node, args, { cwd: ROOT });
-for (let round = 0; round < rounds; round += 1) {
-  series.forEach(({ args }, i) => times[i]?.push(timed(node, args, { cwd: ROOT }).ms));
+try {
+  // One unmeasured round: file system caches, and the code cache written.
+  for (const { args } of series) timed(node, args, options);
+  for (let round = 0; round < rounds; round += 1) {
+    series.forEach(({ args }, i) => times[i]?.push(timed(node, args, options).ms));
+  }
+} finally {
+  rmSync(home, { recursive: true, force: true });
 }
 
 const bare = median(times[0] ?? []);
