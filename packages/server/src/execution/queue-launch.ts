@@ -27,7 +27,7 @@ export interface LaunchServices {
  * - `busy`: its exclusive key is held by an unfinished run — it stays queued for a later pass;
  * - `retry_later`: a passing refusal (store busy or unreachable, a lease still held) — it stays queued
  *   and the pass stops; the next event, poll or reconciliation tick tries again;
- * - `failed`: any other refusal (its spec is no longer admissible here): the work order was failed with
+ * - `failed`: every other refusal (its spec is no longer admissible here): the work order was failed with
  *   the reason, so it cannot block the queue.
  */
 export type LaunchResult =

@@ -327,7 +327,11 @@ function servedFormat(error: unknown): ObjectFormat | undefined {
 /** Whether a cache holds no object yet (nothing but `info/` and an empty `pack/`): made while its remote was empty. */
 async function holdsNoObjects(repoPath: string): Promise<boolean> {
   const objects = path.join(repoPath, 'objects');
-  const entries = await readdir(objects).catch(() => undefined);
+  // No objects directory (a damaged cache): not known to be empty, so nothing is made again in its place.
+  const entries = await readdir(objects).catch((error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  });
   if (entries === undefined) return false;
   if (entries.some((entry) => entry !== 'info' && entry !== 'pack')) return false;
   return !entries.includes('pack') || (await readdir(path.join(objects, 'pack'))).length === 0;

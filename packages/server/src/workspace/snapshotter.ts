@@ -344,15 +344,6 @@ export class Snapshotter {
   }
 }
 
-/**
- * Refuses nested repositories whose names are not valid UTF-8. Git's output is read as UTF-8, so such a name
- * comes back with U+FFFD in place of its bytes: a pathspec made from it names nothing, and `git add` would
- * record the repository as a gitlink of a commit that exists nowhere instead of leaving it out. A name that
- * holds U+FFFD and still exists under that name is a real one and is left out as usual (one that cannot be
- * looked at is not confirmed, and refused).
- *
- * @throws AG_ERR_PHASE_SNAPSHOT naming the repository as git showed it.
- */
 /** A failure of a snapshot, or of its patch and publication: the cancellation, or AG_ERR_PHASE_SNAPSHOT / AG_ERR_DISK_FULL. */
 function classifySnapshotError(request: SnapshotRequest, error: unknown): AgentGateError {
   // A canceled snapshot reports the cancellation, never a git failure.
@@ -363,6 +354,15 @@ function classifySnapshotError(request: SnapshotRequest, error: unknown): AgentG
   return new AgentGateError('AG_ERR_PHASE_SNAPSHOT', `Snapshot of iteration ${request.iteration} failed: ${message}`, { cause: error });
 }
 
+/**
+ * Refuses nested repositories whose names are not valid UTF-8. Git's output is read as UTF-8, so such a name
+ * comes back with U+FFFD in place of its bytes: a pathspec made from it names nothing, and `git add` would
+ * record the repository as a gitlink of a commit that exists nowhere instead of leaving it out. A name that
+ * holds U+FFFD and still exists under that name is a real one and is left out as usual (one that cannot be
+ * looked at is not confirmed, and refused).
+ *
+ * @throws AG_ERR_PHASE_SNAPSHOT naming the repository as git showed it.
+ */
 async function refuseUnnamableRepositories(workTree: string, nested: readonly string[]): Promise<void> {
   const unnamable = await unnamablePaths(workTree, nested);
   if (unnamable.length === 0) return;
